@@ -1,0 +1,32 @@
+# Shared build settings: one INTERFACE target carries warnings and sanitizers to every wsvisor
+# target, and one function adds a test binary.
+
+add_library(wsvisor_build_options INTERFACE)
+target_compile_options(wsvisor_build_options INTERFACE
+  -Wall -Wextra -Werror -Wnon-virtual-dtor -Woverloaded-virtual)
+target_compile_definitions(wsvisor_build_options INTERFACE ASIO_STANDALONE _WEBSOCKETPP_CPP11_STL_)
+target_include_directories(wsvisor_build_options INTERFACE ${PROJECT_SOURCE_DIR})
+
+if(WSVISOR_SANITIZE)
+  string(REPLACE "," ";" _sanitizers "${WSVISOR_SANITIZE}")
+  foreach(_s IN LISTS _sanitizers)
+    target_compile_options(wsvisor_build_options INTERFACE -fsanitize=${_s})
+    target_link_options(wsvisor_build_options INTERFACE -fsanitize=${_s})
+  endforeach()
+  target_compile_options(wsvisor_build_options INTERFACE -fno-omit-frame-pointer
+    -fno-sanitize-recover=all)
+endif()
+
+# wsvisor_add_test(NAME name SOURCES a.cc b.cc LIBS lib1 lib2 [LABELS l1])
+# Builds one gtest binary and registers each of its tests with ctest.
+function(wsvisor_add_test)
+  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  add_executable(${ARG_NAME} ${ARG_SOURCES})
+  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_LIBS} GTest::gmock_main wsvisor_build_options)
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 120)
+  endif()
+  gtest_discover_tests(${ARG_NAME}
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
+endfunction()

@@ -1,0 +1,141 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "supervisor/core/backoff_schedule.h"
+#include "supervisor/core/endpoint_spec.h"
+#include "supervisor/core/endpoint_status.h"
+#include "supervisor/core/jitter_source.h"
+#include "supervisor/core/reply_matcher.h"
+#include "supervisor/core/rtt_estimator.h"
+#include "supervisor/core/session_event.h"
+#include "supervisor/core/time.h"
+
+namespace wsvisor::core {
+
+// Close codes the session asks for.
+inline constexpr int kCloseNormal = 1000;
+inline constexpr int kCloseGoingAway = 1001;
+
+struct CloseRequest {
+  int code = kCloseNormal;
+  std::string reason;
+};
+
+struct HealthTransition {
+  Health from;
+  Health to;
+};
+
+// What the runtime must do after one event, in this order: close or abandon the current
+// connection, send the heartbeat, start a new connection, then publish the status and re-arm the
+// single timer at Session::nextDeadline().
+struct SessionActions {
+  // Close the open connection with a close frame. The session has already moved on: whatever the
+  // old connection reports afterwards must not reach it.
+  std::optional<CloseRequest> close;
+  // Drop the connection attempt in progress (connect timeout or stop while connecting).
+  bool abandon_connection = false;
+  bool send_ping = false;  // payload: pingPayload()
+  bool send_text = false;  // payload: the policy's TEXT payload
+  bool connect = false;    // begin a new connection attempt
+  // Health, phase, failure count or last failure changed: publish status().
+  bool status_changed = false;
+  // A heartbeat was answered: status().last_rtt and smoothed_rtt are new.
+  bool rtt_sampled = false;
+  std::optional<HealthTransition> transition;
+};
+
+// The pure supervision state machine of one endpoint: events and the current time in, actions
+// out. No clock, socket, thread or sleep in here; the runtime owns all of those.
+//
+// Phases: CONNECTING → OPEN → (failure) → BACKING_OFF → CONNECTING …; STOPPED is final.
+//
+// Heartbeat schedule (PING and TEXT), with interval I and timeout T:
+//   - the first heartbeat goes out the moment the connection opens, at t0;
+//   - heartbeat k+1 goes out at send(k) + I, but never while heartbeat k is outstanding: if k is
+//     still unanswered at that moment, k+1 goes out as soon as k is answered or times out;
+//   - heartbeat k fails if no answer arrives by send(k) + T; an answer after that is ignored.
+//   Example, I = T = 10 s, peer dies at 12 s: pings at 0, 10 (answered), 20; the ping of 20 s
+//   times out at 30 s → with unhealthy_threshold 1 the endpoint is UNHEALTHY at 30 s, i.e.
+//   within I + T of the last answer.
+// PASSIVE: every message is a successful heartbeat; T of silence is one failed heartbeat, and the
+// silence clock restarts after each failure.
+//
+// Health: `unhealthy_threshold` failed heartbeats in a row on one connection → UNHEALTHY, close
+// (code 1000) and redial after backoff. A lost or failed connection → UNHEALTHY at once.
+// `healthy_threshold` successful heartbeats in a row → HEALTHY. A connection that stays HEALTHY
+// for `reset_after` resets the backoff schedule; a bare TCP or WebSocket connect does not.
+//
+// Backoff: the next attempt starts at max(now, start of the failed attempt + delay), where the
+// delay comes from BackoffSchedule, as in gRPC's connection-backoff spec. The connect timeout
+// bounds each attempt from its start to the open connection.
+class Session {
+ public:
+  Session(const HeartbeatPolicy& heartbeat, const BackoffPolicy& backoff, Duration connect_timeout,
+          JitterSource& jitter);
+
+  SessionActions onEvent(const SessionEvent& event, MonoTime now);
+
+  // The earliest moment at which a TimerFired event has work to do; nullopt when stopped. Timers
+  // that fire early or late are harmless: onEvent(TimerFired) does what is due at `now` and no
+  // more.
+  std::optional<MonoTime> nextDeadline() const;
+
+  const EndpointStatus& status() const { return status_; }
+  const HeartbeatPolicy& heartbeatPolicy() const { return heartbeat_; }
+  // Payload of the ping last requested by `send_ping` (its sequence number in decimal).
+  const std::string& pingPayload() const { return ping_payload_; }
+
+ private:
+  void handle(const event::Start&, MonoTime now, SessionActions& out);
+  void handle(const event::Stop&, MonoTime now, SessionActions& out);
+  void handle(const event::Connected&, MonoTime now, SessionActions& out);
+  void handle(const event::ConnectFailed& e, MonoTime now, SessionActions& out);
+  void handle(const event::MessageReceived& e, MonoTime now, SessionActions& out);
+  void handle(const event::PongReceived& e, MonoTime now, SessionActions& out);
+  void handle(const event::Closed& e, MonoTime now, SessionActions& out);
+  void handle(const event::TimerFired&, MonoTime now, SessionActions& out);
+
+  void beginAttempt(MonoTime now, SessionActions& out);
+  void sendHeartbeat(MonoTime now, SessionActions& out);
+  void heartbeatSucceeded(MonoTime now, std::optional<Duration> rtt, SessionActions& out);
+  void heartbeatFailed(Failure failure, MonoTime now, SessionActions& out);
+  void connectionLost(Failure failure, MonoTime now, SessionActions& out);
+  void recordFailure(Failure failure, MonoTime now, SessionActions& out);
+  void setHealth(Health health, MonoTime now, SessionActions& out);
+  void enterBackoff(MonoTime now, SessionActions& out);
+  bool isHeartbeatSender() const { return heartbeat_.mode != HeartbeatMode::kPassive; }
+
+  HeartbeatPolicy heartbeat_;
+  Duration reset_after_;
+  Duration connect_timeout_;
+  BackoffSchedule backoff_;
+  JitterSource& jitter_;
+  ReplyMatcher reply_matcher_;
+  RttEstimator rtt_;
+  EndpointStatus status_;
+
+  bool started_ = false;
+  // CONNECTING
+  MonoTime attempt_started_{};
+  MonoTime connect_deadline_{};
+  // OPEN
+  uint32_t failures_on_connection_ = 0;
+  uint32_t consecutive_successes_ = 0;
+  std::optional<MonoTime> stable_deadline_;  // backoff resets here if still HEALTHY
+  MonoTime next_send_at_{};                  // PING/TEXT
+  bool outstanding_ = false;                 // PING/TEXT: a heartbeat awaits its answer
+  MonoTime outstanding_sent_at_{};
+  MonoTime reply_deadline_{};
+  uint64_t ping_sequence_ = 0;
+  std::string ping_payload_;
+  std::optional<std::string> mismatched_reply_;  // TEXT: last non-matching reply this round
+  MonoTime silence_deadline_{};                  // PASSIVE
+  // BACKING_OFF
+  MonoTime retry_at_{};
+};
+
+}  // namespace wsvisor::core

@@ -1,0 +1,36 @@
+#pragma once
+
+#include <string_view>
+#include <variant>
+
+#include "supervisor/core/endpoint_status.h"
+
+namespace wsvisor::core {
+
+// Everything that can happen to one supervised endpoint. The runtime builds these from
+// registry commands, websocketpp callbacks and its timer; payload views are valid only for the
+// duration of Session::onEvent().
+namespace event {
+struct Start {};                // registered: begin connecting
+struct Stop {};                 // unregistered: close and go quiet for good
+struct Connected {};            // the WebSocket opening handshake completed
+struct ConnectFailed {          // the attempt failed before the connection opened
+  Failure failure;
+};
+struct MessageReceived {        // a text or binary message from the upstream
+  std::string_view payload;
+};
+struct PongReceived {           // an RFC 6455 pong frame
+  std::string_view payload;
+};
+struct Closed {                 // the open connection ended
+  Failure failure;
+};
+struct TimerFired {};           // the deadline last returned by nextDeadline() may have passed
+}  // namespace event
+
+using SessionEvent =
+    std::variant<event::Start, event::Stop, event::Connected, event::ConnectFailed,
+                 event::MessageReceived, event::PongReceived, event::Closed, event::TimerFired>;
+
+}  // namespace wsvisor::core

@@ -1,0 +1,504 @@
+// Every timing rule of the Session state machine, on simulated time: the test owns `now_` and
+// moves it; nothing here sleeps or reads a clock.
+#include "supervisor/core/session.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+
+namespace wsvisor::core {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class ScriptedJitter : public JitterSource {
+ public:
+  double nextSigned() override { return value; }
+  double value = 0.0;
+};
+
+class SessionTest : public ::testing::Test {
+ protected:
+  SessionTest() {
+    spec_.id = "e1";
+    spec_.url = "ws://127.0.0.1:9000/";
+    spec_.heartbeat.interval = seconds(10);
+    spec_.backoff.jitter_enabled = false;
+  }
+
+  // Builds the session from spec_ (after the test has adjusted it) and starts it at now_.
+  SessionActions start() {
+    applyDefaults(spec_);
+    session_ = std::make_unique<Session>(spec_.heartbeat, spec_.backoff, spec_.connect_timeout,
+                                         jitter_);
+    return send(event::Start{});
+  }
+  SessionActions send(const SessionEvent& e) { return session_->onEvent(e, now_); }
+  SessionActions advanceTo(MonoTime t) {
+    now_ = t;
+    return send(event::TimerFired{});
+  }
+  // Moves to the session's next deadline and fires the timer there.
+  SessionActions fireNext() {
+    const auto deadline = session_->nextDeadline();
+    EXPECT_TRUE(deadline.has_value());
+    return advanceTo(*deadline);
+  }
+  SessionActions pong() { return send(event::PongReceived{session_->pingPayload()}); }
+  SessionActions openAndAnswerFirstPing(Duration rtt = milliseconds(5)) {
+    start();
+    send(event::Connected{});
+    now_ += rtt;
+    return pong();
+  }
+  const EndpointStatus& status() const { return session_->status(); }
+  MonoTime at(Duration d) const { return t0_ + d; }
+
+  const MonoTime t0_ = MonoTime{} + std::chrono::hours(100);
+  MonoTime now_ = t0_;
+  EndpointSpec spec_;
+  ScriptedJitter jitter_;
+  std::unique_ptr<Session> session_;
+};
+
+TEST_F(SessionTest, StartConnectsAtOnceAndArmsTheConnectTimeout) {
+  const SessionActions a = start();
+  EXPECT_TRUE(a.connect);
+  EXPECT_TRUE(a.status_changed);
+  EXPECT_EQ(status().phase, ConnectionPhase::kConnecting);
+  EXPECT_EQ(status().health, Health::kUnknown);
+  EXPECT_EQ(status().last_transition, t0_);
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(20)));
+}
+
+TEST_F(SessionTest, FirstPingGoesOutTheMomentTheConnectionOpens) {
+  start();
+  now_ = at(milliseconds(3));
+  const SessionActions a = send(event::Connected{});
+  EXPECT_TRUE(a.send_ping);
+  EXPECT_EQ(session_->pingPayload(), "1");
+  EXPECT_EQ(status().phase, ConnectionPhase::kOpen);
+  EXPECT_EQ(status().heartbeats_sent, 1u);
+  // Interval and timeout are both 10 s: the timeout of the ping and the next send coincide.
+  EXPECT_EQ(session_->nextDeadline(), at(milliseconds(3) + seconds(10)));
+}
+
+TEST_F(SessionTest, PongMarksHealthyAndMeasuresRoundTrip) {
+  const SessionActions a = openAndAnswerFirstPing(milliseconds(7));
+  ASSERT_TRUE(a.transition.has_value());
+  EXPECT_EQ(a.transition->from, Health::kUnknown);
+  EXPECT_EQ(a.transition->to, Health::kHealthy);
+  EXPECT_TRUE(a.rtt_sampled);
+  EXPECT_EQ(status().health, Health::kHealthy);
+  EXPECT_EQ(status().last_rtt, milliseconds(7));
+  EXPECT_EQ(status().smoothed_rtt, milliseconds(7));
+  EXPECT_EQ(status().last_transition, at(milliseconds(7)));
+}
+
+TEST_F(SessionTest, PingsFollowTheIntervalFromEachSend) {
+  openAndAnswerFirstPing();
+  // After the answer, the next deadline is the next send, one interval after the first send.
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(10)));
+  SessionActions a = advanceTo(at(seconds(10)));
+  EXPECT_TRUE(a.send_ping);
+  EXPECT_EQ(session_->pingPayload(), "2");
+  now_ = at(seconds(10) + milliseconds(1));
+  pong();
+  a = advanceTo(at(seconds(20)));
+  EXPECT_TRUE(a.send_ping);
+  EXPECT_EQ(status().heartbeats_sent, 3u);
+}
+
+TEST_F(SessionTest, EarlyTimerDoesNothingAndKeepsTheDeadline) {
+  openAndAnswerFirstPing();
+  const SessionActions a = advanceTo(at(seconds(9)));
+  EXPECT_FALSE(a.send_ping);
+  EXPECT_FALSE(a.status_changed);
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(10)));
+}
+
+TEST_F(SessionTest, MissingPongWithinTimeoutMarksUnhealthyClosesAndBacksOff) {
+  openAndAnswerFirstPing();
+  advanceTo(at(seconds(10)));  // ping 2, never answered
+  const SessionActions a = advanceTo(at(seconds(20)));
+  ASSERT_TRUE(a.transition.has_value());
+  EXPECT_EQ(a.transition->to, Health::kUnhealthy);
+  ASSERT_TRUE(a.close.has_value());
+  EXPECT_EQ(a.close->code, kCloseNormal);
+  EXPECT_FALSE(a.send_ping);
+  EXPECT_FALSE(a.connect);
+  EXPECT_EQ(status().phase, ConnectionPhase::kBackingOff);
+  ASSERT_TRUE(status().last_failure.has_value());
+  EXPECT_EQ(status().last_failure->reason, FailureReason::kPongTimeout);
+  EXPECT_EQ(status().last_failure->at, at(seconds(20)));
+  EXPECT_EQ(status().consecutive_failures, 1u);
+}
+
+TEST_F(SessionTest, DeadPeerIsDeclaredWithinIntervalPlusTimeoutOfItsLastAnswer) {
+  spec_.heartbeat.interval = milliseconds(200);
+  spec_.heartbeat.timeout = milliseconds(200);
+  openAndAnswerFirstPing(milliseconds(1));
+  const MonoTime last_answer = now_;
+  // The peer dies right after its last pong; fire every deadline until the session gives up.
+  for (int i = 0; i < 10 && status().health == Health::kHealthy; ++i) fireNext();
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+  EXPECT_LE(now_ - last_answer, milliseconds(400));
+}
+
+TEST_F(SessionTest, UnhealthyThresholdCountsConsecutiveFailuresOnTheConnection) {
+  spec_.heartbeat.unhealthy_threshold = 3;
+  openAndAnswerFirstPing();
+  advanceTo(at(seconds(10)));  // ping 2
+  SessionActions a = advanceTo(at(seconds(20)));  // ping 2 times out, ping 3 goes out at once
+  EXPECT_FALSE(a.transition.has_value());
+  EXPECT_FALSE(a.close.has_value());
+  EXPECT_TRUE(a.send_ping);
+  EXPECT_TRUE(a.status_changed);
+  EXPECT_EQ(status().health, Health::kHealthy);
+  EXPECT_EQ(status().consecutive_failures, 1u);
+  a = advanceTo(at(seconds(30)));
+  EXPECT_EQ(status().consecutive_failures, 2u);
+  EXPECT_EQ(status().health, Health::kHealthy);
+  a = advanceTo(at(seconds(40)));
+  EXPECT_EQ(status().consecutive_failures, 3u);
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+  EXPECT_TRUE(a.close.has_value());
+}
+
+TEST_F(SessionTest, AnAnswerResetsTheFailureStreak) {
+  spec_.heartbeat.unhealthy_threshold = 2;
+  openAndAnswerFirstPing();
+  advanceTo(at(seconds(10)));
+  advanceTo(at(seconds(20)));  // failure 1, ping 3 out
+  EXPECT_EQ(status().consecutive_failures, 1u);
+  now_ = at(seconds(20) + milliseconds(2));
+  const SessionActions a = pong();
+  EXPECT_TRUE(a.status_changed);
+  EXPECT_EQ(status().consecutive_failures, 0u);
+  advanceTo(at(seconds(30)));
+  advanceTo(at(seconds(40)));  // failure 1 again, not 2
+  EXPECT_EQ(status().health, Health::kHealthy);
+}
+
+TEST_F(SessionTest, HealthyThresholdNeedsConsecutiveAnswers) {
+  spec_.heartbeat.healthy_threshold = 2;
+  SessionActions a = openAndAnswerFirstPing();
+  EXPECT_FALSE(a.transition.has_value());
+  EXPECT_EQ(status().health, Health::kUnknown);
+  advanceTo(at(seconds(10)));
+  now_ = at(seconds(10) + milliseconds(5));
+  a = pong();
+  ASSERT_TRUE(a.transition.has_value());
+  EXPECT_EQ(a.transition->to, Health::kHealthy);
+}
+
+TEST_F(SessionTest, PongWithAnotherPayloadIsIgnored) {
+  start();
+  send(event::Connected{});
+  now_ = at(milliseconds(5));
+  const SessionActions a = send(event::PongReceived{"unsolicited"});
+  EXPECT_FALSE(a.transition.has_value());
+  EXPECT_EQ(status().health, Health::kUnknown);
+}
+
+TEST_F(SessionTest, LatePongOfATimedOutPingDoesNotCount) {
+  spec_.heartbeat.unhealthy_threshold = 2;
+  openAndAnswerFirstPing();
+  advanceTo(at(seconds(10)));
+  const std::string late_payload = session_->pingPayload();
+  advanceTo(at(seconds(20)));  // ping 2 failed, ping 3 outstanding
+  now_ = at(seconds(21));
+  send(event::PongReceived{late_payload});
+  EXPECT_EQ(status().consecutive_failures, 1u);
+}
+
+TEST_F(SessionTest, WithTimeoutLongerThanIntervalTheNextPingWaitsForTheOutstandingOne) {
+  spec_.heartbeat.interval = seconds(1);
+  spec_.heartbeat.timeout = seconds(3);
+  start();
+  send(event::Connected{});  // ping 1 at 0
+  // At 1 s the next ping is due, but ping 1 is outstanding: the deadline is its timeout.
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(3)));
+  now_ = at(milliseconds(2500));
+  const SessionActions a = pong();  // answered late but in time: ping 2 goes out now
+  EXPECT_TRUE(a.send_ping);
+  EXPECT_EQ(session_->pingPayload(), "2");
+  EXPECT_EQ(session_->nextDeadline(), at(milliseconds(2500) + seconds(3)));
+}
+
+TEST_F(SessionTest, ConnectTimeoutAbandonsTheAttempt) {
+  spec_.connect_timeout = seconds(2);
+  start();
+  const SessionActions a = advanceTo(at(seconds(2)));
+  EXPECT_TRUE(a.abandon_connection);
+  EXPECT_FALSE(a.close.has_value());
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+  ASSERT_TRUE(status().last_failure.has_value());
+  EXPECT_EQ(status().last_failure->reason, FailureReason::kConnectTimeout);
+  EXPECT_EQ(status().phase, ConnectionPhase::kBackingOff);
+}
+
+TEST_F(SessionTest, ConnectFailureIsUnhealthyAtOnceWithItsReason) {
+  start();
+  now_ = at(milliseconds(1));
+  const SessionActions a = send(event::ConnectFailed{
+      Failure::make(FailureReason::kHandshakeRejected, "HTTP 403 Forbidden", 403)});
+  ASSERT_TRUE(a.transition.has_value());
+  EXPECT_EQ(a.transition->from, Health::kUnknown);
+  EXPECT_EQ(a.transition->to, Health::kUnhealthy);
+  EXPECT_EQ(status().last_failure->reason, FailureReason::kHandshakeRejected);
+  EXPECT_EQ(status().last_failure->http_status, 403);
+  EXPECT_EQ(status().consecutive_failures, 1u);
+}
+
+TEST_F(SessionTest, BackoffGrowsByTheMultiplierFromEachAttemptStartUpToTheCap) {
+  spec_.backoff.max = seconds(5);
+  start();
+  // Attempt k fails 100 ms after it starts; the retry is due `delay` after the attempt started.
+  const Duration expected_delays[] = {milliseconds(1000), milliseconds(1600), milliseconds(2560),
+                                      milliseconds(4096), milliseconds(5000), milliseconds(5000)};
+  MonoTime attempt_start = t0_;
+  for (Duration delay : expected_delays) {
+    now_ = attempt_start + milliseconds(100);
+    send(event::ConnectFailed{Failure::make(FailureReason::kConnectionRefused, "refused")});
+    EXPECT_EQ(status().phase, ConnectionPhase::kBackingOff);
+    ASSERT_TRUE(status().next_attempt.has_value());
+    EXPECT_EQ(*status().next_attempt, attempt_start + delay);
+    EXPECT_EQ(session_->nextDeadline(), attempt_start + delay);
+    const SessionActions a = fireNext();
+    EXPECT_TRUE(a.connect);
+    attempt_start = now_;
+  }
+  EXPECT_EQ(status().reconnect_attempts, 6u);
+  EXPECT_EQ(status().consecutive_failures, 6u);
+}
+
+TEST_F(SessionTest, AttemptThatOutlastsItsBackoffIsRetriedAtOnce) {
+  spec_.connect_timeout = seconds(5);
+  start();
+  const SessionActions a = advanceTo(at(seconds(5)));  // connect timeout, delay 1 s long past
+  EXPECT_TRUE(a.abandon_connection);
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(5)));
+  EXPECT_TRUE(fireNext().connect);
+}
+
+TEST_F(SessionTest, JitterMovesTheDelayWithinPlusMinusTheJitterFraction) {
+  spec_.backoff.jitter_enabled = true;  // default jitter 0.2
+  jitter_.value = 1.0;
+  start();
+  send(event::ConnectFailed{Failure::make(FailureReason::kConnectionRefused, "")});
+  EXPECT_EQ(session_->nextDeadline(), at(milliseconds(1200)));
+  fireNext();
+  const MonoTime second_start = now_;
+  jitter_.value = -1.0;
+  send(event::ConnectFailed{Failure::make(FailureReason::kConnectionRefused, "")});
+  EXPECT_EQ(session_->nextDeadline(), second_start + milliseconds(1280));  // 1.6 s - 20 %
+}
+
+TEST_F(SessionTest, BackoffResetsOnlyAfterStayingHealthyForResetAfter) {
+  spec_.heartbeat.interval = seconds(1);
+  spec_.backoff.reset_after = seconds(5);
+  start();
+  // Three refused attempts: the schedule is at its fourth step.
+  for (int i = 0; i < 3; ++i) {
+    send(event::ConnectFailed{Failure::make(FailureReason::kConnectionRefused, "")});
+    fireNext();
+  }
+  EXPECT_EQ(status().reconnect_attempts, 3u);
+  // A bare connect that closes before any heartbeat is answered does not reset it.
+  send(event::Connected{});
+  send(event::Closed{Failure::make(FailureReason::kClosedByPeer, "", 0, 1006)});
+  EXPECT_EQ(status().reconnect_attempts, 4u);
+  fireNext();
+  // Now a connection that becomes HEALTHY and stays so for 5 s.
+  send(event::Connected{});
+  now_ += milliseconds(1);
+  pong();
+  const MonoTime healthy_at = now_;
+  while (now_ < healthy_at + seconds(5)) {
+    fireNext();
+    if (session_->nextDeadline() && now_ < healthy_at + seconds(5)) pong();
+  }
+  EXPECT_EQ(status().reconnect_attempts, 0u);
+  // The next failure starts the schedule again from `initial`.
+  const MonoTime lost_at = now_;
+  send(event::Closed{Failure::make(FailureReason::kClosedByPeer, "bye", 0, 1000)});
+  ASSERT_TRUE(status().next_attempt.has_value());
+  EXPECT_LE(*status().next_attempt, lost_at + seconds(1));
+  EXPECT_EQ(status().reconnect_attempts, 1u);
+}
+
+TEST_F(SessionTest, ClosedByPeerIsUnhealthyWithItsCloseCode) {
+  openAndAnswerFirstPing();
+  now_ = at(seconds(3));
+  const SessionActions a =
+      send(event::Closed{Failure::make(FailureReason::kClosedByPeer, "going away", 0, 1001)});
+  ASSERT_TRUE(a.transition.has_value());
+  EXPECT_EQ(a.transition->from, Health::kHealthy);
+  EXPECT_FALSE(a.close.has_value());  // nothing left to close
+  EXPECT_EQ(status().last_failure->close_code, 1001);
+  EXPECT_EQ(status().phase, ConnectionPhase::kBackingOff);
+}
+
+TEST_F(SessionTest, ReconnectAfterUnhealthyNeedsFreshAnswersToBeHealthyAgain) {
+  openAndAnswerFirstPing();
+  advanceTo(at(seconds(10)));
+  advanceTo(at(seconds(20)));  // unhealthy, backing off
+  ASSERT_EQ(status().health, Health::kUnhealthy);
+  EXPECT_TRUE(fireNext().connect);
+  SessionActions a = send(event::Connected{});
+  EXPECT_TRUE(a.send_ping);
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+  now_ += milliseconds(4);
+  a = pong();
+  ASSERT_TRUE(a.transition.has_value());
+  EXPECT_EQ(a.transition->to, Health::kHealthy);
+}
+
+TEST_F(SessionTest, PassiveModeCountsEveryMessageAndFailsAfterSilence) {
+  spec_.heartbeat.mode = HeartbeatMode::kPassive;
+  spec_.heartbeat.interval = seconds(5);  // default timeout: 2 x interval = 10 s of silence
+  start();
+  SessionActions a = send(event::Connected{});
+  EXPECT_FALSE(a.send_ping);
+  EXPECT_FALSE(a.send_text);
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(10)));
+  now_ = at(seconds(4));
+  a = send(event::MessageReceived{"tick"});
+  ASSERT_TRUE(a.transition.has_value());
+  EXPECT_EQ(a.transition->to, Health::kHealthy);
+  EXPECT_FALSE(a.rtt_sampled);  // no round trip in passive mode
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(14)));
+  a = advanceTo(at(seconds(14)));
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+  EXPECT_EQ(status().last_failure->reason, FailureReason::kSilence);
+  EXPECT_TRUE(a.close.has_value());
+}
+
+TEST_F(SessionTest, PassiveSilenceWindowRestartsBelowTheThreshold) {
+  spec_.heartbeat.mode = HeartbeatMode::kPassive;
+  spec_.heartbeat.interval = seconds(1);
+  spec_.heartbeat.unhealthy_threshold = 2;
+  start();
+  send(event::Connected{});
+  advanceTo(at(seconds(2)));
+  EXPECT_EQ(status().consecutive_failures, 1u);
+  EXPECT_EQ(status().phase, ConnectionPhase::kOpen);
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(4)));
+  advanceTo(at(seconds(4)));
+  EXPECT_EQ(status().phase, ConnectionPhase::kBackingOff);
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+}
+
+TEST_F(SessionTest, TextModeCountsOnlyAMatchingReply) {
+  spec_.heartbeat.mode = HeartbeatMode::kText;
+  spec_.heartbeat.payload = "ping";
+  spec_.heartbeat.expect = R"(\{"pong":\d+\})";
+  start();
+  SessionActions a = send(event::Connected{});
+  EXPECT_TRUE(a.send_text);
+  EXPECT_FALSE(a.send_ping);
+  now_ = at(milliseconds(2));
+  a = send(event::MessageReceived{"some application data"});
+  EXPECT_EQ(status().health, Health::kUnknown);
+  now_ = at(milliseconds(3));
+  a = send(event::MessageReceived{R"({"pong":42})"});
+  EXPECT_EQ(status().health, Health::kHealthy);
+  EXPECT_EQ(status().last_rtt, milliseconds(3));
+}
+
+TEST_F(SessionTest, TextModeWithOnlyMismatchingRepliesFailsAsReplyMismatch) {
+  spec_.heartbeat.mode = HeartbeatMode::kText;  // default payload "heartbeat", reply must equal it
+  start();
+  send(event::Connected{});
+  now_ = at(milliseconds(1));
+  send(event::MessageReceived{"HEARTBEAT"});
+  advanceTo(at(seconds(10)));
+  ASSERT_TRUE(status().last_failure.has_value());
+  EXPECT_EQ(status().last_failure->reason, FailureReason::kReplyMismatch);
+  EXPECT_NE(status().last_failure->detail.find("HEARTBEAT"), std::string::npos);
+}
+
+TEST_F(SessionTest, TextModeWithNoReplyFailsAsPongTimeout) {
+  spec_.heartbeat.mode = HeartbeatMode::kText;
+  start();
+  send(event::Connected{});
+  advanceTo(at(seconds(10)));
+  EXPECT_EQ(status().last_failure->reason, FailureReason::kPongTimeout);
+}
+
+TEST_F(SessionTest, PingModeIgnoresApplicationMessages) {
+  start();
+  send(event::Connected{});
+  now_ = at(milliseconds(1));
+  send(event::MessageReceived{"1"});
+  EXPECT_EQ(status().health, Health::kUnknown);
+}
+
+TEST_F(SessionTest, SmoothedRttFollowsTcpSrtt) {
+  openAndAnswerFirstPing(milliseconds(80));
+  advanceTo(at(seconds(10)));
+  now_ += milliseconds(16);
+  pong();
+  EXPECT_EQ(status().last_rtt, milliseconds(16));
+  EXPECT_EQ(status().smoothed_rtt, milliseconds(72));  // (7 x 80 + 16) / 8
+}
+
+TEST_F(SessionTest, StopWhileOpenClosesNormallyAndGoesQuiet) {
+  openAndAnswerFirstPing();
+  const SessionActions a = send(event::Stop{});
+  ASSERT_TRUE(a.close.has_value());
+  EXPECT_EQ(a.close->code, kCloseNormal);
+  EXPECT_EQ(status().phase, ConnectionPhase::kStopped);
+  EXPECT_FALSE(session_->nextDeadline().has_value());
+  // Whatever the old connection reports afterwards changes nothing.
+  const SessionActions late =
+      send(event::Closed{Failure::make(FailureReason::kClosedByPeer, "", 0, 1000)});
+  EXPECT_FALSE(late.status_changed);
+  EXPECT_EQ(status().health, Health::kHealthy);
+}
+
+TEST_F(SessionTest, StopWhileConnectingAbandonsTheAttempt) {
+  start();
+  const SessionActions a = send(event::Stop{});
+  EXPECT_TRUE(a.abandon_connection);
+  EXPECT_FALSE(a.close.has_value());
+  EXPECT_FALSE(session_->nextDeadline().has_value());
+  EXPECT_FALSE(send(event::Connected{}).send_ping);
+}
+
+TEST_F(SessionTest, StopWhileBackingOffCancelsTheRetry) {
+  start();
+  send(event::ConnectFailed{Failure::make(FailureReason::kDns, "host not found")});
+  const SessionActions a = send(event::Stop{});
+  EXPECT_FALSE(a.close.has_value());
+  EXPECT_FALSE(a.abandon_connection);
+  EXPECT_FALSE(session_->nextDeadline().has_value());
+  EXPECT_FALSE(status().next_attempt.has_value());
+  EXPECT_FALSE(advanceTo(at(seconds(60))).connect);
+}
+
+TEST_F(SessionTest, EventsForThePhaseThatIsOverAreIgnored) {
+  start();
+  send(event::ConnectFailed{Failure::make(FailureReason::kConnectionRefused, "")});
+  // A stray open or pong from an abandoned attempt while backing off.
+  EXPECT_FALSE(send(event::Connected{}).status_changed);
+  EXPECT_FALSE(send(event::PongReceived{"1"}).status_changed);
+  EXPECT_EQ(status().phase, ConnectionPhase::kBackingOff);
+}
+
+TEST_F(SessionTest, PeerControlledDetailIsBoundedAndPrintable) {
+  start();
+  std::string detail(10000, 'x');
+  detail[0] = '\n';
+  detail[1] = static_cast<char>(0xff);
+  send(event::ConnectFailed{Failure::make(FailureReason::kNetworkError, detail)});
+  const std::string& kept = status().last_failure->detail;
+  EXPECT_LE(kept.size(), kMaxFailureDetailBytes);
+  EXPECT_EQ(kept.substr(0, 8), "\\x0a\\xff");
+}
+
+}  // namespace
+}  // namespace wsvisor::core
