@@ -27,16 +27,18 @@ std::optional<LabelSelector> LabelSelector::parse(std::string_view text, std::st
       return std::nullopt;
     }
     Requirement req;
-    size_t op = part.find("!=");
-    size_t op_len = 2;
-    if (op == std::string_view::npos) {
-      op = part.find('=');
-      op_len = 1;
-      if (op != std::string_view::npos && op + 1 < part.size() && part[op + 1] == '=') {
+    // The operator is the first '=' (with a '!' before it, or a second '=' after it): the key
+    // ends there, and the value may contain '=' and '!=' ("expr=a!=b" is expr equal to "a!=b").
+    size_t op = part.find('=');
+    size_t op_len = 1;
+    if (op != std::string_view::npos) {
+      if (op > 0 && part[op - 1] == '!') {
+        --op;
+        op_len = 2;
+        req.equal = false;
+      } else if (op + 1 < part.size() && part[op + 1] == '=') {
         op_len = 2;  // accept `==` as Kubernetes does
       }
-    } else {
-      req.equal = false;
     }
     if (op == std::string_view::npos) {
       error = "requirement '" + std::string(part) + "' must be key=value or key!=value";

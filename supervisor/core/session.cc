@@ -63,10 +63,11 @@ void Session::handle(const event::Start&, MonoTime now, SessionActions& out) {
   beginAttempt(now, out);
 }
 
-void Session::handle(const event::Stop&, MonoTime, SessionActions& out) {
+void Session::handle(const event::Stop& e, MonoTime, SessionActions& out) {
   if (status_.phase == ConnectionPhase::kStopped) return;
   if (status_.phase == ConnectionPhase::kOpen) {
-    out.close = CloseRequest{kCloseNormal, "endpoint unregistered"};
+    out.close = e.shutting_down ? CloseRequest{kCloseGoingAway, "wsvisor shutting down"}
+                                : CloseRequest{kCloseNormal, "endpoint unregistered"};
   } else if (status_.phase == ConnectionPhase::kConnecting) {
     out.abandon_connection = true;
   }

@@ -12,7 +12,9 @@ namespace wsvisor::core {
 // duration of Session::onEvent().
 namespace event {
 struct Start {};                // registered: begin connecting
-struct Stop {};                 // unregistered: close and go quiet for good
+struct Stop {                   // unregistered or shutting down: close and go quiet for good
+  bool shutting_down = false;   // close with 1001 (going away) instead of 1000
+};
 struct Connected {};            // the WebSocket opening handshake completed
 struct ConnectFailed {          // the attempt failed before the connection opened
   Failure failure;

@@ -1,0 +1,499 @@
+#include "service/ctl/command_line.h"
+
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <utility>
+
+#include "service/ctl/duration_text.h"
+
+namespace wsvisor::ctl {
+
+namespace {
+
+using Kind = CtlCommand::Kind;
+
+// One flag that a command accepts. `apply` gets the flag's value; for a switch (no value) it
+// gets "true" or "false".
+struct Flag {
+  std::string_view name;
+  bool takes_value = true;
+  std::function<bool(std::string_view value, std::string& error)> apply;
+};
+
+std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+
+std::string lowerCase(std::string_view text) {
+  std::string lower(text);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower;
+}
+
+bool setDuration(std::string_view flag, std::string_view value,
+                 google::protobuf::Duration* target, std::string& error) {
+  std::string parse_error;
+  const std::optional<std::chrono::nanoseconds> duration = parseDuration(value, parse_error);
+  if (!duration) {
+    error = std::string(flag) + ": " + parse_error;
+    return false;
+  }
+  *target = toProtoDuration(*duration);
+  return true;
+}
+
+template <typename Unsigned>
+bool setUnsigned(std::string_view flag, std::string_view value, Unsigned& target,
+                 std::string& error) {
+  Unsigned parsed = 0;
+  const auto [end, code] = std::from_chars(value.data(), value.data() + value.size(), parsed);
+  if (code == std::errc::result_out_of_range) {
+    error = std::string(flag) + ": " + std::string(value) + " is too large (at most " +
+            std::to_string(std::numeric_limits<Unsigned>::max()) + ")";
+    return false;
+  }
+  if (value.empty() || code != std::errc() || end != value.data() + value.size()) {
+    error = std::string(flag) + ": want a whole number, got " + quoted(value);
+    return false;
+  }
+  target = parsed;
+  return true;
+}
+
+bool setDouble(std::string_view flag, std::string_view value, double& target,
+               std::string& error) {
+  double parsed = 0;
+  const auto [end, code] = std::from_chars(value.data(), value.data() + value.size(), parsed);
+  if (value.empty() || code != std::errc() || end != value.data() + value.size() ||
+      !std::isfinite(parsed)) {
+    error = std::string(flag) + ": want a number, got " + quoted(value);
+    return false;
+  }
+  target = parsed;
+  return true;
+}
+
+// Splits "key=value" at the first '='. The value may be empty and may contain '='.
+bool splitKeyValue(std::string_view flag, std::string_view text, std::string& key,
+                   std::string& value, std::string& error) {
+  const size_t equals = text.find('=');
+  if (equals == std::string_view::npos || equals == 0) {
+    error = std::string(flag) + ": want key=value, got " + quoted(text);
+    return false;
+  }
+  key = std::string(text.substr(0, equals));
+  value = std::string(text.substr(equals + 1));
+  return true;
+}
+
+bool setMode(std::string_view value, v1::HeartbeatPolicy& heartbeat, std::string& error) {
+  const std::string mode = lowerCase(value);
+  if (mode == "ping") {
+    heartbeat.set_mode(v1::HEARTBEAT_MODE_PING);
+  } else if (mode == "text") {
+    heartbeat.set_mode(v1::HEARTBEAT_MODE_TEXT);
+  } else if (mode == "passive") {
+    heartbeat.set_mode(v1::HEARTBEAT_MODE_PASSIVE);
+  } else {
+    error = "--mode: unknown heartbeat mode " + quoted(value) + " (want ping, text or passive)";
+    return false;
+  }
+  return true;
+}
+
+std::vector<Flag> registerFlags(v1::EndpointSpec& spec) {
+  // Sub-messages are created only when one of their flags is given: an unset message means
+  // "all defaults", and `tls` must stay unset for ws:// URLs.
+  return {
+      {"--mode", true,
+       [&spec](std::string_view v, std::string& e) {
+         return setMode(v, *spec.mutable_heartbeat(), e);
+       }},
+      {"--interval", true,
+       [&spec](std::string_view v, std::string& e) {
+         return setDuration("--interval", v, spec.mutable_heartbeat()->mutable_interval(), e);
+       }},
+      {"--timeout", true,
+       [&spec](std::string_view v, std::string& e) {
+         return setDuration("--timeout", v, spec.mutable_heartbeat()->mutable_timeout(), e);
+       }},
+      {"--unhealthy-threshold", true,
+       [&spec](std::string_view v, std::string& e) {
+         uint32_t n = 0;
+         if (!setUnsigned("--unhealthy-threshold", v, n, e)) return false;
+         spec.mutable_heartbeat()->set_unhealthy_threshold(n);
+         return true;
+       }},
+      {"--healthy-threshold", true,
+       [&spec](std::string_view v, std::string& e) {
+         uint32_t n = 0;
+         if (!setUnsigned("--healthy-threshold", v, n, e)) return false;
+         spec.mutable_heartbeat()->set_healthy_threshold(n);
+         return true;
+       }},
+      {"--payload", true,
+       [&spec](std::string_view v, std::string&) {
+         spec.mutable_heartbeat()->set_payload(std::string(v));
+         return true;
+       }},
+      {"--expect", true,
+       [&spec](std::string_view v, std::string&) {
+         spec.mutable_heartbeat()->set_expect(std::string(v));
+         return true;
+       }},
+      {"--label", true,
+       [&spec](std::string_view v, std::string& e) {
+         std::string key, value;
+         if (!splitKeyValue("--label", v, key, value, e)) return false;
+         if (!spec.mutable_labels()->insert({key, value}).second) {
+           e = "--label: key " + quoted(key) + " given twice";
+           return false;
+         }
+         return true;
+       }},
+      {"--header", true,
+       [&spec](std::string_view v, std::string& e) {
+         std::string name, value;
+         if (!splitKeyValue("--header", v, name, value, e)) return false;
+         v1::Header* header = spec.add_headers();
+         header->set_name(std::move(name));
+         header->set_value(std::move(value));
+         return true;
+       }},
+      {"--subprotocol", true,
+       [&spec](std::string_view v, std::string&) {
+         spec.add_subprotocols(std::string(v));
+         return true;
+       }},
+      {"--connect-timeout", true,
+       [&spec](std::string_view v, std::string& e) {
+         return setDuration("--connect-timeout", v, spec.mutable_connect_timeout(), e);
+       }},
+      {"--ca-file", true,
+       [&spec](std::string_view v, std::string&) {
+         spec.mutable_tls()->set_ca_file(std::string(v));
+         return true;
+       }},
+      {"--server-name", true,
+       [&spec](std::string_view v, std::string&) {
+         spec.mutable_tls()->set_server_name(std::string(v));
+         return true;
+       }},
+      {"--insecure-skip-verify", false,
+       [&spec](std::string_view v, std::string&) {
+         spec.mutable_tls()->set_insecure_skip_verify(v == "true");
+         return true;
+       }},
+      {"--client-cert", true,
+       [&spec](std::string_view v, std::string&) {
+         spec.mutable_tls()->set_client_cert_file(std::string(v));
+         return true;
+       }},
+      {"--client-key", true,
+       [&spec](std::string_view v, std::string&) {
+         spec.mutable_tls()->set_client_key_file(std::string(v));
+         return true;
+       }},
+      {"--max-message-bytes", true,
+       [&spec](std::string_view v, std::string& e) {
+         uint64_t n = 0;
+         if (!setUnsigned("--max-message-bytes", v, n, e)) return false;
+         spec.set_max_message_bytes(n);
+         return true;
+       }},
+      {"--backoff-initial", true,
+       [&spec](std::string_view v, std::string& e) {
+         return setDuration("--backoff-initial", v, spec.mutable_backoff()->mutable_initial(), e);
+       }},
+      {"--backoff-multiplier", true,
+       [&spec](std::string_view v, std::string& e) {
+         double x = 0;
+         if (!setDouble("--backoff-multiplier", v, x, e)) return false;
+         spec.mutable_backoff()->set_multiplier(x);
+         return true;
+       }},
+      {"--backoff-jitter", true,
+       [&spec](std::string_view v, std::string& e) {
+         double x = 0;
+         if (!setDouble("--backoff-jitter", v, x, e)) return false;
+         spec.mutable_backoff()->set_jitter(x);
+         return true;
+       }},
+      {"--backoff-max", true,
+       [&spec](std::string_view v, std::string& e) {
+         return setDuration("--backoff-max", v, spec.mutable_backoff()->mutable_max(), e);
+       }},
+      {"--backoff-reset-after", true,
+       [&spec](std::string_view v, std::string& e) {
+         return setDuration("--backoff-reset-after", v,
+                            spec.mutable_backoff()->mutable_reset_after(), e);
+       }},
+      {"--no-jitter", false,
+       [&spec](std::string_view v, std::string&) {
+         spec.mutable_backoff()->set_no_jitter(v == "true");
+         return true;
+       }},
+  };
+}
+
+std::vector<Flag> selectorFlags(std::string* selector) {
+  auto set = [selector](std::string_view v, std::string&) {
+    *selector = std::string(v);
+    return true;
+  };
+  return {{"--selector", true, set}, {"-l", true, set}};
+}
+
+std::optional<Kind> commandKind(std::string_view name) {
+  if (name == "help") return Kind::kHelp;
+  if (name == "register") return Kind::kRegister;
+  if (name == "unregister") return Kind::kUnregister;
+  if (name == "get") return Kind::kGet;
+  if (name == "list") return Kind::kList;
+  if (name == "watch") return Kind::kWatch;
+  return std::nullopt;
+}
+
+const Flag* findFlag(const std::vector<Flag>& flags, std::string_view name) {
+  for (const Flag& flag : flags) {
+    if (flag.name == name) return &flag;
+  }
+  return nullptr;
+}
+
+// True when help was asked for anywhere before `--`: it wins over every other mistake.
+bool wantsHelp(const std::vector<std::string>& args) {
+  for (const std::string& arg : args) {
+    if (arg == "--") return false;
+    if (arg == "-h" || arg == "--help") return true;
+  }
+  return false;
+}
+
+// Checks the positional arguments of `command_name` and moves them into the request.
+bool takePositionals(std::string_view command_name, const std::vector<std::string>& positionals,
+                     CtlCommand& command, std::string& error) {
+  auto wantExactly = [&](size_t count, std::string_view what) {
+    if (positionals.size() == count) return true;
+    error = std::string(command_name) + (positionals.size() < count ? ": missing " : ": takes ") +
+            std::string(what);
+    if (positionals.size() > count) {
+      error += ", got unexpected argument " + quoted(positionals[count]);
+    }
+    return false;
+  };
+  switch (command.kind) {
+    case Kind::kRegister:
+      if (!wantExactly(2, "ID and URL")) return false;
+      command.register_request.mutable_spec()->set_id(positionals[0]);
+      command.register_request.mutable_spec()->set_url(positionals[1]);
+      return true;
+    case Kind::kUnregister:
+      if (!wantExactly(1, "endpoint ID")) return false;
+      command.unregister_request.set_id(positionals[0]);
+      return true;
+    case Kind::kGet:
+      if (!wantExactly(1, "endpoint ID")) return false;
+      command.get_request.set_id(positionals[0]);
+      return true;
+    case Kind::kList:
+      return wantExactly(0, "no arguments (use --selector to filter)");
+    case Kind::kWatch:
+      for (const std::string& id : positionals) command.watch_request.add_ids(id);
+      return true;
+    case Kind::kHelp:
+      return true;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
+                                           std::string_view server_from_environment,
+                                           std::string& error) {
+  CtlCommand command;
+  if (wantsHelp(args)) return command;
+
+  std::optional<std::string> server_flag;
+  const std::vector<Flag> global_flags = {
+      {"--server", true,
+       [&server_flag](std::string_view v, std::string& e) {
+         if (v.empty()) {
+           e = "--server: must not be empty (want host:port)";
+           return false;
+         }
+         server_flag = std::string(v);
+         return true;
+       }},
+      {"--request-timeout", true,
+       [&command](std::string_view v, std::string& e) {
+         std::string parse_error;
+         const auto timeout = parseDuration(v, parse_error);
+         if (!timeout || timeout->count() == 0) {
+           e = "--request-timeout: " + (timeout ? "must be greater than 0" : parse_error);
+           return false;
+         }
+         command.request_timeout = *timeout;
+         return true;
+       }},
+      {"--output", true,
+       [&command](std::string_view v, std::string& e) {
+         if (v == "json") {
+           command.output = OutputFormat::kJson;
+         } else if (v == "table") {
+           command.output = OutputFormat::kTable;
+         } else {
+           e = "--output: unknown format " + quoted(v) + " (want table or json)";
+           return false;
+         }
+         return true;
+       }},
+  };
+
+  std::optional<std::string> command_name;
+  std::vector<Flag> command_flags;
+  std::vector<std::string> positionals;
+  bool flags_ended = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (flags_ended || arg.size() < 2 || arg[0] != '-') {
+      if (command_name) {
+        positionals.push_back(arg);
+        continue;
+      }
+      const std::optional<Kind> kind = commandKind(arg);
+      if (!kind) {
+        error = "unknown command " + quoted(arg) +
+                " (want register, unregister, get, list, watch or help)";
+        return std::nullopt;
+      }
+      if (*kind == Kind::kHelp) return CtlCommand{};
+      command.kind = *kind;
+      command_name = arg;
+      if (*kind == Kind::kRegister) {
+        command_flags = registerFlags(*command.register_request.mutable_spec());
+      } else if (*kind == Kind::kList) {
+        command_flags = selectorFlags(command.list_request.mutable_label_selector());
+      } else if (*kind == Kind::kWatch) {
+        command_flags = selectorFlags(command.watch_request.mutable_label_selector());
+      }
+      continue;
+    }
+    if (arg == "--") {
+      flags_ended = true;
+      continue;
+    }
+
+    // "--name=value", "--name value", and for the one-letter flags also "-ojson", "-o=json".
+    std::string name;
+    std::optional<std::string> inline_value;
+    if (arg[1] == '-') {
+      const size_t equals = arg.find('=');
+      name = arg.substr(0, equals);
+      if (equals != std::string::npos) inline_value = arg.substr(equals + 1);
+    } else {
+      name = arg.substr(0, 2);
+      if (arg.size() > 2) inline_value = arg.substr(arg[2] == '=' ? 3 : 2);
+    }
+    if (name == "-o") name = "--output";
+
+    const Flag* flag = findFlag(global_flags, name);
+    if (flag == nullptr) flag = findFlag(command_flags, name);
+    if (flag == nullptr) {
+      error = "unknown flag " + name;
+      if (command_name) error += " for " + *command_name;
+      return std::nullopt;
+    }
+    std::string value;
+    if (flag->takes_value) {
+      if (inline_value) {
+        value = *inline_value;
+      } else if (i + 1 < args.size()) {
+        value = args[++i];
+      } else {
+        error = name + ": missing value";
+        return std::nullopt;
+      }
+    } else {
+      value = inline_value.value_or("true");
+      if (value != "true" && value != "false") {
+        error = name + ": want true or false, got " + quoted(value);
+        return std::nullopt;
+      }
+    }
+    if (!flag->apply(value, error)) return std::nullopt;
+  }
+
+  if (!command_name) {
+    error = "missing command (want register, unregister, get, list, watch or help)";
+    return std::nullopt;
+  }
+  if (!takePositionals(*command_name, positionals, command, error)) return std::nullopt;
+
+  if (server_flag) {
+    command.server = *server_flag;
+  } else if (!server_from_environment.empty()) {
+    command.server = std::string(server_from_environment);
+  }
+  return command;
+}
+
+std::string usageText() {
+  // Keep in step with the flag tables above.
+  return R"(wsvisorctl: command-line client of the wsvisor connection supervisor.
+
+Usage: wsvisorctl [global flags] COMMAND [arguments] [flags]
+
+Commands:
+  register ID URL [flags]      start supervising a ws:// or wss:// endpoint
+      --mode ping|text|passive   heartbeat mode (default ping)
+      --interval D               time between heartbeats (default 10s)
+      --timeout D                wait for a heartbeat's answer, or silence allowed in passive
+                                 mode (default: interval; passive: 2 x interval)
+      --unhealthy-threshold N    failed heartbeats in a row that mark it unhealthy (default 1)
+      --healthy-threshold N      successful heartbeats in a row that mark it healthy (default 1)
+      --payload S                text mode: message sent (default "heartbeat")
+      --expect REGEX             text mode: a reply must match in full (default: the payload)
+      --label KEY=VALUE          label for selection; repeatable
+      --header NAME=VALUE        handshake request header; repeatable, sent in order
+      --subprotocol P            offered subprotocol; repeatable, in preference order
+      --connect-timeout D        DNS + TCP + TLS + handshake limit (default 20s)
+      --max-message-bytes N      largest message accepted (default 1048576)
+      --ca-file F                wss: PEM CA bundle (default: system trust store)
+      --server-name N            wss: SNI and certificate name (default: the URL's host)
+      --insecure-skip-verify     wss: accept any certificate
+      --client-cert F            wss: PEM client certificate (with --client-key)
+      --client-key F             wss: PEM client key (with --client-cert)
+      --backoff-initial D        first reconnect delay (default 1s)
+      --backoff-multiplier X     growth per retry (default 1.6)
+      --backoff-jitter X         random fraction added or removed (default 0.2)
+      --backoff-max D            largest reconnect delay (default 2m)
+      --backoff-reset-after D    healthy time that restarts the schedule (default 10s)
+      --no-jitter                exact reconnect delays
+  unregister ID                stop supervising an endpoint
+  get ID                       show one endpoint
+  list [--selector SEL]        show all endpoints, or those whose labels match SEL
+  watch [ID...] [--selector SEL]
+                               print the current state of each endpoint, then every change,
+                               until interrupted (Ctrl-C) or the server ends the stream
+  help                         show this text
+
+  SEL is comma-separated key=value or key!=value requirements that must all hold (-l SEL
+  is short for --selector SEL). D is a duration: 250ms, 10s, 1.5s, 1m30s, 2h, 100us.
+  A flag given is sent even when zero, and the server checks it.
+
+Global flags (anywhere on the line):
+  --server HOST:PORT           wsvisor's gRPC address (default $WSVISOR_SERVER, else
+                               127.0.0.1:50051)
+  -o, --output table|json      table (default) or protobuf JSON, one message per line
+  --request-timeout D          deadline of each call except watch (default 10s)
+  -h, --help                   show this text
+
+Exit status: 0 success, 1 the call failed (the server's status is printed as
+"wsvisorctl: CODE: message"), 2 the command line is wrong.
+)";
+}
+
+}  // namespace wsvisor::ctl

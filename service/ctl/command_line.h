@@ -1,0 +1,54 @@
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "service/ctl/output_format.h"
+#include "wsvisor/v1/supervisor.pb.h"
+
+namespace wsvisor::ctl {
+
+inline constexpr std::string_view kDefaultServer = "127.0.0.1:50051";
+// The environment variable that replaces kDefaultServer; `--server` replaces both.
+inline constexpr std::string_view kServerEnvironmentVariable = "WSVISOR_SERVER";
+// Deadline of each unary call. `watch` has none: it runs until interrupted.
+inline constexpr std::chrono::seconds kDefaultRequestTimeout{10};
+
+// One invocation of wsvisorctl, parsed and checked, with the request it will send.
+struct CtlCommand {
+  enum class Kind { kHelp, kRegister, kUnregister, kGet, kList, kWatch };
+  Kind kind = Kind::kHelp;
+
+  std::string server{kDefaultServer};
+  std::chrono::nanoseconds request_timeout = kDefaultRequestTimeout;
+  OutputFormat output = OutputFormat::kTable;
+
+  // Only the request of `kind` is filled in.
+  v1::RegisterEndpointRequest register_request;
+  v1::UnregisterEndpointRequest unregister_request;
+  v1::GetEndpointRequest get_request;
+  v1::ListEndpointsRequest list_request;  // first page; the runner follows next_page_token
+  v1::WatchHealthRequest watch_request;
+};
+
+// Parses the arguments after the program name. Flags may come before or after the command and
+// its positional arguments, as `--flag value` or `--flag=value`; `--` ends the flags.
+// `server_from_environment` is the value of WSVISOR_SERVER (empty when unset).
+//
+// A flag given on the command line is always set in the request, even to zero or empty, so that
+// the server (not wsvisorctl) decides what is valid: `--interval 0s` sends a zero Duration and
+// the server answers INVALID_ARGUMENT. Only what cannot be expressed in the request at all (an
+// unknown mode, a label without '=', text that is not a duration or number) fails here.
+//
+// Returns nullopt and sets `error` to a one-line message that names the flag or argument.
+std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
+                                           std::string_view server_from_environment,
+                                           std::string& error);
+
+// Usage of every command, for `wsvisorctl help` and `--help`.
+std::string usageText();
+
+}  // namespace wsvisor::ctl

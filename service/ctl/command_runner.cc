@@ -1,0 +1,199 @@
+#include "service/ctl/command_runner.h"
+
+#include <grpcpp/client_context.h>
+
+#include <string>
+#include <vector>
+
+#include "service/ctl/output_format.h"
+
+namespace wsvisor::ctl {
+
+namespace {
+
+constexpr char kErrorPrefix[] = "wsvisorctl: ";
+
+void setDeadline(grpc::ClientContext& context, const CtlCommand& command) {
+  context.set_deadline(
+      std::chrono::system_clock::now() +
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(command.request_timeout));
+}
+
+int callFailed(const grpc::Status& status, std::ostream& err) {
+  err << kErrorPrefix << describeStatus(status) << '\n';
+  return kExitCallFailed;
+}
+
+// Prints `message` as one JSON line; false (after saying why on `err`) if it cannot.
+bool printJsonLine(const google::protobuf::Message& message, std::ostream& out,
+                   std::ostream& err) {
+  std::string error;
+  const std::optional<std::string> json = toJsonLine(message, error);
+  if (!json) {
+    err << kErrorPrefix << error << '\n';
+    return false;
+  }
+  out << *json << '\n';
+  return true;
+}
+
+int registerEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub,
+                     std::ostream& out, std::ostream& err) {
+  grpc::ClientContext context;
+  setDeadline(context, command);
+  v1::RegisterEndpointResponse response;
+  const grpc::Status status =
+      stub.RegisterEndpoint(&context, command.register_request, &response);
+  if (!status.ok()) return callFailed(status, err);
+  if (command.output == OutputFormat::kJson) {
+    return printJsonLine(response, out, err) ? kExitSuccess : kExitCallFailed;
+  }
+  const std::string& id = command.register_request.spec().id();
+  if (response.created()) {
+    out << "registered " << id << '\n';
+  } else {
+    out << "already registered " << id << " (identical spec)\n";
+  }
+  return kExitSuccess;
+}
+
+int unregisterEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub,
+                       std::ostream& out, std::ostream& err) {
+  grpc::ClientContext context;
+  setDeadline(context, command);
+  v1::UnregisterEndpointResponse response;
+  const grpc::Status status =
+      stub.UnregisterEndpoint(&context, command.unregister_request, &response);
+  if (!status.ok()) return callFailed(status, err);
+  if (command.output == OutputFormat::kJson) {
+    return printJsonLine(response, out, err) ? kExitSuccess : kExitCallFailed;
+  }
+  out << "unregistered " << command.unregister_request.id() << '\n';
+  return kExitSuccess;
+}
+
+int getEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
+                std::ostream& err) {
+  grpc::ClientContext context;
+  setDeadline(context, command);
+  v1::GetEndpointResponse response;
+  const grpc::Status status = stub.GetEndpoint(&context, command.get_request, &response);
+  if (!status.ok()) return callFailed(status, err);
+  if (command.output == OutputFormat::kJson) {
+    // The Endpoint itself, like each line of `list`, so that scripts read both the same way.
+    return printJsonLine(response.endpoint(), out, err) ? kExitSuccess : kExitCallFailed;
+  }
+  printEndpointTable({response.endpoint()}, out);
+  return kExitSuccess;
+}
+
+int listEndpoints(const CtlCommand& command, v1::Supervisor::StubInterface& stub,
+                  std::ostream& out, std::ostream& err) {
+  // All pages first, then the output: a table needs every row to size its columns, and a
+  // failure half-way should not leave a list that looks complete.
+  std::vector<v1::Endpoint> endpoints;
+  v1::ListEndpointsRequest request = command.list_request;
+  for (;;) {
+    grpc::ClientContext context;
+    setDeadline(context, command);
+    v1::ListEndpointsResponse response;
+    const grpc::Status status = stub.ListEndpoints(&context, request, &response);
+    if (!status.ok()) return callFailed(status, err);
+    for (v1::Endpoint& endpoint : *response.mutable_endpoints()) {
+      endpoints.push_back(std::move(endpoint));
+    }
+    if (response.next_page_token().empty()) break;
+    // A server that hands back the token it was given would keep us here forever.
+    if (response.next_page_token() == request.page_token()) {
+      err << kErrorPrefix << "INTERNAL: the server returned page token \""
+          << response.next_page_token() << "\" twice in a row\n";
+      return kExitCallFailed;
+    }
+    request.set_page_token(response.next_page_token());
+  }
+
+  if (command.output == OutputFormat::kJson) {
+    for (const v1::Endpoint& endpoint : endpoints) {
+      if (!printJsonLine(endpoint, out, err)) return kExitCallFailed;
+    }
+  } else {
+    printEndpointTable(endpoints, out);
+  }
+  return kExitSuccess;
+}
+
+// Detaches the watch call from the interrupter on every way out, before the call's context
+// is destroyed.
+class InterrupterAttachment {
+ public:
+  InterrupterAttachment(StreamInterrupter* interrupter, grpc::ClientContext* context)
+      : interrupter_(interrupter) {
+    if (interrupter_ != nullptr) interrupter_->attach(context);
+  }
+  ~InterrupterAttachment() {
+    if (interrupter_ != nullptr) interrupter_->detach();
+  }
+  InterrupterAttachment(const InterrupterAttachment&) = delete;
+  InterrupterAttachment& operator=(const InterrupterAttachment&) = delete;
+
+ private:
+  StreamInterrupter* interrupter_;
+};
+
+int watchHealth(const CtlCommand& command, v1::Supervisor::StubInterface& stub,
+                std::ostream& out, std::ostream& err, StreamInterrupter* interrupter) {
+  grpc::ClientContext context;  // no deadline: a watch runs until it is interrupted
+  const InterrupterAttachment attachment(interrupter, &context);
+  std::unique_ptr<grpc::ClientReaderInterface<v1::HealthEvent>> reader =
+      stub.WatchHealth(&context, command.watch_request);
+
+  v1::HealthEvent event;
+  while (reader->Read(&event)) {
+    if (command.output == OutputFormat::kJson) {
+      if (!printJsonLine(event, out, err)) {
+        context.TryCancel();
+        reader->Finish();
+        return kExitCallFailed;
+      }
+    } else {
+      out << formatWatchLine(event) << '\n';
+    }
+    // Each event is flushed as it comes: watch output is read line by line through pipes.
+    out.flush();
+    if (!out) {
+      // The reader went away (a closed pipe with SIGPIPE ignored): nobody is listening.
+      context.TryCancel();
+      reader->Finish();
+      err << kErrorPrefix << "cannot write the output\n";
+      return kExitCallFailed;
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  if (interrupter != nullptr && interrupter->interrupted()) return kExitSuccess;
+  if (!status.ok()) return callFailed(status, err);
+  return kExitSuccess;
+}
+
+}  // namespace
+
+int runCommand(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
+               std::ostream& err, StreamInterrupter* interrupter) {
+  switch (command.kind) {
+    case CtlCommand::Kind::kRegister:
+      return registerEndpoint(command, stub, out, err);
+    case CtlCommand::Kind::kUnregister:
+      return unregisterEndpoint(command, stub, out, err);
+    case CtlCommand::Kind::kGet:
+      return getEndpoint(command, stub, out, err);
+    case CtlCommand::Kind::kList:
+      return listEndpoints(command, stub, out, err);
+    case CtlCommand::Kind::kWatch:
+      return watchHealth(command, stub, out, err, interrupter);
+    case CtlCommand::Kind::kHelp:
+      out << usageText();
+      return kExitSuccess;
+  }
+  return kExitUsage;
+}
+
+}  // namespace wsvisor::ctl

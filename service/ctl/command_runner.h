@@ -1,0 +1,26 @@
+#pragma once
+
+#include <ostream>
+
+#include "service/ctl/command_line.h"
+#include "service/ctl/stream_interrupter.h"
+#include "wsvisor/v1/supervisor.grpc.pb.h"
+
+namespace wsvisor::ctl {
+
+// wsvisorctl's exit statuses.
+inline constexpr int kExitSuccess = 0;
+inline constexpr int kExitCallFailed = 1;  // an RPC failed, or its answer could not be printed
+inline constexpr int kExitUsage = 2;       // the command line is wrong; nothing was sent
+
+// Sends the request(s) of `command` (any kind but kHelp) through `stub` and prints the results
+// to `out` in `command.output` format. A failed call prints "wsvisorctl: CODE: message" to
+// `err` and returns kExitCallFailed; otherwise returns kExitSuccess.
+//
+// `list` follows next_page_token until the last page and prints nothing unless every page
+// arrived. `watch` prints and flushes each event as it arrives, and returns when the server
+// ends the stream or `interrupter` (may be null) reports an interruption, which is a success.
+int runCommand(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
+               std::ostream& err, StreamInterrupter* interrupter);
+
+}  // namespace wsvisor::ctl

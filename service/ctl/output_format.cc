@@ -1,0 +1,171 @@
+#include "service/ctl/output_format.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <cctype>
+#include <cstdio>
+#include <ctime>
+#include <string_view>
+
+#include "service/ctl/duration_text.h"
+#include "service/ctl/text_table.h"
+
+namespace wsvisor::ctl {
+
+namespace {
+
+constexpr std::string_view kNone = "-";
+
+// "HEALTH_HEALTHY" without "HEALTH_", lower-cased; `fallback` + number when `name` is empty
+// (the value is not in this build's copy of the enum).
+std::string enumWord(const std::string& name, std::string_view prefix, std::string_view fallback,
+                     int value) {
+  if (name.empty()) return std::string(fallback) + std::to_string(value);
+  std::string_view word = name;
+  if (word.substr(0, prefix.size()) == prefix) word.remove_prefix(prefix.size());
+  std::string lower(word);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower;
+}
+
+std::string smoothedRtt(const v1::EndpointStatus& status) {
+  return status.has_smoothed_rtt() ? formatDuration(status.smoothed_rtt()) : std::string(kNone);
+}
+
+std::string lastFailure(const v1::EndpointStatus& status) {
+  return status.has_last_failure() ? describeFailure(status.last_failure()) : std::string(kNone);
+}
+
+}  // namespace
+
+std::string healthWord(v1::Health health) {
+  return enumWord(v1::Health_Name(health), "HEALTH_", "health_", health);
+}
+
+std::string phaseWord(v1::ConnectionPhase phase) {
+  return enumWord(v1::ConnectionPhase_Name(phase), "CONNECTION_PHASE_", "phase_", phase);
+}
+
+std::string failureReasonWord(v1::FailureReason reason) {
+  return enumWord(v1::FailureReason_Name(reason), "FAILURE_REASON_", "reason_", reason);
+}
+
+std::string eventTypeWord(v1::HealthEvent::Type type) {
+  return enumWord(v1::HealthEvent::Type_Name(type), "TYPE_", "type_", type);
+}
+
+std::string describeFailure(const v1::Failure& failure) {
+  std::string text = failureReasonWord(failure.reason());
+  if (failure.close_code() != 0) text += " (close " + std::to_string(failure.close_code()) + ")";
+  if (failure.http_status() != 0) text += " (http " + std::to_string(failure.http_status()) + ")";
+  if (!failure.detail().empty()) text += ": " + failure.detail();
+  return text;
+}
+
+std::string formatTimestamp(const google::protobuf::Timestamp& time) {
+  if (time.seconds() == 0 && time.nanos() == 0) return std::string(kNone);
+  const std::time_t seconds = static_cast<std::time_t>(time.seconds());
+  std::tm utc{};
+  if (gmtime_r(&seconds, &utc) == nullptr) return std::string(kNone);
+  char text[64];
+  const size_t length = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
+  char millis[8];
+  std::snprintf(millis, sizeof millis, ".%03dZ", time.nanos() / 1'000'000);
+  return std::string(text, length) + millis;
+}
+
+void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, std::ostream& out) {
+  TextTable table({"ID", "HEALTH", "PHASE", "RTT", "FAILURES", "URL", "LAST FAILURE"});
+  for (const v1::Endpoint& endpoint : endpoints) {
+    const v1::EndpointStatus& status = endpoint.status();
+    table.addRow({endpoint.spec().id(), healthWord(status.health()), phaseWord(status.phase()),
+                  smoothedRtt(status), std::to_string(status.consecutive_failures()),
+                  endpoint.spec().url(), lastFailure(status)});
+  }
+  table.print(out);
+}
+
+std::string formatWatchLine(const v1::HealthEvent& event) {
+  std::string line = formatTimestamp(event.time()) + "  #" + std::to_string(event.revision());
+  if (event.type() == v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE) {
+    return line + "  -- snapshot complete --";
+  }
+  std::string type = eventTypeWord(event.type());
+  // Pad to the longest type name ("unregistered") so that ids line up.
+  if (type.size() < 12) type.append(12 - type.size(), ' ');
+  line += "  " + type + "  " + event.endpoint_id() + "  ";
+
+  const v1::EndpointStatus& status = event.status();
+  if (event.type() == v1::HealthEvent::TYPE_CHANGED &&
+      event.previous_health() != status.health()) {
+    line += healthWord(event.previous_health()) + "->";
+  }
+  line += healthWord(status.health()) + "  " + phaseWord(status.phase());
+  const bool failure_is_news =
+      status.health() != v1::HEALTH_HEALTHY || status.consecutive_failures() > 0;
+  if (status.has_last_failure() && failure_is_news) {
+    line += "  " + describeFailure(status.last_failure());
+  }
+  if (event.coalesced()) line += "  (coalesced)";
+  return line;
+}
+
+std::optional<std::string> toJsonLine(const google::protobuf::Message& message,
+                                      std::string& error) {
+  std::string json;
+  const auto status = google::protobuf::util::MessageToJsonString(message, &json);
+  if (!status.ok()) {
+    error = "cannot print " + message.GetTypeName() + " as JSON: " + status.ToString();
+    return std::nullopt;
+  }
+  return json;
+}
+
+std::string statusCodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    default:
+      return "CODE_" + std::to_string(static_cast<int>(code));
+  }
+}
+
+std::string describeStatus(const grpc::Status& status) {
+  std::string text = statusCodeName(status.error_code());
+  if (!status.error_message().empty()) text += ": " + status.error_message();
+  return text;
+}
+
+}  // namespace wsvisor::ctl

@@ -1,0 +1,281 @@
+#include "service/proto_conversions.h"
+
+#include <chrono>
+#include <string>
+
+namespace wsvisor::service {
+
+namespace {
+
+using google::protobuf::Duration;
+using google::protobuf::Timestamp;
+
+core::Duration fromProto(const Duration& d) {
+  return std::chrono::seconds(d.seconds()) + std::chrono::nanoseconds(d.nanos());
+}
+
+void toProto(core::Duration d, Duration* out) {
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(d);
+  out->set_seconds(seconds.count());
+  out->set_nanos(static_cast<int32_t>((d - seconds).count()));
+}
+
+void toProto(core::WallTime t, Timestamp* out) {
+  const auto since_epoch = t.time_since_epoch();
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+  out->set_seconds(seconds.count());
+  out->set_nanos(static_cast<int32_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - seconds).count()));
+}
+
+// The core keeps monotonic times; callers want wall-clock ones. The offset is read at conversion
+// time, so a wall-clock step shows up in later conversions rather than in supervision.
+core::WallTime toWall(core::MonoTime t) {
+  const auto wall_now = std::chrono::system_clock::now();
+  const auto mono_now = core::MonoClock::now();
+  return wall_now + std::chrono::duration_cast<std::chrono::system_clock::duration>(t - mono_now);
+}
+
+// A duration field: unset keeps the core's "unset" (zero); set must be positive.
+std::optional<core::FieldError> durationField(bool has, const Duration& d, const char* field,
+                                              core::Duration& out) {
+  if (!has) return std::nullopt;
+  const core::Duration value = fromProto(d);
+  if (value <= core::Duration::zero()) {
+    return core::FieldError{field,
+                            "must be positive when set (leave it unset for the default), got " +
+                                std::to_string(d.seconds()) + "s " + std::to_string(d.nanos()) +
+                                "ns"};
+  }
+  out = value;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::variant<core::EndpointSpec, core::FieldError> specFromProto(const v1::EndpointSpec& proto) {
+  core::EndpointSpec spec;
+  spec.id = proto.id();
+  spec.url = proto.url();
+  spec.labels.insert(proto.labels().begin(), proto.labels().end());
+  for (const v1::Header& h : proto.headers()) spec.headers.push_back({h.name(), h.value()});
+  spec.subprotocols.assign(proto.subprotocols().begin(), proto.subprotocols().end());
+
+  const v1::HeartbeatPolicy& hb = proto.heartbeat();
+  switch (hb.mode()) {
+    case v1::HEARTBEAT_MODE_UNSPECIFIED:
+    case v1::HEARTBEAT_MODE_PING:
+      spec.heartbeat.mode = core::HeartbeatMode::kPing;
+      break;
+    case v1::HEARTBEAT_MODE_TEXT:
+      spec.heartbeat.mode = core::HeartbeatMode::kText;
+      break;
+    case v1::HEARTBEAT_MODE_PASSIVE:
+      spec.heartbeat.mode = core::HeartbeatMode::kPassive;
+      break;
+    default:
+      return core::FieldError{"spec.heartbeat.mode",
+                              "unknown mode " + std::to_string(static_cast<int>(hb.mode())) +
+                                  "; use PING, TEXT or PASSIVE"};
+  }
+  if (auto e = durationField(hb.has_interval(), hb.interval(), "spec.heartbeat.interval",
+                             spec.heartbeat.interval)) {
+    return *e;
+  }
+  if (auto e = durationField(hb.has_timeout(), hb.timeout(), "spec.heartbeat.timeout",
+                             spec.heartbeat.timeout)) {
+    return *e;
+  }
+  spec.heartbeat.unhealthy_threshold = hb.unhealthy_threshold();
+  spec.heartbeat.healthy_threshold = hb.healthy_threshold();
+  spec.heartbeat.payload = hb.payload();
+  spec.heartbeat.expect = hb.expect();
+
+  const v1::BackoffPolicy& bo = proto.backoff();
+  if (auto e = durationField(bo.has_initial(), bo.initial(), "spec.backoff.initial",
+                             spec.backoff.initial)) {
+    return *e;
+  }
+  if (auto e = durationField(bo.has_max(), bo.max(), "spec.backoff.max", spec.backoff.max)) {
+    return *e;
+  }
+  if (auto e = durationField(bo.has_reset_after(), bo.reset_after(), "spec.backoff.reset_after",
+                             spec.backoff.reset_after)) {
+    return *e;
+  }
+  spec.backoff.multiplier = bo.multiplier();
+  spec.backoff.jitter = bo.jitter();
+  spec.backoff.jitter_enabled = !bo.no_jitter();
+
+  if (auto e = durationField(proto.has_connect_timeout(), proto.connect_timeout(),
+                             "spec.connect_timeout", spec.connect_timeout)) {
+    return *e;
+  }
+  spec.tls.ca_file = proto.tls().ca_file();
+  spec.tls.server_name = proto.tls().server_name();
+  spec.tls.insecure_skip_verify = proto.tls().insecure_skip_verify();
+  spec.tls.client_cert_file = proto.tls().client_cert_file();
+  spec.tls.client_key_file = proto.tls().client_key_file();
+  spec.max_message_bytes = proto.max_message_bytes();
+  return spec;
+}
+
+void specToProto(const core::EndpointSpec& spec, v1::EndpointSpec* proto) {
+  proto->set_id(spec.id);
+  proto->set_url(spec.url);
+  proto->mutable_labels()->insert(spec.labels.begin(), spec.labels.end());
+  for (const core::Header& h : spec.headers) {
+    v1::Header* out = proto->add_headers();
+    out->set_name(h.name);
+    out->set_value(h.value);
+  }
+  for (const std::string& p : spec.subprotocols) proto->add_subprotocols(p);
+
+  v1::HeartbeatPolicy* hb = proto->mutable_heartbeat();
+  switch (spec.heartbeat.mode) {
+    case core::HeartbeatMode::kPing:
+      hb->set_mode(v1::HEARTBEAT_MODE_PING);
+      break;
+    case core::HeartbeatMode::kText:
+      hb->set_mode(v1::HEARTBEAT_MODE_TEXT);
+      break;
+    case core::HeartbeatMode::kPassive:
+      hb->set_mode(v1::HEARTBEAT_MODE_PASSIVE);
+      break;
+  }
+  toProto(spec.heartbeat.interval, hb->mutable_interval());
+  toProto(spec.heartbeat.timeout, hb->mutable_timeout());
+  hb->set_unhealthy_threshold(spec.heartbeat.unhealthy_threshold);
+  hb->set_healthy_threshold(spec.heartbeat.healthy_threshold);
+  hb->set_payload(spec.heartbeat.payload);
+  hb->set_expect(spec.heartbeat.expect);
+
+  v1::BackoffPolicy* bo = proto->mutable_backoff();
+  toProto(spec.backoff.initial, bo->mutable_initial());
+  bo->set_multiplier(spec.backoff.multiplier);
+  bo->set_jitter(spec.backoff.jitter);
+  toProto(spec.backoff.max, bo->mutable_max());
+  toProto(spec.backoff.reset_after, bo->mutable_reset_after());
+  bo->set_no_jitter(!spec.backoff.jitter_enabled);
+
+  toProto(spec.connect_timeout, proto->mutable_connect_timeout());
+  if (!(spec.tls == core::TlsOptions{})) {
+    v1::TlsOptions* tls = proto->mutable_tls();
+    tls->set_ca_file(spec.tls.ca_file);
+    tls->set_server_name(spec.tls.server_name);
+    tls->set_insecure_skip_verify(spec.tls.insecure_skip_verify);
+    tls->set_client_cert_file(spec.tls.client_cert_file);
+    tls->set_client_key_file(spec.tls.client_key_file);
+  }
+  proto->set_max_message_bytes(spec.max_message_bytes);
+}
+
+v1::Health healthToProto(core::Health health) {
+  switch (health) {
+    case core::Health::kUnknown:
+      return v1::HEALTH_UNKNOWN;
+    case core::Health::kHealthy:
+      return v1::HEALTH_HEALTHY;
+    case core::Health::kUnhealthy:
+      return v1::HEALTH_UNHEALTHY;
+  }
+  return v1::HEALTH_UNKNOWN;
+}
+
+v1::FailureReason failureReasonToProto(core::FailureReason reason) {
+  switch (reason) {
+    case core::FailureReason::kNone:
+      return v1::FAILURE_REASON_UNSPECIFIED;
+    case core::FailureReason::kDns:
+      return v1::FAILURE_REASON_DNS;
+    case core::FailureReason::kConnectionRefused:
+      return v1::FAILURE_REASON_CONNECTION_REFUSED;
+    case core::FailureReason::kConnectTimeout:
+      return v1::FAILURE_REASON_CONNECT_TIMEOUT;
+    case core::FailureReason::kTls:
+      return v1::FAILURE_REASON_TLS;
+    case core::FailureReason::kHandshakeRejected:
+      return v1::FAILURE_REASON_HANDSHAKE_REJECTED;
+    case core::FailureReason::kPongTimeout:
+      return v1::FAILURE_REASON_PONG_TIMEOUT;
+    case core::FailureReason::kReplyMismatch:
+      return v1::FAILURE_REASON_REPLY_MISMATCH;
+    case core::FailureReason::kSilence:
+      return v1::FAILURE_REASON_SILENCE;
+    case core::FailureReason::kClosedByPeer:
+      return v1::FAILURE_REASON_CLOSED_BY_PEER;
+    case core::FailureReason::kMessageTooBig:
+      return v1::FAILURE_REASON_MESSAGE_TOO_BIG;
+    case core::FailureReason::kNetworkError:
+      return v1::FAILURE_REASON_NETWORK_ERROR;
+  }
+  return v1::FAILURE_REASON_UNSPECIFIED;
+}
+
+namespace {
+
+v1::ConnectionPhase phaseToProto(core::ConnectionPhase phase) {
+  switch (phase) {
+    case core::ConnectionPhase::kConnecting:
+      return v1::CONNECTION_PHASE_CONNECTING;
+    case core::ConnectionPhase::kOpen:
+      return v1::CONNECTION_PHASE_OPEN;
+    case core::ConnectionPhase::kBackingOff:
+      return v1::CONNECTION_PHASE_BACKING_OFF;
+    case core::ConnectionPhase::kStopped:
+      return v1::CONNECTION_PHASE_UNSPECIFIED;
+  }
+  return v1::CONNECTION_PHASE_UNSPECIFIED;
+}
+
+v1::HealthEvent::Type eventTypeToProto(core::HealthEvent::Type type) {
+  switch (type) {
+    case core::HealthEvent::Type::kSnapshot:
+      return v1::HealthEvent::TYPE_SNAPSHOT;
+    case core::HealthEvent::Type::kSnapshotComplete:
+      return v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE;
+    case core::HealthEvent::Type::kRegistered:
+      return v1::HealthEvent::TYPE_REGISTERED;
+    case core::HealthEvent::Type::kChanged:
+      return v1::HealthEvent::TYPE_CHANGED;
+    case core::HealthEvent::Type::kUnregistered:
+      return v1::HealthEvent::TYPE_UNREGISTERED;
+  }
+  return v1::HealthEvent::TYPE_UNSPECIFIED;
+}
+
+}  // namespace
+
+void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto) {
+  proto->set_health(healthToProto(status.health));
+  proto->set_phase(phaseToProto(status.phase));
+  if (status.last_rtt) toProto(*status.last_rtt, proto->mutable_last_rtt());
+  if (status.smoothed_rtt) toProto(*status.smoothed_rtt, proto->mutable_smoothed_rtt());
+  proto->set_consecutive_failures(status.consecutive_failures);
+  if (status.last_failure) {
+    v1::Failure* failure = proto->mutable_last_failure();
+    failure->set_reason(failureReasonToProto(status.last_failure->reason));
+    failure->set_detail(status.last_failure->detail);
+    failure->set_http_status(status.last_failure->http_status);
+    failure->set_close_code(status.last_failure->close_code);
+    toProto(toWall(status.last_failure->at), failure->mutable_time());
+  }
+  toProto(toWall(status.last_transition), proto->mutable_last_transition_time());
+  proto->set_reconnect_attempts(status.reconnect_attempts);
+  if (status.next_attempt) toProto(toWall(*status.next_attempt), proto->mutable_next_attempt_time());
+  proto->set_heartbeats_sent(status.heartbeats_sent);
+}
+
+void healthEventToProto(const core::HealthEvent& event, v1::HealthEvent* proto) {
+  proto->set_type(eventTypeToProto(event.type));
+  proto->set_revision(event.revision);
+  if (event.type == core::HealthEvent::Type::kSnapshotComplete) return;
+  proto->set_endpoint_id(event.endpoint_id);
+  proto->mutable_labels()->insert(event.labels.begin(), event.labels.end());
+  statusToProto(event.status, proto->mutable_status());
+  if (event.previous_health) proto->set_previous_health(healthToProto(*event.previous_health));
+  proto->set_coalesced(event.coalesced);
+  if (event.time != core::WallTime{}) toProto(event.time, proto->mutable_time());
+}
+
+}  // namespace wsvisor::service

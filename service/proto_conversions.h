@@ -1,0 +1,28 @@
+#pragma once
+
+#include <variant>
+
+#include "supervisor/core/endpoint_spec.h"
+#include "supervisor/core/endpoint_status.h"
+#include "supervisor/core/health_event.h"
+#include "supervisor/core/spec_validation.h"
+#include "wsvisor/v1/supervisor.pb.h"
+
+namespace wsvisor::service {
+
+// The one place where proto and core types meet.
+
+// Converts a requested spec. Fails only on what the core cannot represent: an unknown enum value
+// or a duration that is set but not positive (unset durations mean "default", so a set zero must
+// be refused here). Everything else is checked by core::validateSpec().
+std::variant<core::EndpointSpec, core::FieldError> specFromProto(const v1::EndpointSpec& proto);
+void specToProto(const core::EndpointSpec& spec, v1::EndpointSpec* proto);
+
+// Monotonic times in the core become wall-clock timestamps here.
+void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto);
+void healthEventToProto(const core::HealthEvent& event, v1::HealthEvent* proto);
+
+v1::Health healthToProto(core::Health health);
+v1::FailureReason failureReasonToProto(core::FailureReason reason);
+
+}  // namespace wsvisor::service

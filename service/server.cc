@@ -1,0 +1,79 @@
+#include "service/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <algorithm>
+
+#include "supervisor/log.h"
+
+namespace wsvisor::service {
+
+namespace {
+
+// File descriptors kept back from the endpoint budget: listeners, gRPC clients, the store,
+// metrics scrapes, logs.
+constexpr size_t kReservedFds = 100;
+
+}  // namespace
+
+Server::Server(ServerOptions options) : options_(std::move(options)) {}
+
+Server::~Server() { shutdown(); }
+
+bool Server::start(std::string& error) {
+  setLogLevel(options_.log_level);
+  fd_budget_ = FdBudget::raiseAndMeasure(kReservedFds);
+  RegistryOptions registry_options;
+  registry_options.io_threads = options_.threads;
+  registry_options.max_endpoints = std::min(options_.max_endpoints, fd_budget_.max_endpoints);
+  WSV_LOG(kInfo) << fd_budget_.describe() << "; --max-endpoints " << options_.max_endpoints
+                 << ": accepting up to " << registry_options.max_endpoints << " endpoints";
+
+  registry_ = std::make_unique<Registry>(registry_options, bus_);
+  service_ = std::make_unique<SupervisorService>(*registry_, bus_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.RegisterService(service_.get());
+  grpc_server_ = builder.BuildAndStart();
+  if (!grpc_server_ || grpc_port_ == 0) {
+    error = "cannot listen for gRPC on " + options_.listen;
+    registry_->shutdown(std::chrono::milliseconds(0));
+    return false;
+  }
+  grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  WSV_LOG(kInfo) << "wsvisor serving gRPC on " << options_.listen << " (port " << grpc_port_
+                 << ") with " << options_.threads << " io thread(s)";
+  return true;
+}
+
+void Server::shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || !grpc_server_) return;
+    stopping_ = true;
+  }
+  WSV_LOG(kInfo) << "shutting down: grace " << options_.shutdown_grace.count() << "ms";
+  // Probes see NOT_SERVING first, so traffic drains before anything is refused.
+  grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+  service_->beginShutdown();
+  registry_->shutdown(options_.shutdown_grace);
+  // Unary calls in flight get a short moment to finish; watch streams are already finished.
+  grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+  }
+  stopped_cv_.notify_all();
+  WSV_LOG(kInfo) << "shutdown complete";
+}
+
+void Server::wait() {
+  std::unique_lock<std::mutex> lock(mu_);
+  stopped_cv_.wait(lock, [this] { return stopped_; });
+}
+
+}  // namespace wsvisor::service

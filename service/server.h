@@ -1,0 +1,50 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "service/server_options.h"
+#include "service/supervisor_service.h"
+#include "supervisor/fd_budget.h"
+#include "supervisor/health_bus.h"
+#include "supervisor/registry.h"
+
+namespace wsvisor::service {
+
+// The whole wsvisor process minus main(): registry, io threads, gRPC server with health and
+// reflection. Integration tests run it in-process on port 0.
+class Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+
+  // Binds and starts serving. Returns false with `error` set when it cannot.
+  bool start(std::string& error);
+  // The bound gRPC port (useful with --listen 127.0.0.1:0).
+  int grpcPort() const { return grpc_port_; }
+  const FdBudget& fdBudget() const { return fd_budget_; }
+  Registry& registry() { return *registry_; }
+
+  // Graceful shutdown: health NOT_SERVING, new calls refused, watch streams ended, upstream
+  // connections closed with 1001 within the grace period, gRPC server stopped.
+  void shutdown();
+  // Blocks until shutdown() has finished.
+  void wait();
+
+ private:
+  ServerOptions options_;
+  FdBudget fd_budget_;
+  HealthBus bus_;
+  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<SupervisorService> service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  int grpc_port_ = 0;
+  std::mutex mu_;
+  std::condition_variable stopped_cv_;
+  bool stopped_ = false;
+  bool stopping_ = false;
+};
+
+}  // namespace wsvisor::service

@@ -1,0 +1,126 @@
+#include "service/server_options.h"
+
+#include <charconv>
+
+namespace wsvisor::service {
+
+namespace {
+
+bool parseCount(const std::string& text, size_t min, size_t max, size_t& out) {
+  size_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) {
+    return false;
+  }
+  out = value;
+  return true;
+}
+
+// "10s", "500ms", "1m": the shutdown grace.
+bool parseMillis(const std::string& text, std::chrono::milliseconds& out) {
+  size_t number_end = 0;
+  while (number_end < text.size() && text[number_end] >= '0' && text[number_end] <= '9') {
+    ++number_end;
+  }
+  size_t value = 0;
+  if (number_end == 0 || !parseCount(text.substr(0, number_end), 0, 86400000, value)) return false;
+  const std::string unit = text.substr(number_end);
+  if (unit == "ms") {
+    out = std::chrono::milliseconds(value);
+  } else if (unit == "s") {
+    out = std::chrono::seconds(value);
+  } else if (unit == "m") {
+    out = std::chrono::minutes(value);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string serverUsage() {
+  return R"(Usage: wsvisor [flags]
+
+Supervises WebSocket connections to upstream endpoints registered over gRPC.
+
+Flags:
+  --listen ADDR            gRPC address (wsvisor.v1.Supervisor, grpc.health.v1.Health,
+                           reflection). Default 0.0.0.0:50051.
+  --metrics-listen ADDR    Prometheus /metrics address. Default 0.0.0.0:9464.
+  --data-dir DIR           Directory of the durable endpoint store. Default ./wsvisor-data.
+  --threads N              io threads that run the WebSocket connections (1-64). Default 1:
+                           one thread is cheapest per heartbeat until it is saturated.
+  --max-endpoints N        Registrations beyond N are refused with RESOURCE_EXHAUSTED; the
+                           open-files limit may lower it (logged at start-up). Default 100000.
+  --shutdown-grace D       On SIGTERM/SIGINT, how long to wait for upstream connections to
+                           close (e.g. 500ms, 10s). Default 10s.
+  --log-level LEVEL        debug, info, warning or error. Default info.
+  --help                   Print this help.
+)";
+}
+
+std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& args,
+                                                std::string& error, bool& help_requested) {
+  ServerOptions options;
+  help_requested = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string name = args[i];
+    std::optional<std::string> value;
+    if (name == "--help" || name == "-h") {
+      help_requested = true;
+      return std::nullopt;
+    }
+    if (name.rfind("--", 0) != 0) {
+      error = "unexpected argument '" + name + "'";
+      return std::nullopt;
+    }
+    if (const size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      error = name + " needs a value";
+      return std::nullopt;
+    }
+    const std::string& v = *value;
+    if (name == "--listen") {
+      options.listen = v;
+    } else if (name == "--metrics-listen") {
+      options.metrics_listen = v;
+    } else if (name == "--data-dir") {
+      options.data_dir = v;
+    } else if (name == "--threads") {
+      if (!parseCount(v, 1, 64, options.threads)) {
+        error = "--threads must be a number from 1 to 64, got '" + v + "'";
+        return std::nullopt;
+      }
+    } else if (name == "--max-endpoints") {
+      if (!parseCount(v, 1, 10000000, options.max_endpoints)) {
+        error = "--max-endpoints must be a number from 1 to 10000000, got '" + v + "'";
+        return std::nullopt;
+      }
+    } else if (name == "--shutdown-grace") {
+      if (!parseMillis(v, options.shutdown_grace)) {
+        error = "--shutdown-grace must be a duration like 500ms, 10s or 1m, got '" + v + "'";
+        return std::nullopt;
+      }
+    } else if (name == "--log-level") {
+      if (!parseLogLevel(v, options.log_level)) {
+        error = "--log-level must be debug, info, warning or error, got '" + v + "'";
+        return std::nullopt;
+      }
+    } else {
+      error = "unknown flag " + name + " (see --help)";
+      return std::nullopt;
+    }
+  }
+  if (options.listen.empty()) {
+    error = "--listen must not be empty";
+    return std::nullopt;
+  }
+  return options;
+}
+
+}  // namespace wsvisor::service

@@ -1,0 +1,30 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "supervisor/log.h"
+
+namespace wsvisor::service {
+
+// Everything `wsvisor` can be told on its command line, with the documented defaults.
+struct ServerOptions {
+  std::string listen = "0.0.0.0:50051";
+  std::string metrics_listen = "0.0.0.0:9464";
+  std::string data_dir = "./wsvisor-data";
+  size_t threads = 1;
+  LogLevel log_level = LogLevel::kInfo;
+  size_t max_endpoints = 100000;
+  std::chrono::milliseconds shutdown_grace{10000};
+};
+
+// Parses `wsvisor` flags (`--name=value` or `--name value`). Returns nullopt with `error` set on a
+// bad flag, or with `help_requested` set for --help.
+std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& args,
+                                                std::string& error, bool& help_requested);
+std::string serverUsage();
+
+}  // namespace wsvisor::service

@@ -1,0 +1,172 @@
+#include "service/supervisor_service.h"
+
+#include "service/proto_conversions.h"
+#include "supervisor/core/spec_validation.h"
+
+namespace wsvisor::service {
+
+namespace {
+
+constexpr uint32_t kDefaultPageSize = 100;
+constexpr uint32_t kMaxPageSize = 1000;
+constexpr int kMaxWatchIds = 1000;
+
+grpc::Status invalidArgument(const core::FieldError& error) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, error.toString());
+}
+
+grpc::Status toStatus(const RegistryError& error) {
+  switch (error.code) {
+    case RegistryError::Code::kInvalidArgument:
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, error.message);
+    case RegistryError::Code::kNotFound:
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, error.message);
+    case RegistryError::Code::kAlreadyExists:
+      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS, error.message);
+    case RegistryError::Code::kResourceExhausted:
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, error.message);
+    case RegistryError::Code::kUnavailable:
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, error.message);
+  }
+  return grpc::Status(grpc::StatusCode::INTERNAL, error.message);
+}
+
+void endpointToProto(const EndpointView& view, v1::Endpoint* proto) {
+  specToProto(*view.spec, proto->mutable_spec());
+  statusToProto(view.status, proto->mutable_status());
+}
+
+std::optional<core::LabelSelector> parseSelector(const std::string& text, const char* field,
+                                                 grpc::Status& status) {
+  std::string error;
+  auto selector = core::LabelSelector::parse(text, error);
+  if (!selector) status = invalidArgument({field, error});
+  return selector;
+}
+
+const grpc::Status kShuttingDown(grpc::StatusCode::UNAVAILABLE, "wsvisor is shutting down");
+
+template <typename Fn>
+grpc::ServerUnaryReactor* answer(grpc::CallbackServerContext* context,
+                                 const std::atomic<bool>& shutting_down, Fn&& handler) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(shutting_down.load() ? kShuttingDown : handler());
+  return reactor;
+}
+
+}  // namespace
+
+SupervisorService::SupervisorService(Registry& registry, HealthBus& bus)
+    : registry_(registry), bus_(bus) {}
+
+void SupervisorService::beginShutdown() {
+  shutting_down_.store(true);
+  watch_streams_.finishAll(kShuttingDown);
+}
+
+grpc::ServerUnaryReactor* SupervisorService::RegisterEndpoint(
+    grpc::CallbackServerContext* context, const v1::RegisterEndpointRequest* request,
+    v1::RegisterEndpointResponse* response) {
+  return answer(context, shutting_down_, [&] { return doRegister(*request, response); });
+}
+
+grpc::ServerUnaryReactor* SupervisorService::UnregisterEndpoint(
+    grpc::CallbackServerContext* context, const v1::UnregisterEndpointRequest* request,
+    v1::UnregisterEndpointResponse*) {
+  return answer(context, shutting_down_, [&] { return doUnregister(*request); });
+}
+
+grpc::ServerUnaryReactor* SupervisorService::GetEndpoint(grpc::CallbackServerContext* context,
+                                                         const v1::GetEndpointRequest* request,
+                                                         v1::GetEndpointResponse* response) {
+  return answer(context, shutting_down_, [&] { return doGet(*request, response); });
+}
+
+grpc::ServerUnaryReactor* SupervisorService::ListEndpoints(
+    grpc::CallbackServerContext* context, const v1::ListEndpointsRequest* request,
+    v1::ListEndpointsResponse* response) {
+  return answer(context, shutting_down_, [&] { return doList(*request, response); });
+}
+
+grpc::Status SupervisorService::doRegister(const v1::RegisterEndpointRequest& request,
+                                           v1::RegisterEndpointResponse* response) {
+  if (!request.has_spec()) return invalidArgument({"spec", "is required"});
+  auto converted = specFromProto(request.spec());
+  if (auto* error = std::get_if<core::FieldError>(&converted)) return invalidArgument(*error);
+  auto result = registry_.registerEndpoint(std::get<core::EndpointSpec>(std::move(converted)));
+  if (auto* error = std::get_if<RegistryError>(&result)) return toStatus(*error);
+  const auto& registered = std::get<Registry::RegisterResult>(result);
+  endpointToProto(registered.endpoint, response->mutable_endpoint());
+  response->set_created(registered.created);
+  return grpc::Status::OK;
+}
+
+grpc::Status SupervisorService::doUnregister(const v1::UnregisterEndpointRequest& request) {
+  if (auto error = core::validateEndpointId(request.id(), "id")) return invalidArgument(*error);
+  if (auto error = registry_.unregisterEndpoint(request.id())) return toStatus(*error);
+  return grpc::Status::OK;
+}
+
+grpc::Status SupervisorService::doGet(const v1::GetEndpointRequest& request,
+                                      v1::GetEndpointResponse* response) {
+  if (auto error = core::validateEndpointId(request.id(), "id")) return invalidArgument(*error);
+  auto view = registry_.get(request.id());
+  if (!view) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "endpoint '" + request.id() + "' is not registered");
+  }
+  endpointToProto(*view, response->mutable_endpoint());
+  return grpc::Status::OK;
+}
+
+grpc::Status SupervisorService::doList(const v1::ListEndpointsRequest& request,
+                                       v1::ListEndpointsResponse* response) {
+  grpc::Status status;
+  auto selector = parseSelector(request.label_selector(), "label_selector", status);
+  if (!selector) return status;
+  if (request.page_size() > kMaxPageSize) {
+    return invalidArgument({"page_size", "must be at most 1000, got " +
+                                             std::to_string(request.page_size())});
+  }
+  if (!request.page_token().empty()) {
+    if (core::validateEndpointId(request.page_token(), "page_token")) {
+      return invalidArgument({"page_token", "is not a token returned by ListEndpoints"});
+    }
+  }
+  const size_t page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  Registry::Page page = registry_.list(*selector, page_size, request.page_token());
+  for (const EndpointView& view : page.endpoints) endpointToProto(view, response->add_endpoints());
+  response->set_next_page_token(page.next_page_token);
+  return grpc::Status::OK;
+}
+
+grpc::ServerWriteReactor<v1::HealthEvent>* SupervisorService::WatchHealth(
+    grpc::CallbackServerContext*, const v1::WatchHealthRequest* request) {
+  auto refuse = [](const grpc::Status& status) {
+    class Refused : public grpc::ServerWriteReactor<v1::HealthEvent> {
+     public:
+      explicit Refused(const grpc::Status& s) { Finish(s); }
+      void OnDone() override { delete this; }
+    };
+    return new Refused(status);
+  };
+  if (shutting_down_.load()) return refuse(kShuttingDown);
+  WatchFilter filter;
+  if (request->ids_size() > kMaxWatchIds) {
+    return refuse(invalidArgument({"ids", "at most 1000 ids"}));
+  }
+  for (int i = 0; i < request->ids_size(); ++i) {
+    if (auto error =
+            core::validateEndpointId(request->ids(i), "ids[" + std::to_string(i) + "]")) {
+      return refuse(invalidArgument(*error));
+    }
+    filter.ids.insert(request->ids(i));
+  }
+  grpc::Status status;
+  auto selector = parseSelector(request->label_selector(), "label_selector", status);
+  if (!selector) return refuse(status);
+  filter.selector = std::move(*selector);
+  return new WatchStream(bus_, watch_streams_, std::move(filter));
+}
+
+}  // namespace wsvisor::service

@@ -1,0 +1,55 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+
+#include "service/watch_stream.h"
+#include "supervisor/health_bus.h"
+#include "supervisor/registry.h"
+#include "wsvisor/v1/supervisor.grpc.pb.h"
+
+namespace wsvisor::service {
+
+// wsvisor.v1.Supervisor on gRPC's callback API. Validates every request, answers with a precise
+// status (INVALID_ARGUMENT names the field) and delegates to the Registry; a refused request
+// changes nothing. Handlers never block: registry commands only post to io threads.
+class SupervisorService final : public v1::Supervisor::CallbackService {
+ public:
+  SupervisorService(Registry& registry, HealthBus& bus);
+
+  // Refuses new calls with UNAVAILABLE and ends every open watch with a final status.
+  void beginShutdown();
+  size_t openWatchStreams() const { return watch_streams_.size(); }
+
+  // v1::Supervisor::CallbackService
+  grpc::ServerUnaryReactor* RegisterEndpoint(grpc::CallbackServerContext* context,
+                                             const v1::RegisterEndpointRequest* request,
+                                             v1::RegisterEndpointResponse* response) override;
+  grpc::ServerUnaryReactor* UnregisterEndpoint(grpc::CallbackServerContext* context,
+                                               const v1::UnregisterEndpointRequest* request,
+                                               v1::UnregisterEndpointResponse* response) override;
+  grpc::ServerUnaryReactor* GetEndpoint(grpc::CallbackServerContext* context,
+                                        const v1::GetEndpointRequest* request,
+                                        v1::GetEndpointResponse* response) override;
+  grpc::ServerUnaryReactor* ListEndpoints(grpc::CallbackServerContext* context,
+                                          const v1::ListEndpointsRequest* request,
+                                          v1::ListEndpointsResponse* response) override;
+  grpc::ServerWriteReactor<v1::HealthEvent>* WatchHealth(
+      grpc::CallbackServerContext* context, const v1::WatchHealthRequest* request) override;
+
+ private:
+  grpc::Status doRegister(const v1::RegisterEndpointRequest& request,
+                          v1::RegisterEndpointResponse* response);
+  grpc::Status doUnregister(const v1::UnregisterEndpointRequest& request);
+  grpc::Status doGet(const v1::GetEndpointRequest& request, v1::GetEndpointResponse* response);
+  grpc::Status doList(const v1::ListEndpointsRequest& request,
+                      v1::ListEndpointsResponse* response);
+
+  Registry& registry_;
+  HealthBus& bus_;
+  WatchStreamSet watch_streams_;
+  std::atomic<bool> shutting_down_{false};
+};
+
+}  // namespace wsvisor::service

@@ -1,0 +1,100 @@
+#include "service/watch_stream.h"
+
+#include "service/proto_conversions.h"
+
+namespace wsvisor::service {
+
+void WatchStreamSet::add(WatchStream* stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  streams_.insert(stream);
+}
+
+void WatchStreamSet::remove(WatchStream* stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  streams_.erase(stream);
+}
+
+void WatchStreamSet::finishAll(const grpc::Status& status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (WatchStream* stream : streams_) stream->finish(status);
+}
+
+size_t WatchStreamSet::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return streams_.size();
+}
+
+WatchStream::WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchFilter filter)
+    : bus_(bus), streams_(streams), shared_(std::make_shared<Shared>()) {
+  shared_->reactor = this;
+  streams_.add(this);
+  // subscribe() queues the snapshot and calls wake() once, which starts the first write.
+  std::weak_ptr<Shared> weak = shared_;
+  auto subscription = bus_.subscribe(std::move(filter), kLiveQueueCapacity, [weak] {
+    if (auto shared = weak.lock()) wake(shared);
+  });
+  // Wakes that ran before the assignment found no subscription to read; start the first write.
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  subscription_ = std::move(subscription);
+  writeNextLocked();
+}
+
+void WatchStream::wake(const std::shared_ptr<Shared>& shared) {
+  std::lock_guard<std::mutex> lock(shared->mu);
+  if (shared->reactor != nullptr) shared->reactor->writeNextLocked();
+}
+
+void WatchStream::writeNextLocked() {
+  if (shared_->write_in_flight || shared_->finished || !subscription_) return;
+  if (shared_->pending_finish) {
+    shared_->finished = true;
+    Finish(*shared_->pending_finish);
+    return;
+  }
+  std::optional<core::HealthEvent> event = subscription_->next();
+  if (!event) return;
+  shared_->message.Clear();
+  healthEventToProto(*event, &shared_->message);
+  shared_->write_in_flight = true;
+  StartWrite(&shared_->message);
+}
+
+void WatchStream::finish(const grpc::Status& status) {
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  if (shared_->finished) return;
+  shared_->pending_finish = status;
+  writeNextLocked();
+}
+
+void WatchStream::OnWriteDone(bool ok) {
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  shared_->write_in_flight = false;
+  if (!ok) {
+    // The client went away; OnCancel() follows or the stream is already broken.
+    if (!shared_->finished) {
+      shared_->finished = true;
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away"));
+    }
+    return;
+  }
+  writeNextLocked();
+}
+
+void WatchStream::OnCancel() {
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  if (shared_->finished) return;
+  shared_->finished = true;
+  Finish(grpc::Status::CANCELLED);
+}
+
+void WatchStream::OnDone() {
+  {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    shared_->reactor = nullptr;
+  }
+  bus_.unsubscribe(subscription_);
+  streams_.remove(this);
+  delete this;
+}
+
+}  // namespace wsvisor::service

@@ -1,0 +1,48 @@
+// wsvisor: the supervisor service.
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "service/server.h"
+#include "supervisor/log.h"
+
+int main(int argc, char** argv) {
+  using wsvisor::service::Server;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string error;
+  bool help = false;
+  auto options = wsvisor::service::parseServerOptions(args, error, help);
+  if (help) {
+    std::fputs(wsvisor::service::serverUsage().c_str(), stdout);
+    return 0;
+  }
+  if (!options) {
+    std::fprintf(stderr, "wsvisor: %s\n", error.c_str());
+    return 2;
+  }
+
+  // Signals are taken by one thread with sigwait(); every other thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  Server server(*options);
+  if (!server.start(error)) {
+    std::fprintf(stderr, "wsvisor: %s\n", error.c_str());
+    return 1;
+  }
+  std::thread signal_waiter([&] {
+    int received = 0;
+    sigwait(&signals, &received);
+    WSV_LOG(kInfo) << "received " << (received == SIGTERM ? "SIGTERM" : "SIGINT");
+    server.shutdown();
+  });
+  server.wait();
+  signal_waiter.join();
+  return 0;
+}

@@ -1,0 +1,150 @@
+#include "supervisor/health_bus.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace wsvisor {
+
+std::optional<core::HealthEvent> WatchSubscription::next() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.pop();
+}
+
+uint64_t WatchSubscription::droppedEvents() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.droppedEvents();
+}
+
+void HealthBus::deliver(const core::HealthEvent& event,
+                        const std::map<std::string, std::string>& labels,
+                        std::vector<std::shared_ptr<WatchSubscription>>& woken) {
+  for (const auto& subscription : subscriptions_) {
+    if (!subscription->filter_.matches(event.endpoint_id, labels)) continue;
+    {
+      std::lock_guard<std::mutex> lock(subscription->mu_);
+      subscription->queue_.push(event);
+    }
+    woken.push_back(subscription);
+  }
+}
+
+void HealthBus::publishRegistered(const std::string& id, uint64_t incarnation,
+                                  std::map<std::string, std::string> labels,
+                                  const core::EndpointStatus& status, core::WallTime at) {
+  std::vector<std::shared_ptr<WatchSubscription>> woken;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    EndpointState& state = endpoints_[id];
+    state.incarnation = incarnation;
+    state.labels = std::move(labels);
+    state.status = status;
+    state.revision = ++revision_;
+    core::HealthEvent event;
+    event.type = core::HealthEvent::Type::kRegistered;
+    event.revision = state.revision;
+    event.endpoint_id = id;
+    event.labels = state.labels;
+    event.status = status;
+    event.time = at;
+    deliver(event, state.labels, woken);
+  }
+  for (const auto& subscription : woken) subscription->wake_();
+}
+
+void HealthBus::publishChanged(const std::string& id, uint64_t incarnation,
+                               const core::EndpointStatus& status,
+                               std::optional<core::Health> previous, core::WallTime at) {
+  std::vector<std::shared_ptr<WatchSubscription>> woken;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = endpoints_.find(id);
+    if (it == endpoints_.end() || it->second.incarnation != incarnation) return;
+    EndpointState& state = it->second;
+    state.status = status;
+    state.revision = ++revision_;
+    core::HealthEvent event;
+    event.type = core::HealthEvent::Type::kChanged;
+    event.revision = state.revision;
+    event.endpoint_id = id;
+    event.labels = state.labels;
+    event.status = status;
+    event.previous_health = previous;
+    event.time = at;
+    deliver(event, state.labels, woken);
+  }
+  for (const auto& subscription : woken) subscription->wake_();
+}
+
+void HealthBus::publishUnregistered(const std::string& id, uint64_t incarnation,
+                                    core::WallTime at) {
+  std::vector<std::shared_ptr<WatchSubscription>> woken;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = endpoints_.find(id);
+    if (it == endpoints_.end() || it->second.incarnation != incarnation) return;
+    core::HealthEvent event;
+    event.type = core::HealthEvent::Type::kUnregistered;
+    event.revision = ++revision_;
+    event.endpoint_id = id;
+    event.labels = it->second.labels;
+    event.status = it->second.status;
+    event.status.phase = core::ConnectionPhase::kStopped;
+    event.status.next_attempt.reset();
+    event.time = at;
+    deliver(event, it->second.labels, woken);
+    endpoints_.erase(it);
+  }
+  for (const auto& subscription : woken) subscription->wake_();
+}
+
+std::optional<HealthBus::EndpointState> HealthBus::state(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = endpoints_.find(id);
+  if (it == endpoints_.end()) return std::nullopt;
+  return it->second;
+}
+
+uint64_t HealthBus::revision() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return revision_;
+}
+
+std::shared_ptr<WatchSubscription> HealthBus::subscribe(WatchFilter filter, size_t live_capacity,
+                                                        std::function<void()> wake) {
+  auto subscription =
+      std::make_shared<WatchSubscription>(std::move(filter), live_capacity, std::move(wake));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> queue_lock(subscription->mu_);
+    for (const auto& [id, state] : endpoints_) {
+      if (!subscription->filter_.matches(id, state.labels)) continue;
+      core::HealthEvent event;
+      event.type = core::HealthEvent::Type::kSnapshot;
+      event.revision = state.revision;
+      event.endpoint_id = id;
+      event.labels = state.labels;
+      event.status = state.status;
+      subscription->queue_.pushSnapshot(std::move(event));
+    }
+    core::HealthEvent complete;
+    complete.type = core::HealthEvent::Type::kSnapshotComplete;
+    complete.revision = revision_;
+    subscription->queue_.pushSnapshot(std::move(complete));
+    subscriptions_.push_back(subscription);
+  }
+  subscription->wake_();
+  return subscription;
+}
+
+void HealthBus::unsubscribe(const std::shared_ptr<WatchSubscription>& subscription) {
+  std::lock_guard<std::mutex> lock(mu_);
+  subscriptions_.erase(std::remove(subscriptions_.begin(), subscriptions_.end(), subscription),
+                       subscriptions_.end());
+}
+
+size_t HealthBus::subscriptionCount() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return subscriptions_.size();
+}
+
+}  // namespace wsvisor

@@ -1,0 +1,96 @@
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "supervisor/core/health_event.h"
+#include "supervisor/core/label_selector.h"
+#include "supervisor/watch_queue.h"
+
+namespace wsvisor {
+
+// Which endpoints a watcher wants: all listed ids (or any id when the list is empty) that also
+// match the selector.
+struct WatchFilter {
+  std::set<std::string> ids;
+  core::LabelSelector selector;
+
+  bool matches(const std::string& id, const std::map<std::string, std::string>& labels) const {
+    return (ids.empty() || ids.count(id) != 0) && selector.matches(labels);
+  }
+};
+
+class HealthBus;
+
+// One watcher's end of the bus. The bus pushes events into its queue and then calls `wake`
+// (outside the bus lock, from whichever thread published); the consumer pops with next().
+class WatchSubscription {
+ public:
+  WatchSubscription(WatchFilter filter, size_t live_capacity, std::function<void()> wake)
+      : filter_(std::move(filter)), queue_(live_capacity), wake_(std::move(wake)) {}
+
+  // The next event to deliver, or nullopt when none is waiting. Thread-safe.
+  std::optional<core::HealthEvent> next();
+  uint64_t droppedEvents();
+
+ private:
+  friend class HealthBus;
+  const WatchFilter filter_;
+  std::mutex mu_;  // guards queue_
+  WatchQueue queue_;
+  const std::function<void()> wake_;
+};
+
+// The ordered record of every endpoint's health. Publishers (the registry and the io threads)
+// report changes; each change gets the next revision and goes, in revision order, to every
+// subscription whose filter matches. Publishing happens only on changes (health, phase, failure),
+// never per heartbeat, so one mutex is enough.
+//
+// Late publishes from a session that was already unregistered are dropped by comparing the
+// registration's incarnation number.
+class HealthBus {
+ public:
+  struct EndpointState {
+    uint64_t incarnation = 0;
+    std::map<std::string, std::string> labels;
+    core::EndpointStatus status;
+    uint64_t revision = 0;  // of the last change
+  };
+
+  void publishRegistered(const std::string& id, uint64_t incarnation,
+                         std::map<std::string, std::string> labels,
+                         const core::EndpointStatus& status, core::WallTime at);
+  void publishChanged(const std::string& id, uint64_t incarnation,
+                      const core::EndpointStatus& status, std::optional<core::Health> previous,
+                      core::WallTime at);
+  void publishUnregistered(const std::string& id, uint64_t incarnation, core::WallTime at);
+
+  std::optional<EndpointState> state(const std::string& id) const;
+  uint64_t revision() const;
+
+  // Queues the current state of every matching endpoint and the snapshot-complete marker, then
+  // every later matching change. `live_capacity` bounds the queued changes (see WatchQueue).
+  std::shared_ptr<WatchSubscription> subscribe(WatchFilter filter, size_t live_capacity,
+                                               std::function<void()> wake);
+  // After this returns, the subscription receives nothing more and `wake` is not called again
+  // by publishes that start later.
+  void unsubscribe(const std::shared_ptr<WatchSubscription>& subscription);
+  size_t subscriptionCount() const;
+
+ private:
+  void deliver(const core::HealthEvent& event, const std::map<std::string, std::string>& labels,
+               std::vector<std::shared_ptr<WatchSubscription>>& woken);
+
+  mutable std::mutex mu_;
+  uint64_t revision_ = 0;
+  std::map<std::string, EndpointState> endpoints_;
+  std::vector<std::shared_ptr<WatchSubscription>> subscriptions_;
+};
+
+}  // namespace wsvisor

@@ -1,0 +1,99 @@
+#include "supervisor/io_shard.h"
+
+#include <asio/post.hpp>
+#include <utility>
+
+#include "supervisor/log.h"
+
+namespace wsvisor {
+
+IoShard::IoShard(size_t index, HealthBus& bus)
+    : index_(index),
+      work_(asio::make_work_guard(io_)),
+      jitter_(std::random_device{}() ^ (static_cast<uint64_t>(index) << 32)),
+      transport_(io_,
+                 [this](uint64_t key, uint64_t attempt, const ConnectionRef& ref,
+                        const core::SessionEvent& event) { dispatch(key, attempt, ref, event); }),
+      shutdown_timer_(io_),
+      context_{io_, transport_, bus, jitter_,
+               [this](uint64_t key, core::MonoTime deadline) {
+                 auto it = endpoints_.find(key);
+                 if (it != endpoints_.end()) it->second->onTimer(deadline);
+               }},
+      thread_([this] {
+        try {
+          io_.run();
+        } catch (const std::exception& e) {
+          // websocketpp reports some internal errors by throwing; an io thread that dies silently
+          // would freeze every endpoint on it.
+          WSV_LOG(kError) << "io thread " << index_ << " stopped: " << e.what();
+          std::abort();
+        }
+      }) {}
+
+IoShard::~IoShard() {
+  if (thread_.joinable()) shutdown(std::chrono::milliseconds(0));
+}
+
+void IoShard::add(uint64_t key, uint64_t incarnation,
+                  std::shared_ptr<const core::EndpointSpec> spec,
+                  std::shared_ptr<LiveStats> live) {
+  asio::post(io_, [this, key, incarnation, spec = std::move(spec), live = std::move(live)] {
+    auto endpoint =
+        std::make_unique<SupervisedEndpoint>(key, incarnation, spec, live, context_);
+    SupervisedEndpoint& ref = *endpoint;
+    endpoints_[key] = std::move(endpoint);
+    ref.start();
+  });
+}
+
+void IoShard::remove(uint64_t key) {
+  asio::post(io_, [this, key] {
+    auto it = endpoints_.find(key);
+    if (it == endpoints_.end()) return;
+    it->second->stop(/*shutting_down=*/false);
+    endpoints_.erase(it);
+  });
+}
+
+void IoShard::dispatch(uint64_t key, uint64_t attempt, const ConnectionRef& ref,
+                       const core::SessionEvent& event) {
+  auto it = endpoints_.find(key);
+  if (it != endpoints_.end()) {
+    it->second->onTransportEvent(attempt, ref, event);
+  } else if (std::holds_alternative<core::event::Connected>(event)) {
+    transport_.close(ref, core::kCloseNormal, "endpoint unregistered");
+  }
+}
+
+void IoShard::awaitConnectionsClosed(std::chrono::steady_clock::time_point deadline,
+                                     std::promise<size_t>* finished) {
+  // Polls on the io thread, without blocking it, so that websocketpp can finish the closing
+  // handshakes meanwhile.
+  if (transport_.liveConnections() == 0 || std::chrono::steady_clock::now() >= deadline) {
+    finished->set_value(transport_.liveConnections());
+    return;
+  }
+  shutdown_timer_.expires_after(std::chrono::milliseconds(5));
+  shutdown_timer_.async_wait([this, deadline, finished](const std::error_code&) {
+    awaitConnectionsClosed(deadline, finished);
+  });
+}
+
+size_t IoShard::shutdown(std::chrono::milliseconds grace) {
+  if (!thread_.joinable()) return 0;
+  std::promise<size_t> finished;
+  auto result = finished.get_future();
+  asio::post(io_, [this, grace, &finished] {
+    for (auto& [key, endpoint] : endpoints_) endpoint->stop(/*shutting_down=*/true);
+    endpoints_.clear();
+    awaitConnectionsClosed(std::chrono::steady_clock::now() + grace, &finished);
+  });
+  const size_t still_open = result.get();
+  work_.reset();
+  io_.stop();
+  thread_.join();
+  return still_open;
+}
+
+}  // namespace wsvisor

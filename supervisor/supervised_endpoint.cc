@@ -1,0 +1,130 @@
+#include "supervisor/supervised_endpoint.h"
+
+#include <chrono>
+#include <utility>
+
+#include "supervisor/log.h"
+
+namespace wsvisor {
+
+namespace {
+
+core::WallTime wallNow() { return std::chrono::system_clock::now(); }
+
+}  // namespace
+
+SupervisedEndpoint::SupervisedEndpoint(uint64_t key, uint64_t incarnation,
+                                       std::shared_ptr<const core::EndpointSpec> spec,
+                                       std::shared_ptr<LiveStats> live, ShardContext& shard)
+    : key_(key),
+      incarnation_(incarnation),
+      spec_(std::move(spec)),
+      live_(std::move(live)),
+      shard_(shard),
+      session_(spec_->heartbeat, spec_->backoff, spec_->connect_timeout, shard.jitter),
+      timer_(shard.io) {}
+
+SupervisedEndpoint::~SupervisedEndpoint() {
+  // A destroyed endpoint must not leave a connection behind.
+  if (connection_.valid()) shard_.transport.abandon(connection_);
+}
+
+void SupervisedEndpoint::start() { handle(core::event::Start{}); }
+
+void SupervisedEndpoint::stop(bool shutting_down) {
+  handle(core::event::Stop{shutting_down});
+  timer_.cancel();
+}
+
+void SupervisedEndpoint::onTransportEvent(uint64_t attempt, const ConnectionRef& ref,
+                                          const core::SessionEvent& event) {
+  if (attempt != attempt_ || stopped()) {
+    // A connection the session has given up on opened after all: close it at once.
+    if (std::holds_alternative<core::event::Connected>(event)) {
+      shard_.transport.close(ref, core::kCloseNormal, "superseded");
+    }
+    return;
+  }
+  handle(event);
+}
+
+void SupervisedEndpoint::onTimer(core::MonoTime deadline) {
+  if (armed_for_ == deadline) armed_for_.reset();
+  handle(core::event::TimerFired{});
+}
+
+void SupervisedEndpoint::handle(const core::SessionEvent& event) {
+  const core::SessionActions actions = session_.onEvent(event, core::MonoClock::now());
+  apply(actions);
+}
+
+void SupervisedEndpoint::apply(const core::SessionActions& actions) {
+  if (actions.close) {
+    shard_.transport.close(connection_, actions.close->code, actions.close->reason);
+    connection_ = {};
+    ++attempt_;  // whatever the closed connection reports from now on is not news
+  }
+  if (actions.abandon_connection) {
+    shard_.transport.abandon(connection_);
+    connection_ = {};
+    ++attempt_;
+  }
+  if (actions.send_ping) {
+    shard_.transport.sendPing(connection_, session_.pingPayload());
+  } else if (actions.send_text) {
+    shard_.transport.sendText(connection_, session_.heartbeatPolicy().payload);
+  }
+  if (actions.send_ping || actions.send_text) {
+    live_->heartbeats_sent.store(session_.status().heartbeats_sent, std::memory_order_relaxed);
+  }
+  if (actions.connect) {
+    ++attempt_;
+    connection_ = shard_.transport.connect(key_, attempt_, *spec_);
+  }
+  const core::EndpointStatus& status = session_.status();
+  if (actions.rtt_sampled) {
+    live_->last_rtt_ns.store(status.last_rtt->count(), std::memory_order_relaxed);
+    live_->smoothed_rtt_ns.store(status.smoothed_rtt->count(), std::memory_order_relaxed);
+  }
+  if (actions.transition) {
+    const LogLevel level =
+        actions.transition->to == core::Health::kHealthy ? LogLevel::kInfo : LogLevel::kWarning;
+    if (logEnabled(level)) {
+      LogLine line(level);
+      line.stream() << "endpoint " << spec_->id << " " << core::toString(actions.transition->from)
+                    << " -> " << core::toString(actions.transition->to);
+      if (actions.transition->to != core::Health::kHealthy && status.last_failure) {
+        line.stream() << " reason=" << core::toString(status.last_failure->reason) << " detail=\""
+                      << status.last_failure->detail << "\"";
+      } else if (status.last_rtt) {
+        line.stream() << " rtt_us="
+                      << std::chrono::duration_cast<std::chrono::microseconds>(*status.last_rtt)
+                             .count();
+      }
+    }
+  }
+  if (actions.status_changed) {
+    std::optional<core::Health> previous;
+    if (actions.transition) previous = actions.transition->from;
+    shard_.bus.publishChanged(spec_->id, incarnation_, status, previous, wallNow());
+  }
+  armTimer();
+}
+
+void SupervisedEndpoint::armTimer() {
+  const std::optional<core::MonoTime> deadline = session_.nextDeadline();
+  if (deadline == armed_for_) return;
+  armed_for_ = deadline;
+  if (!deadline) {
+    timer_.cancel();
+    return;
+  }
+  timer_.expires_at(*deadline);  // cancels the previous wait
+  timer_.async_wait(
+      [shard = &shard_, key = key_, deadline = *deadline](const std::error_code& ec) {
+        if (ec == asio::error::operation_aborted) return;
+        shard->timer_fired(key, deadline);
+      });
+}
+
+}  // namespace wsvisor

@@ -1,0 +1,70 @@
+#pragma once
+
+#include <asio/steady_timer.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "supervisor/core/endpoint_spec.h"
+#include "supervisor/core/jitter_source.h"
+#include "supervisor/core/session.h"
+#include "supervisor/health_bus.h"
+#include "supervisor/live_stats.h"
+#include "supervisor/websocket_transport.h"
+
+namespace wsvisor {
+
+// What the endpoints of one io thread share. Everything here is used from that thread only
+// (the bus locks internally).
+struct ShardContext {
+  asio::io_context& io;
+  WebSocketTransport& transport;
+  HealthBus& bus;
+  core::JitterSource& jitter;
+  // Routes a timer expiry to the endpoint with this key, if it still exists.
+  std::function<void(uint64_t key, core::MonoTime deadline)> timer_fired;
+};
+
+// Runs one endpoint's Session on its io thread: feeds it events stamped with the monotonic
+// clock, carries out its actions through the transport, keeps its single timer armed at the
+// session's next deadline, and publishes its status when it changes.
+//
+// Lifetime: owned by its IoShard and destroyed on the io thread. Callbacks (timer, websocketpp)
+// never hold a pointer to it; they carry the endpoint's key and the shard looks it up, so a
+// callback that outlives the endpoint finds nothing and does nothing.
+class SupervisedEndpoint {
+ public:
+  SupervisedEndpoint(uint64_t key, uint64_t incarnation,
+                     std::shared_ptr<const core::EndpointSpec> spec,
+                     std::shared_ptr<LiveStats> live, ShardContext& shard);
+  ~SupervisedEndpoint();
+
+  void start();
+  void stop(bool shutting_down);
+  // An event from the transport. Events of an abandoned connection attempt are dropped here.
+  void onTransportEvent(uint64_t attempt, const ConnectionRef& ref,
+                        const core::SessionEvent& event);
+  // The timer armed for `deadline` expired. A wait that was replaced after it completed may still
+  // be delivered; the session treats an early TimerFired as a no-op.
+  void onTimer(core::MonoTime deadline);
+  bool stopped() const { return session_.status().phase == core::ConnectionPhase::kStopped; }
+
+ private:
+  void handle(const core::SessionEvent& event);
+  void apply(const core::SessionActions& actions);
+  void armTimer();
+
+  const uint64_t key_;
+  const uint64_t incarnation_;
+  const std::shared_ptr<const core::EndpointSpec> spec_;
+  const std::shared_ptr<LiveStats> live_;
+  ShardContext& shard_;
+  core::Session session_;
+  asio::steady_timer timer_;
+  std::optional<core::MonoTime> armed_for_;
+  uint64_t attempt_ = 0;  // the connection attempt whose events reach the session
+  ConnectionRef connection_;
+};
+
+}  // namespace wsvisor

@@ -1,0 +1,318 @@
+#include "supervisor/websocket_transport.h"
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <asio/ssl.hpp>
+#include <utility>
+#include <websocketpp/client.hpp>
+#include <websocketpp/config/asio_client.hpp>
+
+namespace wsvisor {
+
+namespace {
+
+// Longer than the longest connect timeout a spec may ask for (5 min): websocketpp's own
+// transport timers must never be the ones that fire.
+constexpr long kTransportTimeoutMs = 5 * 60 * 1000 + 30 * 1000;
+
+template <typename Base>
+struct ClientConfig : public Base {
+  typedef ClientConfig type;
+  typedef Base base;
+  struct transport_config : public base::transport_config {
+    static const long timeout_socket_pre_init = kTransportTimeoutMs;
+    static const long timeout_proxy = kTransportTimeoutMs;
+    static const long timeout_socket_post_init = kTransportTimeoutMs;
+    static const long timeout_dns_resolve = kTransportTimeoutMs;
+    static const long timeout_connect = kTransportTimeoutMs;
+  };
+  typedef websocketpp::transport::asio::endpoint<transport_config> transport_type;
+  static const long timeout_open_handshake = kTransportTimeoutMs;
+};
+
+using PlainClient = websocketpp::client<ClientConfig<websocketpp::config::asio_client>>;
+using TlsClient = websocketpp::client<ClientConfig<websocketpp::config::asio_tls_client>>;
+using SslContextPtr = std::shared_ptr<asio::ssl::context>;
+
+template <typename Client>
+void configureClient(Client& client, asio::io_context& io) {
+  // Our own log lines say what matters; websocketpp's would print every connect and close.
+  client.clear_access_channels(websocketpp::log::alevel::all);
+  client.clear_error_channels(websocketpp::log::elevel::all);
+  client.init_asio(&io);
+}
+
+bool isDnsError(const std::error_code& ec) {
+  return ec.category() == asio::error::get_netdb_category() ||
+         ec.category() == asio::error::get_addrinfo_category();
+}
+
+// Why a connection attempt failed, from what websocketpp recorded on the connection.
+template <typename Connection>
+core::Failure classifyConnectFailure(Connection& con, bool secure) {
+  using core::Failure;
+  using core::FailureReason;
+  const int status = static_cast<int>(con.get_response_code());
+  if (status != 0 && status != 101) {
+    std::string detail = "HTTP " + std::to_string(status);
+    if (!con.get_response_msg().empty()) detail += " " + con.get_response_msg();
+    return Failure::make(FailureReason::kHandshakeRejected, detail, status);
+  }
+  const std::error_code tec = con.get_transport_ec();
+  const std::error_code ec = con.get_ec();
+  if (tec == asio::error::connection_refused) {
+    return Failure::make(FailureReason::kConnectionRefused, "connection refused");
+  }
+  if (isDnsError(tec)) return Failure::make(FailureReason::kDns, tec.message());
+  if (secure) {
+    if constexpr (std::is_same_v<Connection, TlsClient::connection_type>) {
+      const long verify = SSL_get_verify_result(con.get_socket().native_handle());
+      if (verify != X509_V_OK) {
+        return Failure::make(FailureReason::kTls, std::string("certificate verification failed: ") +
+                                                      X509_verify_cert_error_string(verify));
+      }
+    }
+    if (tec.category() == asio::error::get_ssl_category() ||
+        tec.category() == asio::ssl::error::get_stream_category() ||
+        ec.category() == websocketpp::transport::asio::socket::get_socket_category()) {
+      return Failure::make(FailureReason::kTls, tec ? tec.message() : ec.message());
+    }
+  }
+  return Failure::make(FailureReason::kNetworkError, tec ? tec.message() : ec.message());
+}
+
+// Why an open connection ended. The transport never closes a connection the session still
+// considers current, so every close seen here came from the peer or from a protocol violation
+// that websocketpp answered itself (its close reason is then its own error message).
+template <typename Connection>
+core::Failure classifyClose(Connection& con) {
+  using core::Failure;
+  using core::FailureReason;
+  namespace status = websocketpp::close::status;
+  const auto local = con.get_local_close_code();
+  const std::string& local_reason = con.get_local_close_reason();
+  const auto processor_message = [](websocketpp::processor::error::processor_errors e) {
+    return websocketpp::processor::error::make_error_code(e).message();
+  };
+  if (local == status::message_too_big &&
+      local_reason == processor_message(websocketpp::processor::error::message_too_big)) {
+    return Failure::make(FailureReason::kMessageTooBig,
+                         "message larger than max_message_bytes; closed with 1009", 0, local);
+  }
+  if ((local == status::protocol_error || local == status::invalid_payload) &&
+      local_reason != con.get_remote_close_reason()) {
+    return Failure::make(FailureReason::kNetworkError, "protocol error: " + local_reason, 0,
+                         local);
+  }
+  const auto remote = con.get_remote_close_code();
+  if (remote == status::no_status || remote == status::abnormal_close) {
+    const std::error_code tec = con.get_transport_ec();
+    std::string detail = "connection ended without a close frame";
+    if (tec) detail += ": " + tec.message();
+    return Failure::make(FailureReason::kClosedByPeer, detail, 0, status::abnormal_close);
+  }
+  std::string detail = "close code " + std::to_string(remote);
+  if (!con.get_remote_close_reason().empty()) detail += ": " + con.get_remote_close_reason();
+  return Failure::make(FailureReason::kClosedByPeer, detail, 0, remote);
+}
+
+// Builds the TLS context of one endpoint: its CA file or the system store, optional client
+// certificate, and peer verification against the server name.
+SslContextPtr makeTlsContext(const core::TlsOptions& tls, std::string& error) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  std::error_code ec;
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1,
+                   ec);
+  if (tls.insecure_skip_verify) {
+    ctx->set_verify_mode(asio::ssl::verify_none, ec);
+  } else {
+    ctx->set_verify_mode(asio::ssl::verify_peer, ec);
+    if (tls.ca_file.empty()) {
+      ctx->set_default_verify_paths(ec);
+    } else {
+      ctx->load_verify_file(tls.ca_file, ec);
+      if (ec) {
+        error = "cannot load CA file " + tls.ca_file + ": " + ec.message();
+        return nullptr;
+      }
+    }
+  }
+  if (!tls.client_cert_file.empty()) {
+    ctx->use_certificate_chain_file(tls.client_cert_file, ec);
+    if (ec) {
+      error = "cannot load client certificate " + tls.client_cert_file + ": " + ec.message();
+      return nullptr;
+    }
+    ctx->use_private_key_file(tls.client_key_file, asio::ssl::context::pem, ec);
+    if (ec) {
+      error = "cannot load client key " + tls.client_key_file + ": " + ec.message();
+      return nullptr;
+    }
+  }
+  return ctx;
+}
+
+}  // namespace
+
+struct WebSocketTransport::Clients {
+  asio::io_context& io;
+  EventSink sink;
+  PlainClient plain;
+  TlsClient tls;
+  size_t live = 0;
+
+  Clients(asio::io_context& io_context, EventSink event_sink)
+      : io(io_context), sink(std::move(event_sink)) {
+    configureClient(plain, io);
+    configureClient(tls, io);
+  }
+
+  // Reports a failure that happened before any I/O on a later loop turn, so that the session is
+  // never re-entered from inside its own action.
+  void failLater(uint64_t key, uint64_t attempt, core::Failure failure) {
+    asio::post(io, [this, key, attempt, failure = std::move(failure)] {
+      sink(key, attempt, ConnectionRef{}, core::event::ConnectFailed{failure});
+    });
+  }
+
+  template <typename Client>
+  ConnectionRef start(Client& client, uint64_t key, uint64_t attempt,
+                      const core::EndpointSpec& spec, SslContextPtr tls_context) {
+    using ConnectionPtr = typename Client::connection_ptr;
+    std::error_code ec;
+    ConnectionPtr con = client.get_connection(spec.url, ec);
+    if (ec) {
+      failLater(key, attempt,
+                core::Failure::make(core::FailureReason::kNetworkError,
+                                    "cannot start connection: " + ec.message()));
+      return {};
+    }
+    for (const core::Header& header : spec.headers) con->append_header(header.name, header.value);
+    for (const std::string& protocol : spec.subprotocols) {
+      con->add_subprotocol(protocol, ec);
+    }
+    con->set_max_message_size(spec.max_message_bytes);
+    con->set_open_handshake_timeout(kTransportTimeoutMs);
+    con->set_close_handshake_timeout(5000);
+
+    // Handlers capture the key and attempt, never the session: the session may be gone by the
+    // time websocketpp calls back (websocketpp issues #773, #844: timers firing after close).
+    auto* self = this;
+    const bool secure = tls_context != nullptr;
+    con->set_open_handler([self, key, attempt, secure](websocketpp::connection_hdl hdl) {
+      self->sink(key, attempt, ConnectionRef{hdl, secure}, core::event::Connected{});
+    });
+    con->set_fail_handler([self, &client, key, attempt, secure](websocketpp::connection_hdl hdl) {
+      --self->live;
+      std::error_code ignored;
+      auto failed = client.get_con_from_hdl(hdl, ignored);
+      if (!failed) return;
+      self->sink(key, attempt, ConnectionRef{hdl, secure},
+                 core::event::ConnectFailed{classifyConnectFailure(*failed, secure)});
+    });
+    con->set_close_handler([self, &client, key, attempt, secure](websocketpp::connection_hdl hdl) {
+      --self->live;
+      std::error_code ignored;
+      auto closed = client.get_con_from_hdl(hdl, ignored);
+      if (!closed) return;
+      self->sink(key, attempt, ConnectionRef{hdl, secure},
+                 core::event::Closed{classifyClose(*closed)});
+    });
+    con->set_message_handler([self, key, attempt, secure](websocketpp::connection_hdl hdl,
+                                                          typename Client::message_ptr msg) {
+      self->sink(key, attempt, ConnectionRef{hdl, secure},
+                 core::event::MessageReceived{msg->get_payload()});
+    });
+    con->set_pong_handler(
+        [self, key, attempt, secure](websocketpp::connection_hdl hdl, std::string payload) {
+          self->sink(key, attempt, ConnectionRef{hdl, secure},
+                     core::event::PongReceived{payload});
+        });
+    if constexpr (std::is_same_v<Client, TlsClient>) {
+      con->set_tls_init_handler([tls_context](websocketpp::connection_hdl) { return tls_context; });
+      const core::TlsOptions& tls_options = spec.tls;
+      std::string host = tls_options.server_name.empty() ? con->get_host() : tls_options.server_name;
+      const bool verify = !tls_options.insecure_skip_verify;
+      con->set_socket_init_handler(
+          [host, verify](websocketpp::connection_hdl, asio::ssl::stream<asio::ip::tcp::socket>& s) {
+            if (verify) s.set_verify_callback(asio::ssl::host_name_verification(host));
+          });
+      if (!tls_options.server_name.empty()) {
+        // websocketpp sets SNI from the URL host just before this handler runs; replace it.
+        std::weak_ptr<typename Client::connection_type> weak = con;
+        con->set_tcp_pre_init_handler([weak, host](websocketpp::connection_hdl) {
+          if (auto c = weak.lock()) SSL_set_tlsext_host_name(c->get_socket().native_handle(),
+                                                             host.c_str());
+        });
+      }
+    }
+    client.connect(con);
+    ++live;
+    return ConnectionRef{con->get_handle(), secure};
+  }
+
+  template <typename Fn>
+  void withConnection(const ConnectionRef& ref, Fn&& fn) {
+    std::error_code ec;
+    if (ref.secure) {
+      if (auto con = tls.get_con_from_hdl(ref.handle, ec)) fn(*con);
+    } else {
+      if (auto con = plain.get_con_from_hdl(ref.handle, ec)) fn(*con);
+    }
+  }
+};
+
+WebSocketTransport::WebSocketTransport(asio::io_context& io, EventSink sink)
+    : clients_(std::make_unique<Clients>(io, std::move(sink))) {}
+
+WebSocketTransport::~WebSocketTransport() = default;
+
+ConnectionRef WebSocketTransport::connect(uint64_t key, uint64_t attempt,
+                                          const core::EndpointSpec& spec) {
+  if (spec.url.compare(0, 6, "wss://") != 0) {
+    return clients_->start(clients_->plain, key, attempt, spec, nullptr);
+  }
+  std::string error;
+  SslContextPtr context = makeTlsContext(spec.tls, error);
+  if (!context) {
+    clients_->failLater(key, attempt, core::Failure::make(core::FailureReason::kTls, error));
+    return {};
+  }
+  return clients_->start(clients_->tls, key, attempt, spec, std::move(context));
+}
+
+void WebSocketTransport::sendPing(const ConnectionRef& ref, const std::string& payload) {
+  clients_->withConnection(ref, [&](auto& con) {
+    std::error_code ec;
+    con.ping(payload, ec);  // a failed send shows up as a missing pong: the session decides
+  });
+}
+
+void WebSocketTransport::sendText(const ConnectionRef& ref, const std::string& payload) {
+  clients_->withConnection(ref, [&](auto& con) {
+    // A failed send shows up as a missing reply: the session decides.
+    (void)con.send(payload, websocketpp::frame::opcode::text);
+  });
+}
+
+void WebSocketTransport::close(const ConnectionRef& ref, int code, const std::string& reason) {
+  clients_->withConnection(ref, [&](auto& con) {
+    std::error_code ec;
+    con.close(static_cast<websocketpp::close::status::value>(code), reason, ec);
+    if (ec) con.get_raw_socket().close(ec);  // not open: nothing to say goodbye to
+  });
+}
+
+void WebSocketTransport::abandon(const ConnectionRef& ref) {
+  clients_->withConnection(ref, [&](auto& con) {
+    std::error_code ec;
+    con.get_raw_socket().close(ec);  // pending I/O completes with operation_aborted
+  });
+}
+
+size_t WebSocketTransport::liveConnections() const { return clients_->live; }
+
+}  // namespace wsvisor

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <websocketpp/common/connection_hdl.hpp>
+
+#include "supervisor/core/endpoint_spec.h"
+#include "supervisor/core/session_event.h"
+
+namespace wsvisor {
+
+// One connection made by WebSocketTransport. Holds no ownership: websocketpp owns the connection,
+// and a handle to a finished connection simply stops resolving.
+struct ConnectionRef {
+  websocketpp::connection_hdl handle;
+  bool secure = false;
+  bool valid() const { return !handle.expired(); }
+};
+
+// The thin layer between websocketpp and the Session state machine of one io thread. It turns
+// actions into websocketpp calls and websocketpp callbacks into core events; it decides nothing.
+//
+// Threading: every method, and every callback it makes, runs on the thread that runs `io`. With
+// one thread per io_context, websocketpp's per-connection strands are trivially respected.
+//
+// Timeouts: websocketpp's own DNS, connect, TLS and handshake timers are pushed beyond the longest
+// allowed connect timeout and its pong timer is never armed; the Session's single timer decides
+// (websocketpp issues #773, #807, #844 describe what its timers get wrong).
+class WebSocketTransport {
+ public:
+  // Receives every event of every connection, tagged with the caller's key and attempt number so
+  // that events of abandoned attempts can be told apart.
+  // `ref` identifies the connection the event came from (so that a stale one can be closed).
+  using EventSink = std::function<void(uint64_t key, uint64_t attempt, const ConnectionRef& ref,
+                                       const core::SessionEvent& event)>;
+
+  WebSocketTransport(asio::io_context& io, EventSink sink);
+  ~WebSocketTransport();
+  WebSocketTransport(const WebSocketTransport&) = delete;
+  WebSocketTransport& operator=(const WebSocketTransport&) = delete;
+
+  // Starts a connection attempt to `spec.url`. Failures that happen before any I/O (a TLS file
+  // that cannot be read, a URL websocketpp refuses) are reported through the sink on a later turn
+  // of the loop, never from inside this call.
+  ConnectionRef connect(uint64_t key, uint64_t attempt, const core::EndpointSpec& spec);
+
+  void sendPing(const ConnectionRef& ref, const std::string& payload);
+  void sendText(const ConnectionRef& ref, const std::string& payload);
+  // Sends a close frame; websocketpp finishes the closing handshake (bounded by its close
+  // timeout) on its own. No-op when the connection is not open.
+  void close(const ConnectionRef& ref, int code, const std::string& reason);
+  // Drops a connection in any state without waiting for anything.
+  void abandon(const ConnectionRef& ref);
+  // Connections not yet fully closed.
+  size_t liveConnections() const;
+
+ private:
+  struct Clients;
+  std::unique_ptr<Clients> clients_;
+};
+
+}  // namespace wsvisor
