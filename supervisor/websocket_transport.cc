@@ -59,12 +59,17 @@ core::Failure classifyConnectFailure(Connection& con, bool secure) {
     if (!con.get_response_msg().empty()) detail += " " + con.get_response_msg();
     return Failure::make(FailureReason::kHandshakeRejected, detail, status);
   }
-  const std::error_code tec = con.get_transport_ec();
+  // websocketpp keeps the error that ended the attempt in get_ec() (asio errors pass through
+  // unchanged); get_transport_ec() may hold a later, secondary error (EBADF after a failed
+  // resolve), so it is consulted second.
   const std::error_code ec = con.get_ec();
-  if (tec == asio::error::connection_refused) {
-    return Failure::make(FailureReason::kConnectionRefused, "connection refused");
+  const std::error_code tec = con.get_transport_ec();
+  for (const std::error_code& cause : {ec, tec}) {
+    if (cause == asio::error::connection_refused) {
+      return Failure::make(FailureReason::kConnectionRefused, "connection refused");
+    }
+    if (isDnsError(cause)) return Failure::make(FailureReason::kDns, cause.message());
   }
-  if (isDnsError(tec)) return Failure::make(FailureReason::kDns, tec.message());
   if (secure) {
     if constexpr (std::is_same_v<Connection, TlsClient::connection_type>) {
       const long verify = SSL_get_verify_result(con.get_socket().native_handle());
@@ -76,10 +81,10 @@ core::Failure classifyConnectFailure(Connection& con, bool secure) {
     if (tec.category() == asio::error::get_ssl_category() ||
         tec.category() == asio::ssl::error::get_stream_category() ||
         ec.category() == websocketpp::transport::asio::socket::get_socket_category()) {
-      return Failure::make(FailureReason::kTls, tec ? tec.message() : ec.message());
+      return Failure::make(FailureReason::kTls, ec.message() + (tec ? ": " + tec.message() : ""));
     }
   }
-  return Failure::make(FailureReason::kNetworkError, tec ? tec.message() : ec.message());
+  return Failure::make(FailureReason::kNetworkError, ec ? ec.message() : tec.message());
 }
 
 // Why an open connection ended. The transport never closes a connection the session still

@@ -12,7 +12,9 @@ namespace wsvisor::core {
 namespace {
 
 std::string formatDuration(Duration d) {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+  if (us % 1000 != 0) return std::to_string(us) + "us";
+  const auto ms = us / 1000;
   if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
   return std::to_string(ms) + "ms";
 }
@@ -98,8 +100,14 @@ std::optional<FieldError> validateHeaders(const std::vector<Header>& headers) {
     if (h.value.size() > limits::kMaxHeaderValueLength) {
       return FieldError{field + ".value", "must be at most 8192 bytes"};
     }
-    if (h.value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
-      return FieldError{field + ".value", "must not contain CR, LF or NUL"};
+    // RFC 7230 allows no control character but tab in a field value; CR and LF would let a
+    // caller inject headers of its own.
+    const bool has_control = std::any_of(h.value.begin(), h.value.end(), [](char c) {
+      const auto u = static_cast<unsigned char>(c);
+      return (u < 0x20 && c != '\t') || u == 0x7f;
+    });
+    if (has_control) {
+      return FieldError{field + ".value", "must not contain CR, LF or other control characters"};
     }
   }
   return std::nullopt;

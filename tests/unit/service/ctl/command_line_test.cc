@@ -1,0 +1,323 @@
+// Parsing wsvisorctl's command line into the request it sends.
+#include "service/ctl/command_line.h"
+
+#include <gmock/gmock.h>
+#include <google/protobuf/text_format.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace wsvisor::ctl {
+namespace {
+
+using ::testing::HasSubstr;
+using Kind = CtlCommand::Kind;
+
+CtlCommand parseValid(const std::vector<std::string>& args, const std::string& env = "") {
+  std::string error;
+  std::optional<CtlCommand> command = parseCommandLine(args, env, error);
+  EXPECT_TRUE(command.has_value()) << error;
+  return command.value_or(CtlCommand{});
+}
+
+std::string parseError(const std::vector<std::string>& args) {
+  std::string error;
+  EXPECT_FALSE(parseCommandLine(args, "", error).has_value()) << "accepted";
+  return error;
+}
+
+// The spec that `register a ws://h <flags>` sends.
+v1::EndpointSpec registeredSpec(const std::vector<std::string>& flags) {
+  std::vector<std::string> args = {"register", "a", "ws://h"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  return parseValid(args).register_request.spec();
+}
+
+v1::EndpointSpec specFromText(const std::string& text) {
+  v1::EndpointSpec spec;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &spec)) << text;
+  return spec;
+}
+
+MATCHER_P(EqualsProto, expected, "equals " + expected.ShortDebugString()) {
+  std::string diff;
+  google::protobuf::util::MessageDifferencer differencer;
+  differencer.ReportDifferencesToString(&diff);
+  if (differencer.Compare(expected, arg)) return true;
+  *result_listener << diff;
+  return false;
+}
+
+TEST(CommandLineTest, RegisterWithOnlyIdAndUrlLeavesEverythingElseUnset) {
+  const CtlCommand command = parseValid({"register", "echo-1", "ws://localhost:9000/ws"});
+  EXPECT_EQ(command.kind, Kind::kRegister);
+  EXPECT_THAT(command.register_request.spec(),
+              EqualsProto(specFromText(R"(id: "echo-1" url: "ws://localhost:9000/ws")")));
+  EXPECT_FALSE(command.register_request.spec().has_heartbeat());
+  EXPECT_FALSE(command.register_request.spec().has_tls());
+  EXPECT_FALSE(command.register_request.spec().has_backoff());
+}
+
+TEST(CommandLineTest, RegisterFillsEveryFieldFromItsFlag) {
+  // One flag (and its value) per group, as a user would type them.
+  const std::vector<std::vector<std::string>> groups = {
+      {"register", "feed", "wss://feed.example:443/v1"},
+      {"--mode", "text"},
+      {"--interval", "250ms"},
+      {"--timeout=1.5s"},
+      {"--unhealthy-threshold", "3"},
+      {"--healthy-threshold", "2"},
+      {"--payload", "ping?"},
+      {"--expect", "pong.*"},
+      {"--label", "env=prod"},
+      {"--label", "tier="},
+      {"--header", "Authorization=Bearer a=b"},
+      {"--header", "X-Trace=1"},
+      {"--subprotocol", "v2.feed"},
+      {"--subprotocol", "v1.feed"},
+      {"--connect-timeout", "5s"},
+      {"--ca-file", "/etc/ca.pem"},
+      {"--server-name", "feed.internal"},
+      {"--insecure-skip-verify"},
+      {"--client-cert", "c.pem"},
+      {"--client-key", "k.pem"},
+      {"--max-message-bytes", "65536"},
+      {"--backoff-initial", "100ms"},
+      {"--backoff-multiplier", "2"},
+      {"--backoff-jitter", "0.1"},
+      {"--backoff-max", "1m"},
+      {"--backoff-reset-after", "30s"},
+      {"--no-jitter"},
+  };
+  std::vector<std::string> args;
+  for (const auto& group : groups) args.insert(args.end(), group.begin(), group.end());
+  const CtlCommand command = parseValid(args);
+  EXPECT_THAT(command.register_request.spec(), EqualsProto(specFromText(R"(
+      id: "feed"
+      url: "wss://feed.example:443/v1"
+      labels { key: "env" value: "prod" }
+      labels { key: "tier" value: "" }
+      headers { name: "Authorization" value: "Bearer a=b" }
+      headers { name: "X-Trace" value: "1" }
+      subprotocols: "v2.feed"
+      subprotocols: "v1.feed"
+      heartbeat {
+        mode: HEARTBEAT_MODE_TEXT
+        interval { nanos: 250000000 }
+        timeout { seconds: 1 nanos: 500000000 }
+        unhealthy_threshold: 3
+        healthy_threshold: 2
+        payload: "ping?"
+        expect: "pong.*"
+      }
+      backoff {
+        initial { nanos: 100000000 }
+        multiplier: 2
+        jitter: 0.1
+        max { seconds: 60 }
+        reset_after { seconds: 30 }
+        no_jitter: true
+      }
+      connect_timeout { seconds: 5 }
+      tls {
+        ca_file: "/etc/ca.pem"
+        server_name: "feed.internal"
+        insecure_skip_verify: true
+        client_cert_file: "c.pem"
+        client_key_file: "k.pem"
+      }
+      max_message_bytes: 65536
+  )")));
+}
+
+TEST(CommandLineTest, AZeroDurationGivenOnTheCommandLineIsSentAsSet) {
+  // The server, not wsvisorctl, rejects it with INVALID_ARGUMENT naming the field.
+  const v1::EndpointSpec spec = registeredSpec({"--interval", "0s", "--connect-timeout", "0"});
+  ASSERT_TRUE(spec.has_heartbeat());
+  ASSERT_TRUE(spec.heartbeat().has_interval());
+  EXPECT_EQ(spec.heartbeat().interval().seconds(), 0);
+  EXPECT_EQ(spec.heartbeat().interval().nanos(), 0);
+  EXPECT_FALSE(spec.heartbeat().has_timeout());
+  EXPECT_TRUE(spec.has_connect_timeout());
+}
+
+TEST(CommandLineTest, ModesAreCaseInsensitiveWords) {
+  EXPECT_EQ(registeredSpec({"--mode", "ping"}).heartbeat().mode(), v1::HEARTBEAT_MODE_PING);
+  EXPECT_EQ(registeredSpec({"--mode=PASSIVE"}).heartbeat().mode(), v1::HEARTBEAT_MODE_PASSIVE);
+}
+
+TEST(CommandLineTest, UnknownModeNamesTheFlag) {
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--mode", "pong"}),
+            "--mode: unknown heartbeat mode \"pong\" (want ping, text or passive)");
+}
+
+TEST(CommandLineTest, BadDurationNamesTheFlag) {
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--interval", "10"}),
+            "--interval: invalid duration \"10\": missing unit after \"10\" (use ns, us, ms, s, "
+            "m or h)");
+  EXPECT_THAT(parseError({"register", "a", "ws://h", "--backoff-max", "soon"}),
+              HasSubstr("--backoff-max: invalid duration \"soon\""));
+}
+
+TEST(CommandLineTest, LabelsAndHeadersMustBeKeyValue) {
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--label", "prod"}),
+            "--label: want key=value, got \"prod\"");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--label", "=prod"}),
+            "--label: want key=value, got \"=prod\"");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--header", "Authorization: x"}),
+            "--header: want key=value, got \"Authorization: x\"");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--label", "a=1", "--label", "a=2"}),
+            "--label: key \"a\" given twice");
+}
+
+TEST(CommandLineTest, NumbersMustBeWholeAndInRange) {
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--unhealthy-threshold", "two"}),
+            "--unhealthy-threshold: want a whole number, got \"two\"");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--healthy-threshold", "-1"}),
+            "--healthy-threshold: want a whole number, got \"-1\"");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--healthy-threshold", "4294967296"}),
+            "--healthy-threshold: 4294967296 is too large (at most 4294967295)");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--max-message-bytes", "1MiB"}),
+            "--max-message-bytes: want a whole number, got \"1MiB\"");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--backoff-jitter", "nan"}),
+            "--backoff-jitter: want a number, got \"nan\"");
+}
+
+TEST(CommandLineTest, SwitchesTakeNoValueButAcceptAnExplicitOne) {
+  EXPECT_TRUE(registeredSpec({"--insecure-skip-verify"}).tls().insecure_skip_verify());
+  const v1::EndpointSpec off = registeredSpec({"--insecure-skip-verify=false"});
+  EXPECT_TRUE(off.has_tls());  // given, so set, even to false
+  EXPECT_FALSE(off.tls().insecure_skip_verify());
+  EXPECT_EQ(parseError({"register", "a", "wss://h", "--no-jitter=yes"}),
+            "--no-jitter: want true or false, got \"yes\"");
+}
+
+TEST(CommandLineTest, FlagsMayComeAnywhereAndDashDashEndsThem) {
+  const CtlCommand command = parseValid(
+      {"--server", "h:1", "register", "--interval", "1s", "a", "-o", "json", "--", "--weird"});
+  EXPECT_EQ(command.server, "h:1");
+  EXPECT_EQ(command.output, OutputFormat::kJson);
+  EXPECT_EQ(command.register_request.spec().id(), "a");
+  EXPECT_EQ(command.register_request.spec().url(), "--weird");
+  EXPECT_EQ(command.register_request.spec().heartbeat().interval().seconds(), 1);
+}
+
+TEST(CommandLineTest, AFlagValueMayStartWithADash) {
+  EXPECT_EQ(registeredSpec({"--payload", "-x"}).heartbeat().payload(), "-x");
+}
+
+TEST(CommandLineTest, PositionalArgumentsAreCounted) {
+  EXPECT_EQ(parseError({"register"}), "register: missing ID and URL");
+  EXPECT_EQ(parseError({"register", "a"}), "register: missing URL");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "extra"}),
+            "register: unexpected argument \"extra\"");
+  EXPECT_EQ(parseError({"get"}), "get: missing ID");
+  EXPECT_EQ(parseError({"unregister", "a", "b"}), "unregister: unexpected argument \"b\"");
+  EXPECT_EQ(parseError({"list", "a"}), "list: unexpected argument \"a\" (takes none)");
+}
+
+TEST(CommandLineTest, UnregisterAndGetTakeTheId) {
+  EXPECT_EQ(parseValid({"unregister", "a"}).unregister_request.id(), "a");
+  const CtlCommand get = parseValid({"get", "b", "--output=json"});
+  EXPECT_EQ(get.kind, Kind::kGet);
+  EXPECT_EQ(get.get_request.id(), "b");
+  EXPECT_EQ(get.output, OutputFormat::kJson);
+}
+
+TEST(CommandLineTest, ListAndWatchTakeASelector) {
+  const CtlCommand list = parseValid({"list", "--selector", "env=prod,tier!=db"});
+  EXPECT_EQ(list.kind, Kind::kList);
+  EXPECT_EQ(list.list_request.label_selector(), "env=prod,tier!=db");
+  EXPECT_TRUE(list.list_request.page_token().empty());
+
+  const CtlCommand watch = parseValid({"watch", "a", "b", "-l", "env=prod", "-ojson"});
+  EXPECT_EQ(watch.kind, Kind::kWatch);
+  EXPECT_THAT(watch.watch_request.ids(), ::testing::ElementsAre("a", "b"));
+  EXPECT_EQ(watch.watch_request.label_selector(), "env=prod");
+  EXPECT_EQ(watch.output, OutputFormat::kJson);
+
+  EXPECT_TRUE(parseValid({"watch"}).watch_request.ids().empty());
+}
+
+TEST(CommandLineTest, FlagsOfOtherCommandsAreUnknown) {
+  EXPECT_EQ(parseError({"get", "a", "--interval", "1s"}), "unknown flag --interval for get");
+  EXPECT_EQ(parseError({"--selector", "a=b", "list"}), "unknown flag --selector");
+  EXPECT_EQ(parseError({"list", "-x"}), "unknown flag -x for list");
+}
+
+TEST(CommandLineTest, MissingFlagValue) {
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--interval"}), "--interval: missing value");
+}
+
+TEST(CommandLineTest, OutputFormats) {
+  EXPECT_EQ(parseValid({"list"}).output, OutputFormat::kTable);
+  EXPECT_EQ(parseValid({"list", "-o", "table"}).output, OutputFormat::kTable);
+  EXPECT_EQ(parseValid({"list", "-o=json"}).output, OutputFormat::kJson);
+  EXPECT_EQ(parseError({"list", "-o", "yaml"}),
+            "--output: unknown format \"yaml\" (want table or json)");
+}
+
+TEST(CommandLineTest, ServerFlagBeatsEnvironmentBeatsDefault) {
+  EXPECT_EQ(parseValid({"list"}).server, "127.0.0.1:50051");
+  EXPECT_EQ(parseValid({"list"}, "env:2").server, "env:2");
+  EXPECT_EQ(parseValid({"list", "--server", "flag:3"}, "env:2").server, "flag:3");
+  EXPECT_EQ(parseError({"list", "--server="}), "--server: must not be empty (want host:port)");
+}
+
+TEST(CommandLineTest, RequestTimeout) {
+  EXPECT_EQ(parseValid({"list"}).request_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(parseValid({"list", "--request-timeout", "2s"}).request_timeout,
+            std::chrono::seconds(2));
+  EXPECT_EQ(parseError({"list", "--request-timeout", "0s"}),
+            "--request-timeout: must be greater than 0");
+}
+
+TEST(CommandLineTest, HelpWinsOverEverything) {
+  EXPECT_EQ(parseValid({"help"}).kind, Kind::kHelp);
+  EXPECT_EQ(parseValid({"--help"}).kind, Kind::kHelp);
+  EXPECT_EQ(parseValid({"register", "--bogus", "-h"}).kind, Kind::kHelp);
+  EXPECT_EQ(parseValid({"get", "--", "--help"}).get_request.id(), "--help");
+}
+
+TEST(CommandLineTest, UnknownOrMissingCommand) {
+  EXPECT_EQ(parseError({"delete", "a"}),
+            "unknown command \"delete\" (want register, unregister, get, list, watch or help)");
+  EXPECT_EQ(parseError({}),
+            "missing command (want register, unregister, get, list, watch or help)");
+}
+
+TEST(CommandLineTest, UsageMentionsEveryCommandAndRegisterFlag) {
+  const std::string usage = usageText();
+  for (const char* word : {"register ID URL",
+                           "unregister ID",
+                           "get ID",
+                           "list",
+                           "watch",
+                           "--mode",
+                           "--interval",
+                           "--timeout",
+                           "--unhealthy-threshold",
+                           "--healthy-threshold",
+                           "--payload",
+                           "--expect",
+                           "--label",
+                           "--header",
+                           "--subprotocol",
+                           "--connect-timeout",
+                           "--ca-file",
+                           "--server-name",
+                           "--insecure-skip-verify",
+                           "--max-message-bytes",
+                           "--selector",
+                           "--server",
+                           "-o",
+                           "WSVISOR_SERVER"}) {
+    EXPECT_THAT(usage, HasSubstr(word));
+  }
+}
+
+}  // namespace
+}  // namespace wsvisor::ctl

@@ -1,0 +1,345 @@
+// Running wsvisorctl commands against a fake Supervisor served in-process over real gRPC.
+#include "service/ctl/command_runner.h"
+
+#include <gmock/gmock.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "service/ctl/command_line.h"
+#include "service/ctl/stream_interrupter.h"
+
+namespace wsvisor::ctl {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::StartsWith;
+
+v1::Endpoint makeEndpoint(const std::string& id) {
+  v1::Endpoint endpoint;
+  endpoint.mutable_spec()->set_id(id);
+  endpoint.mutable_spec()->set_url("ws://127.0.0.1:9001/" + id);
+  endpoint.mutable_status()->set_health(v1::HEALTH_HEALTHY);
+  endpoint.mutable_status()->set_phase(v1::CONNECTION_PHASE_OPEN);
+  return endpoint;
+}
+
+// Answers like the real service would for the cases under test, and records what it was sent.
+class FakeSupervisor final : public v1::Supervisor::Service {
+ public:
+  static constexpr int kPageSize = 2;
+
+  // Handlers run on gRPC's threads; tests read the records after the call has returned.
+  std::mutex mutex;
+  std::vector<v1::RegisterEndpointRequest> register_requests;  // guarded by mutex
+  std::vector<v1::ListEndpointsRequest> list_requests;         // guarded by mutex
+
+  std::vector<v1::Endpoint> endpoints;  // what ListEndpoints pages through
+  bool repeat_page_token = false;       // a broken server that returns the same token forever
+  bool fail_second_page = false;
+
+  std::vector<v1::HealthEvent> events;  // what WatchHealth sends
+  bool watch_until_cancelled = false;   // then keep the stream open until the client cancels
+  grpc::Status watch_end_status = grpc::Status::OK;
+
+  // Supervisor::Service
+  grpc::Status RegisterEndpoint(grpc::ServerContext*, const v1::RegisterEndpointRequest* request,
+                                v1::RegisterEndpointResponse* response) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      register_requests.push_back(*request);
+    }
+    if (request->spec().url().rfind("ws", 0) != 0) {
+      return {grpc::StatusCode::INVALID_ARGUMENT, "spec.url: must start with ws:// or wss://"};
+    }
+    *response->mutable_endpoint() = makeEndpoint(request->spec().id());
+    response->set_created(request->spec().id() != "existing");
+    return grpc::Status::OK;
+  }
+
+  grpc::Status UnregisterEndpoint(grpc::ServerContext*,
+                                  const v1::UnregisterEndpointRequest* request,
+                                  v1::UnregisterEndpointResponse*) override {
+    if (request->id() != "a") {
+      return {grpc::StatusCode::NOT_FOUND, "endpoint \"" + request->id() + "\" is not registered"};
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetEndpoint(grpc::ServerContext* context, const v1::GetEndpointRequest* request,
+                           v1::GetEndpointResponse* response) override {
+    if (request->id() == "slow") {
+      // Never answers; the client's deadline ends the call.
+      while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      return grpc::Status::CANCELLED;
+    }
+    *response->mutable_endpoint() = makeEndpoint(request->id());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListEndpoints(grpc::ServerContext*, const v1::ListEndpointsRequest* request,
+                             v1::ListEndpointsResponse* response) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      list_requests.push_back(*request);
+    }
+    const size_t start =
+        request->page_token().empty() || repeat_page_token ? 0 : std::stoul(request->page_token());
+    if (fail_second_page && start > 0) {
+      return {grpc::StatusCode::UNAVAILABLE, "store is down"};
+    }
+    const size_t end = std::min(endpoints.size(), start + kPageSize);
+    for (size_t i = start; i < end; ++i) *response->add_endpoints() = endpoints[i];
+    if (repeat_page_token) {
+      response->set_next_page_token("same");
+    } else if (end < endpoints.size()) {
+      response->set_next_page_token(std::to_string(end));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status WatchHealth(grpc::ServerContext* context, const v1::WatchHealthRequest*,
+                           grpc::ServerWriter<v1::HealthEvent>* writer) override {
+    for (const v1::HealthEvent& event : events) writer->Write(event);
+    if (watch_until_cancelled) {
+      while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      return grpc::Status::CANCELLED;
+    }
+    return watch_end_status;
+  }
+};
+
+// An output buffer that calls `on_flush` with the number of flushes so far; `watch` flushes
+// once per event, so this is how a test acts after the n-th printed event.
+class FlushObservingBuffer : public std::stringbuf {
+ public:
+  explicit FlushObservingBuffer(std::function<void(int)> on_flush)
+      : on_flush_(std::move(on_flush)) {}
+
+ protected:
+  int sync() override {
+    on_flush_(++flushes_);
+    return std::stringbuf::sync();
+  }
+
+ private:
+  std::function<void(int)> on_flush_;
+  int flushes_ = 0;
+};
+
+v1::HealthEvent makeEvent(v1::HealthEvent::Type type, uint64_t revision, const std::string& id) {
+  v1::HealthEvent event;
+  event.set_type(type);
+  event.set_revision(revision);
+  event.set_endpoint_id(id);
+  event.mutable_status()->set_health(v1::HEALTH_HEALTHY);
+  event.mutable_status()->set_phase(v1::CONNECTION_PHASE_OPEN);
+  return event;
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> result;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) result.push_back(line);
+  return result;
+}
+
+class CommandRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    stub_ = v1::Supervisor::NewStub(server_->InProcessChannel(grpc::ChannelArguments()));
+  }
+
+  void TearDown() override { server_->Shutdown(); }
+
+  int run(const std::vector<std::string>& args, std::ostream& out,
+          StreamInterrupter* interrupter = nullptr) {
+    std::string error;
+    const std::optional<CtlCommand> command = parseCommandLine(args, "", error);
+    EXPECT_TRUE(command.has_value()) << error;
+    if (!command) return -1;
+    return runCommand(*command, *stub_, out, err_, interrupter);
+  }
+  int run(const std::vector<std::string>& args) { return run(args, out_); }
+
+  FakeSupervisor service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::Supervisor::Stub> stub_;
+  std::ostringstream out_;
+  std::ostringstream err_;
+};
+
+TEST_F(CommandRunnerTest, RegisterSaysWhetherItCreatedTheEndpoint) {
+  EXPECT_EQ(run({"register", "new-1", "ws://h:1/"}), kExitSuccess);
+  EXPECT_EQ(run({"register", "existing", "ws://h:1/"}), kExitSuccess);
+  EXPECT_EQ(out_.str(), "registered new-1\nalready registered existing (identical spec)\n");
+  EXPECT_THAT(err_.str(), IsEmpty());
+}
+
+TEST_F(CommandRunnerTest, RegisterSendsFlagsGivenAsZero) {
+  EXPECT_EQ(run({"register", "a", "ws://h:1/", "--interval", "0s"}), kExitSuccess);
+  std::lock_guard<std::mutex> lock(service_.mutex);
+  ASSERT_EQ(service_.register_requests.size(), 1u);
+  const v1::EndpointSpec& sent = service_.register_requests[0].spec();
+  EXPECT_TRUE(sent.heartbeat().has_interval());  // set, if zero: the server will judge it
+  EXPECT_FALSE(sent.heartbeat().has_timeout());
+  EXPECT_FALSE(sent.has_tls());
+}
+
+TEST_F(CommandRunnerTest, RegisterAsJsonPrintsTheResponse) {
+  EXPECT_EQ(run({"register", "a", "ws://h:1/", "-o", "json"}), kExitSuccess);
+  EXPECT_THAT(out_.str(), StartsWith(R"({"endpoint":{"spec":{"id":"a",)"));
+  EXPECT_THAT(out_.str(), HasSubstr(R"("created":true})"));
+  EXPECT_EQ(lines(out_.str()).size(), 1u);
+}
+
+TEST_F(CommandRunnerTest, RpcErrorPrintsCodeNameAndServerMessage) {
+  EXPECT_EQ(run({"register", "a", "http://h/"}), kExitCallFailed);
+  EXPECT_EQ(err_.str(),
+            "wsvisorctl: INVALID_ARGUMENT: spec.url: must start with ws:// or wss://\n");
+  EXPECT_THAT(out_.str(), IsEmpty());
+}
+
+TEST_F(CommandRunnerTest, Unregister) {
+  EXPECT_EQ(run({"unregister", "a"}), kExitSuccess);
+  EXPECT_EQ(out_.str(), "unregistered a\n");
+  EXPECT_EQ(run({"unregister", "b"}), kExitCallFailed);
+  EXPECT_EQ(err_.str(), "wsvisorctl: NOT_FOUND: endpoint \"b\" is not registered\n");
+}
+
+TEST_F(CommandRunnerTest, GetPrintsATableOrTheEndpointAsJson) {
+  EXPECT_EQ(run({"get", "a"}), kExitSuccess);
+  EXPECT_THAT(lines(out_.str()),
+              ElementsAre(StartsWith("ID  HEALTH   PHASE  RTT"),
+                          StartsWith("a   healthy  open   -    0         ws://127.0.0.1:9001/a")));
+  std::ostringstream json;
+  EXPECT_EQ(run({"get", "a", "--output", "json"}, json), kExitSuccess);
+  EXPECT_EQ(json.str(), R"({"spec":{"id":"a","url":"ws://127.0.0.1:9001/a"},)"
+                        R"("status":{"health":"HEALTH_HEALTHY","phase":"CONNECTION_PHASE_OPEN"}})"
+                        "\n");
+}
+
+TEST_F(CommandRunnerTest, EachCallHasADeadline) {
+  EXPECT_EQ(run({"get", "slow", "--request-timeout", "50ms"}), kExitCallFailed);
+  EXPECT_THAT(err_.str(), StartsWith("wsvisorctl: DEADLINE_EXCEEDED"));
+}
+
+TEST_F(CommandRunnerTest, ListFollowsPageTokensToTheEnd) {
+  for (const char* id : {"a", "b", "c", "d", "e"}) service_.endpoints.push_back(makeEndpoint(id));
+  EXPECT_EQ(run({"list", "-o", "json", "--selector", "env=prod"}), kExitSuccess);
+  const std::vector<std::string> printed = lines(out_.str());
+  ASSERT_EQ(printed.size(), 5u);
+  EXPECT_THAT(printed[0], StartsWith(R"({"spec":{"id":"a")"));
+  EXPECT_THAT(printed[4], StartsWith(R"({"spec":{"id":"e")"));
+
+  std::lock_guard<std::mutex> lock(service_.mutex);
+  ASSERT_EQ(service_.list_requests.size(), 3u);
+  EXPECT_EQ(service_.list_requests[0].page_token(), "");
+  EXPECT_EQ(service_.list_requests[1].page_token(), "2");
+  EXPECT_EQ(service_.list_requests[2].page_token(), "4");
+  for (const auto& request : service_.list_requests) {
+    EXPECT_EQ(request.label_selector(), "env=prod");
+  }
+}
+
+TEST_F(CommandRunnerTest, ListTableHasOneRowPerEndpoint) {
+  for (const char* id : {"a", "b", "c"}) service_.endpoints.push_back(makeEndpoint(id));
+  EXPECT_EQ(run({"list"}), kExitSuccess);
+  EXPECT_THAT(lines(out_.str()),
+              ElementsAre(StartsWith("ID"), StartsWith("a "), StartsWith("b "), StartsWith("c ")));
+}
+
+TEST_F(CommandRunnerTest, ListPrintsNothingWhenAPageFails) {
+  for (const char* id : {"a", "b", "c"}) service_.endpoints.push_back(makeEndpoint(id));
+  service_.fail_second_page = true;
+  EXPECT_EQ(run({"list"}), kExitCallFailed);
+  EXPECT_THAT(out_.str(), IsEmpty());
+  EXPECT_EQ(err_.str(), "wsvisorctl: UNAVAILABLE: store is down\n");
+}
+
+TEST_F(CommandRunnerTest, ListStopsWhenTheServerRepeatsAPageToken) {
+  service_.endpoints.push_back(makeEndpoint("a"));
+  service_.repeat_page_token = true;
+  EXPECT_EQ(run({"list"}), kExitCallFailed);
+  EXPECT_THAT(err_.str(), HasSubstr("page token \"same\" twice"));
+}
+
+TEST_F(CommandRunnerTest, WatchPrintsEveryEventUntilTheStreamEnds) {
+  service_.events = {makeEvent(v1::HealthEvent::TYPE_SNAPSHOT, 3, "a"),
+                     makeEvent(v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE, 3, ""),
+                     makeEvent(v1::HealthEvent::TYPE_UNREGISTERED, 4, "a")};
+  EXPECT_EQ(run({"watch"}), kExitSuccess);
+  EXPECT_THAT(lines(out_.str()),
+              ElementsAre("-  #3  snapshot      a  healthy  open", "-  #3  -- snapshot complete --",
+                          "-  #4  unregistered  a  healthy  open"));
+}
+
+TEST_F(CommandRunnerTest, WatchAsJsonPrintsOneEventPerLine) {
+  service_.events = {makeEvent(v1::HealthEvent::TYPE_REGISTERED, 5, "a")};
+  EXPECT_EQ(run({"watch", "-o", "json"}), kExitSuccess);
+  EXPECT_EQ(out_.str(), R"({"type":"TYPE_REGISTERED","revision":"5","endpointId":"a",)"
+                        R"("status":{"health":"HEALTH_HEALTHY","phase":"CONNECTION_PHASE_OPEN"}})"
+                        "\n");
+}
+
+TEST_F(CommandRunnerTest, WatchReportsAStreamThatEndsWithAnError) {
+  service_.events = {makeEvent(v1::HealthEvent::TYPE_SNAPSHOT, 1, "a")};
+  service_.watch_end_status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
+  EXPECT_EQ(run({"watch"}), kExitCallFailed);
+  EXPECT_EQ(lines(out_.str()).size(), 1u);
+  EXPECT_EQ(err_.str(), "wsvisorctl: UNAVAILABLE: server shutting down\n");
+}
+
+TEST_F(CommandRunnerTest, InterruptedWatchFlushesWhatItGotAndSucceeds) {
+  service_.events = {makeEvent(v1::HealthEvent::TYPE_SNAPSHOT, 1, "a"),
+                     makeEvent(v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE, 1, "")};
+  service_.watch_until_cancelled = true;
+  StreamInterrupter interrupter;
+  FlushObservingBuffer buffer([&interrupter](int flushes) {
+    if (flushes == 2) interrupter.interruptForTest();  // as if Ctrl-C after the 2nd event
+  });
+  std::ostream out(&buffer);
+  EXPECT_EQ(run({"watch"}, out, &interrupter), kExitSuccess);
+  EXPECT_EQ(lines(buffer.str()).size(), 2u);
+  EXPECT_THAT(err_.str(), IsEmpty());
+  EXPECT_TRUE(interrupter.interrupted());
+}
+
+TEST_F(CommandRunnerTest, InterruptionBeforeTheWatchStartsCancelsItAtOnce) {
+  service_.watch_until_cancelled = true;
+  StreamInterrupter interrupter;
+  interrupter.interruptForTest();
+  EXPECT_EQ(run({"watch"}, out_, &interrupter), kExitSuccess);
+  EXPECT_THAT(err_.str(), IsEmpty());
+}
+
+TEST_F(CommandRunnerTest, ServerThatIsNotThereIsUnavailable) {
+  const auto channel =
+      grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials());  // nothing listens
+  const auto stub = v1::Supervisor::NewStub(channel);
+  std::string error;
+  const std::optional<CtlCommand> command = parseCommandLine({"list"}, "", error);
+  ASSERT_TRUE(command.has_value());
+  EXPECT_EQ(runCommand(*command, *stub, out_, err_, nullptr), kExitCallFailed);
+  EXPECT_THAT(err_.str(), StartsWith("wsvisorctl: UNAVAILABLE: "));
+}
+
+}  // namespace
+}  // namespace wsvisor::ctl

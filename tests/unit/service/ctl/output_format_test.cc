@@ -1,0 +1,176 @@
+// How endpoints, watch events and errors are printed for people and for programs.
+#include "service/ctl/output_format.h"
+
+#include <gmock/gmock.h>
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace wsvisor::ctl {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+template <typename Message>
+Message fromText(const std::string& text) {
+  Message message;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &message)) << text;
+  return message;
+}
+
+// 2024-05-01T12:00:00Z
+constexpr int64_t kMay1Noon = 1714564800;
+
+TEST(OutputFormatTest, EnumsPrintAsShortLowerCaseWords) {
+  EXPECT_EQ(healthWord(v1::HEALTH_HEALTHY), "healthy");
+  EXPECT_EQ(healthWord(v1::HEALTH_UNKNOWN), "unknown");
+  EXPECT_EQ(phaseWord(v1::CONNECTION_PHASE_BACKING_OFF), "backing_off");
+  EXPECT_EQ(failureReasonWord(v1::FAILURE_REASON_PONG_TIMEOUT), "pong_timeout");
+  EXPECT_EQ(failureReasonWord(v1::FAILURE_REASON_CONNECTION_REFUSED), "connection_refused");
+  EXPECT_EQ(eventTypeWord(v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE), "snapshot_complete");
+}
+
+TEST(OutputFormatTest, EnumValuesFromANewerServerPrintAsNumbers) {
+  EXPECT_EQ(failureReasonWord(static_cast<v1::FailureReason>(42)), "reason_42");
+  EXPECT_EQ(healthWord(static_cast<v1::Health>(7)), "health_7");
+}
+
+TEST(OutputFormatTest, DescribeFailure) {
+  EXPECT_EQ(describeFailure(fromText<v1::Failure>(
+                R"(reason: FAILURE_REASON_PONG_TIMEOUT detail: "no pong within 1s")")),
+            "pong_timeout: no pong within 1s");
+  EXPECT_EQ(describeFailure(
+                fromText<v1::Failure>(R"(reason: FAILURE_REASON_CLOSED_BY_PEER close_code: 1006)")),
+            "closed_by_peer (close 1006)");
+  EXPECT_EQ(
+      describeFailure(fromText<v1::Failure>(
+          R"(reason: FAILURE_REASON_HANDSHAKE_REJECTED http_status: 403 detail: "HTTP 403")")),
+      "handshake_rejected (http 403): HTTP 403");
+}
+
+TEST(OutputFormatTest, TimestampsAreUtcWithMilliseconds) {
+  google::protobuf::Timestamp time;
+  time.set_seconds(kMay1Noon);
+  time.set_nanos(123'456'789);
+  EXPECT_EQ(formatTimestamp(time), "2024-05-01T12:00:00.123Z");
+  EXPECT_EQ(formatTimestamp(google::protobuf::Timestamp()), "-");
+}
+
+TEST(OutputFormatTest, EndpointTable) {
+  const std::vector<v1::Endpoint> endpoints = {
+      fromText<v1::Endpoint>(R"(
+        spec { id: "echo-1" url: "ws://127.0.0.1:9001/" }
+        status {
+          health: HEALTH_HEALTHY
+          phase: CONNECTION_PHASE_OPEN
+          smoothed_rtt { nanos: 1234567 }
+        })"),
+      fromText<v1::Endpoint>(R"(
+        spec { id: "feed" url: "wss://feed.example/v1" }
+        status {
+          health: HEALTH_UNHEALTHY
+          phase: CONNECTION_PHASE_BACKING_OFF
+          consecutive_failures: 3
+          last_failure { reason: FAILURE_REASON_CLOSED_BY_PEER close_code: 1001 detail: "going away" }
+        })"),
+  };
+  std::ostringstream out;
+  printEndpointTable(endpoints, out);
+  EXPECT_EQ(
+      out.str(),
+      "ID      HEALTH     PHASE        RTT      FAILURES  URL                    LAST FAILURE\n"
+      "echo-1  healthy    open         1.235ms  0         ws://127.0.0.1:9001/   -\n"
+      "feed    unhealthy  backing_off  -        3         wss://feed.example/v1  "
+      "closed_by_peer (close 1001): going away\n");
+}
+
+TEST(OutputFormatTest, EmptyEndpointTableIsTheHeader) {
+  std::ostringstream out;
+  printEndpointTable({}, out);
+  EXPECT_EQ(out.str(), "ID  HEALTH  PHASE  RTT  FAILURES  URL  LAST FAILURE\n");
+}
+
+TEST(OutputFormatTest, WatchLineForAChange) {
+  const auto event = fromText<v1::HealthEvent>(R"(
+      type: TYPE_CHANGED
+      revision: 42
+      endpoint_id: "echo-1"
+      previous_health: HEALTH_HEALTHY
+      time { seconds: 1714564800 nanos: 5000000 }
+      status {
+        health: HEALTH_UNHEALTHY
+        phase: CONNECTION_PHASE_BACKING_OFF
+        consecutive_failures: 1
+        last_failure { reason: FAILURE_REASON_PONG_TIMEOUT detail: "no pong within 1s" }
+      })");
+  EXPECT_EQ(formatWatchLine(event),
+            "2024-05-01T12:00:00.005Z  #42  changed       echo-1  healthy->unhealthy  backing_off"
+            "  pong_timeout: no pong within 1s");
+}
+
+TEST(OutputFormatTest, WatchLineShowsOneHealthWhenItDidNotChange) {
+  const auto event = fromText<v1::HealthEvent>(R"(
+      type: TYPE_CHANGED revision: 43 endpoint_id: "a" previous_health: HEALTH_UNHEALTHY
+      status { health: HEALTH_UNHEALTHY phase: CONNECTION_PHASE_CONNECTING })");
+  EXPECT_THAT(formatWatchLine(event), HasSubstr("  a  unhealthy  connecting"));
+}
+
+TEST(OutputFormatTest, WatchLineHidesAFailureThatIsHistory) {
+  // Healthy again and no failure since: the old failure would read as if it had just happened.
+  const auto recovered = fromText<v1::HealthEvent>(R"(
+      type: TYPE_CHANGED revision: 44 endpoint_id: "a" previous_health: HEALTH_UNHEALTHY
+      status {
+        health: HEALTH_HEALTHY phase: CONNECTION_PHASE_OPEN
+        last_failure { reason: FAILURE_REASON_PONG_TIMEOUT }
+      })");
+  EXPECT_THAT(formatWatchLine(recovered), Not(HasSubstr("pong_timeout")));
+  EXPECT_THAT(formatWatchLine(recovered), HasSubstr("unhealthy->healthy  open"));
+
+  // Still healthy, but a heartbeat just failed (below the unhealthy threshold): that is news.
+  const auto missed = fromText<v1::HealthEvent>(R"(
+      type: TYPE_CHANGED revision: 45 endpoint_id: "a" previous_health: HEALTH_HEALTHY
+      status {
+        health: HEALTH_HEALTHY phase: CONNECTION_PHASE_OPEN consecutive_failures: 1
+        last_failure { reason: FAILURE_REASON_PONG_TIMEOUT }
+      })");
+  EXPECT_THAT(formatWatchLine(missed), HasSubstr("healthy  open  pong_timeout"));
+}
+
+TEST(OutputFormatTest, WatchLineMarksCoalescedEvents) {
+  const auto event = fromText<v1::HealthEvent>(R"(
+      type: TYPE_SNAPSHOT revision: 7 endpoint_id: "a" coalesced: true
+      status { health: HEALTH_UNKNOWN phase: CONNECTION_PHASE_CONNECTING })");
+  EXPECT_EQ(formatWatchLine(event), "-  #7  snapshot      a  unknown  connecting  (coalesced)");
+}
+
+TEST(OutputFormatTest, SnapshotCompleteIsAMarkerLine) {
+  const auto event = fromText<v1::HealthEvent>(R"(
+      type: TYPE_SNAPSHOT_COMPLETE revision: 9 time { seconds: 1714564800 })");
+  EXPECT_EQ(formatWatchLine(event), "2024-05-01T12:00:00.000Z  #9  -- snapshot complete --");
+}
+
+TEST(OutputFormatTest, JsonIsProtobufJsonOnOneLine) {
+  const auto endpoint = fromText<v1::Endpoint>(R"(
+      spec { id: "a" url: "ws://h" heartbeat { interval { seconds: 10 } } }
+      status { health: HEALTH_HEALTHY consecutive_failures: 2 })");
+  std::string error;
+  EXPECT_EQ(toJsonLine(endpoint, error),
+            R"({"spec":{"id":"a","url":"ws://h","heartbeat":{"interval":"10s"}},)"
+            R"("status":{"health":"HEALTH_HEALTHY","consecutiveFailures":2}})");
+}
+
+TEST(OutputFormatTest, StatusNames) {
+  EXPECT_EQ(statusCodeName(grpc::StatusCode::INVALID_ARGUMENT), "INVALID_ARGUMENT");
+  EXPECT_EQ(statusCodeName(grpc::StatusCode::DEADLINE_EXCEEDED), "DEADLINE_EXCEEDED");
+  EXPECT_EQ(statusCodeName(static_cast<grpc::StatusCode>(99)), "CODE_99");
+  EXPECT_EQ(describeStatus(grpc::Status(grpc::StatusCode::NOT_FOUND, "endpoint \"a\"")),
+            "NOT_FOUND: endpoint \"a\"");
+  EXPECT_EQ(describeStatus(grpc::Status(grpc::StatusCode::UNAVAILABLE, "")), "UNAVAILABLE");
+}
+
+}  // namespace
+}  // namespace wsvisor::ctl

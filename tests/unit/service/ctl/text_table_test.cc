@@ -1,0 +1,45 @@
+// Column layout of the plain-text tables printed by `get` and `list`.
+#include "service/ctl/text_table.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+namespace wsvisor::ctl {
+namespace {
+
+std::string print(const TextTable& table) {
+  std::ostringstream out;
+  table.print(out);
+  return out.str();
+}
+
+TEST(TextTableTest, AlignsColumnsToTheWidestCellWithoutTrailingSpaces) {
+  TextTable table({"ID", "HEALTH", "NOTE"});
+  table.addRow({"a-long-id", "healthy", "x"});
+  table.addRow({"b", "unknown", ""});
+  EXPECT_EQ(print(table),
+            "ID         HEALTH   NOTE\n"
+            "a-long-id  healthy  x\n"
+            "b          unknown\n");
+}
+
+TEST(TextTableTest, HeaderAloneWhenThereAreNoRows) {
+  EXPECT_EQ(print(TextTable({"ID", "URL"})), "ID  URL\n");
+}
+
+TEST(TextTableTest, ShortRowsArePaddedAndLongRowsCut) {
+  TextTable table({"A", "B"});
+  table.addRow({"1"});
+  table.addRow({"1", "2", "3"});
+  EXPECT_EQ(print(table), "A  B\n1\n1  2\n");
+}
+
+TEST(TextTableTest, WidthCountsCodePointsNotBytes) {
+  TextTable table({"X", "Y"});
+  table.addRow({"\xC2\xB5\xC2\xB5", "1"});  // "µµ": 4 bytes, 2 columns
+  EXPECT_EQ(print(table), "X   Y\n\xC2\xB5\xC2\xB5  1\n");
+}
+
+}  // namespace
+}  // namespace wsvisor::ctl
