@@ -28,12 +28,16 @@ void toProto(core::WallTime t, Timestamp* out) {
       std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - seconds).count()));
 }
 
-// The core keeps monotonic times; callers want wall-clock ones. The offset is read at conversion
-// time, so a wall-clock step shows up in later conversions rather than in supervision.
+// The core keeps monotonic times; callers want wall-clock ones. The offset between the clocks is
+// taken once, so the same moment always converts to the same timestamp (a wall-clock step after
+// start-up is not followed; supervision itself never depends on the wall clock).
 core::WallTime toWall(core::MonoTime t) {
-  const auto wall_now = std::chrono::system_clock::now();
-  const auto mono_now = core::MonoClock::now();
-  return wall_now + std::chrono::duration_cast<std::chrono::system_clock::duration>(t - mono_now);
+  static const auto offset = std::chrono::system_clock::now().time_since_epoch() -
+                             std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                 core::MonoClock::now().time_since_epoch());
+  return core::WallTime(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(t.time_since_epoch()) +
+      offset);
 }
 
 // A duration field: unset keeps the core's "unset" (zero); set must be positive.

@@ -39,6 +39,7 @@ void HealthBus::publishRegistered(const std::string& id, uint64_t incarnation,
     state.labels = std::move(labels);
     state.status = status;
     state.revision = ++revision_;
+    state.changed_at = at;
     core::HealthEvent event;
     event.type = core::HealthEvent::Type::kRegistered;
     event.revision = state.revision;
@@ -52,23 +53,23 @@ void HealthBus::publishRegistered(const std::string& id, uint64_t incarnation,
 }
 
 void HealthBus::publishChanged(const std::string& id, uint64_t incarnation,
-                               const core::EndpointStatus& status,
-                               std::optional<core::Health> previous, core::WallTime at) {
+                               const core::EndpointStatus& status, core::WallTime at) {
   std::vector<std::shared_ptr<WatchSubscription>> woken;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = endpoints_.find(id);
     if (it == endpoints_.end() || it->second.incarnation != incarnation) return;
     EndpointState& state = it->second;
-    state.status = status;
-    state.revision = ++revision_;
     core::HealthEvent event;
     event.type = core::HealthEvent::Type::kChanged;
+    event.previous_health = state.status.health;
+    state.status = status;
+    state.revision = ++revision_;
+    state.changed_at = at;
     event.revision = state.revision;
     event.endpoint_id = id;
     event.labels = state.labels;
     event.status = status;
-    event.previous_health = previous;
     event.time = at;
     deliver(event, state.labels, woken);
   }
@@ -124,6 +125,7 @@ std::shared_ptr<WatchSubscription> HealthBus::subscribe(WatchFilter filter, size
       event.endpoint_id = id;
       event.labels = state.labels;
       event.status = state.status;
+      event.time = state.changed_at;
       subscription->queue_.pushSnapshot(std::move(event));
     }
     core::HealthEvent complete;

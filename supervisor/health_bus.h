@@ -60,15 +60,16 @@ class HealthBus {
     uint64_t incarnation = 0;
     std::map<std::string, std::string> labels;
     core::EndpointStatus status;
-    uint64_t revision = 0;  // of the last change
+    uint64_t revision = 0;   // of the last change
+    core::WallTime changed_at{};  // when the last change was published
   };
 
   void publishRegistered(const std::string& id, uint64_t incarnation,
                          std::map<std::string, std::string> labels,
                          const core::EndpointStatus& status, core::WallTime at);
+  // The event's previous_health is the health before this change.
   void publishChanged(const std::string& id, uint64_t incarnation,
-                      const core::EndpointStatus& status, std::optional<core::Health> previous,
-                      core::WallTime at);
+                      const core::EndpointStatus& status, core::WallTime at);
   void publishUnregistered(const std::string& id, uint64_t incarnation, core::WallTime at);
 
   std::optional<EndpointState> state(const std::string& id) const;

@@ -103,11 +103,7 @@ void SupervisedEndpoint::apply(const core::SessionActions& actions) {
       }
     }
   }
-  if (actions.status_changed) {
-    std::optional<core::Health> previous;
-    if (actions.transition) previous = actions.transition->from;
-    shard_.bus.publishChanged(spec_->id, incarnation_, status, previous, wallNow());
-  }
+  if (actions.status_changed) shard_.bus.publishChanged(spec_->id, incarnation_, status, wallNow());
   armTimer();
 }
 

@@ -31,8 +31,8 @@ std::string lowerCase(std::string_view text) {
   return lower;
 }
 
-bool setDuration(std::string_view flag, std::string_view value,
-                 google::protobuf::Duration* target, std::string& error) {
+bool setDuration(std::string_view flag, std::string_view value, google::protobuf::Duration* target,
+                 std::string& error) {
   std::string parse_error;
   const std::optional<std::chrono::nanoseconds> duration = parseDuration(value, parse_error);
   if (!duration) {
@@ -61,8 +61,7 @@ bool setUnsigned(std::string_view flag, std::string_view value, Unsigned& target
   return true;
 }
 
-bool setDouble(std::string_view flag, std::string_view value, double& target,
-               std::string& error) {
+bool setDouble(std::string_view flag, std::string_view value, double& target, std::string& error) {
   double parsed = 0;
   const auto [end, code] = std::from_chars(value.data(), value.data() + value.size(), parsed);
   if (value.empty() || code != std::errc() || end != value.data() + value.size() ||
@@ -274,31 +273,37 @@ bool wantsHelp(const std::vector<std::string>& args) {
 // Checks the positional arguments of `command_name` and moves them into the request.
 bool takePositionals(std::string_view command_name, const std::vector<std::string>& positionals,
                      CtlCommand& command, std::string& error) {
-  auto wantExactly = [&](size_t count, std::string_view what) {
-    if (positionals.size() == count) return true;
-    error = std::string(command_name) + (positionals.size() < count ? ": missing " : ": takes ") +
-            std::string(what);
-    if (positionals.size() > count) {
-      error += ", got unexpected argument " + quoted(positionals[count]);
+  // `names` are the arguments the command takes, in order.
+  auto wantExactly = [&](const std::vector<std::string_view>& names) {
+    if (positionals.size() == names.size()) return true;
+    error = std::string(command_name);
+    if (positionals.size() < names.size()) {
+      error += ": missing";
+      for (size_t i = positionals.size(); i < names.size(); ++i) {
+        error += (i == positionals.size() ? " " : " and ") + std::string(names[i]);
+      }
+    } else {
+      error += ": unexpected argument " + quoted(positionals[names.size()]);
+      if (names.empty()) error += " (takes none)";
     }
     return false;
   };
   switch (command.kind) {
     case Kind::kRegister:
-      if (!wantExactly(2, "ID and URL")) return false;
+      if (!wantExactly({"ID", "URL"})) return false;
       command.register_request.mutable_spec()->set_id(positionals[0]);
       command.register_request.mutable_spec()->set_url(positionals[1]);
       return true;
     case Kind::kUnregister:
-      if (!wantExactly(1, "endpoint ID")) return false;
+      if (!wantExactly({"ID"})) return false;
       command.unregister_request.set_id(positionals[0]);
       return true;
     case Kind::kGet:
-      if (!wantExactly(1, "endpoint ID")) return false;
+      if (!wantExactly({"ID"})) return false;
       command.get_request.set_id(positionals[0]);
       return true;
     case Kind::kList:
-      return wantExactly(0, "no arguments (use --selector to filter)");
+      return wantExactly({});
     case Kind::kWatch:
       for (const std::string& id : positionals) command.watch_request.add_ids(id);
       return true;

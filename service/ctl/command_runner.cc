@@ -25,8 +25,7 @@ int callFailed(const grpc::Status& status, std::ostream& err) {
 }
 
 // Prints `message` as one JSON line; false (after saying why on `err`) if it cannot.
-bool printJsonLine(const google::protobuf::Message& message, std::ostream& out,
-                   std::ostream& err) {
+bool printJsonLine(const google::protobuf::Message& message, std::ostream& out, std::ostream& err) {
   std::string error;
   const std::optional<std::string> json = toJsonLine(message, error);
   if (!json) {
@@ -42,8 +41,7 @@ int registerEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& s
   grpc::ClientContext context;
   setDeadline(context, command);
   v1::RegisterEndpointResponse response;
-  const grpc::Status status =
-      stub.RegisterEndpoint(&context, command.register_request, &response);
+  const grpc::Status status = stub.RegisterEndpoint(&context, command.register_request, &response);
   if (!status.ok()) return callFailed(status, err);
   if (command.output == OutputFormat::kJson) {
     return printJsonLine(response, out, err) ? kExitSuccess : kExitCallFailed;
@@ -87,8 +85,8 @@ int getEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub, 
   return kExitSuccess;
 }
 
-int listEndpoints(const CtlCommand& command, v1::Supervisor::StubInterface& stub,
-                  std::ostream& out, std::ostream& err) {
+int listEndpoints(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
+                  std::ostream& err) {
   // All pages first, then the output: a table needs every row to size its columns, and a
   // failure half-way should not leave a list that looks complete.
   std::vector<v1::Endpoint> endpoints;
@@ -140,8 +138,8 @@ class InterrupterAttachment {
   StreamInterrupter* interrupter_;
 };
 
-int watchHealth(const CtlCommand& command, v1::Supervisor::StubInterface& stub,
-                std::ostream& out, std::ostream& err, StreamInterrupter* interrupter) {
+int watchHealth(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
+                std::ostream& err, StreamInterrupter* interrupter) {
   grpc::ClientContext context;  // no deadline: a watch runs until it is interrupted
   const InterrupterAttachment attachment(interrupter, &context);
   std::unique_ptr<grpc::ClientReaderInterface<v1::HealthEvent>> reader =

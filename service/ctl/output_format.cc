@@ -28,6 +28,11 @@ std::string enumWord(const std::string& name, std::string_view prefix, std::stri
   return lower;
 }
 
+// An endpoint with no connection phase (one just unregistered) shows "-", not "unspecified".
+std::string phaseCell(v1::ConnectionPhase phase) {
+  return phase == v1::CONNECTION_PHASE_UNSPECIFIED ? std::string(kNone) : phaseWord(phase);
+}
+
 std::string smoothedRtt(const v1::EndpointStatus& status) {
   return status.has_smoothed_rtt() ? formatDuration(status.smoothed_rtt()) : std::string(kNone);
 }
@@ -78,7 +83,7 @@ void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, std::ostream
   TextTable table({"ID", "HEALTH", "PHASE", "RTT", "FAILURES", "URL", "LAST FAILURE"});
   for (const v1::Endpoint& endpoint : endpoints) {
     const v1::EndpointStatus& status = endpoint.status();
-    table.addRow({endpoint.spec().id(), healthWord(status.health()), phaseWord(status.phase()),
+    table.addRow({endpoint.spec().id(), healthWord(status.health()), phaseCell(status.phase()),
                   smoothedRtt(status), std::to_string(status.consecutive_failures()),
                   endpoint.spec().url(), lastFailure(status)});
   }
@@ -96,11 +101,10 @@ std::string formatWatchLine(const v1::HealthEvent& event) {
   line += "  " + type + "  " + event.endpoint_id() + "  ";
 
   const v1::EndpointStatus& status = event.status();
-  if (event.type() == v1::HealthEvent::TYPE_CHANGED &&
-      event.previous_health() != status.health()) {
+  if (event.type() == v1::HealthEvent::TYPE_CHANGED && event.previous_health() != status.health()) {
     line += healthWord(event.previous_health()) + "->";
   }
-  line += healthWord(status.health()) + "  " + phaseWord(status.phase());
+  line += healthWord(status.health()) + "  " + phaseCell(status.phase());
   const bool failure_is_news =
       status.health() != v1::HEALTH_HEALTHY || status.consecutive_failures() > 0;
   if (status.has_last_failure() && failure_is_news) {

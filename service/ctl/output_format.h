@@ -49,8 +49,7 @@ std::string formatWatchLine(const v1::HealthEvent& event);
 // Protobuf JSON with the default options: one line, proto field names in lowerCamelCase,
 // fields at their default value left out. Returns nullopt and sets `error` if the message
 // cannot be printed (it has no Any fields, so this is not expected).
-std::optional<std::string> toJsonLine(const google::protobuf::Message& message,
-                                      std::string& error);
+std::optional<std::string> toJsonLine(const google::protobuf::Message& message, std::string& error);
 
 // The canonical upper-case name of a status code ("INVALID_ARGUMENT"), or "CODE_<n>".
 std::string statusCodeName(grpc::StatusCode code);

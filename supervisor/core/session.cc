@@ -61,6 +61,8 @@ void Session::handle(const event::Start&, MonoTime now, SessionActions& out) {
   started_ = true;
   status_.last_transition = now;  // registration counts as the first change
   beginAttempt(now, out);
+  // The registration itself announced this state (unknown, connecting); nothing new to publish.
+  out.status_changed = false;
 }
 
 void Session::handle(const event::Stop& e, MonoTime, SessionActions& out) {

@@ -22,11 +22,10 @@ namespace wsvisor::testing {
 
 // A plain ws:// server on 127.0.0.1 with an ephemeral port and its own io thread.
 //
-// Threading: every public method may be called from any thread except the upstream's own io
-// thread (from there they would run inline, which is also fine). Setters and actions are posted
-// to the io thread and return once they have run there, so a setting is in force for every frame
-// processed after the call returns, and an action's frames are queued for sending by then.
-// Queries are answered by the io thread too, so they see a consistent snapshot.
+// Threading: every public method may be called from any test thread. Setters and actions are
+// posted to the io thread and return once they have run there, so a setting is in force for
+// every frame processed after the call returns, and an action's frames are queued for sending by
+// then. Queries are answered by the io thread too, so they see a consistent snapshot.
 //
 // Lifetime: the constructor binds and starts serving (throws std::runtime_error if it cannot
 // bind); the destructor stops listening, drops every connection without a close frame (clients
@@ -93,6 +92,11 @@ class TestUpstream {
 // tests/support/python_ws_upstream.py in a child process of /usr/bin/python3: binds 127.0.0.1 on
 // an ephemeral port, answers pings by itself (python3-websockets does), echoes text, never pings
 // us, and with `--send-every SECONDS` sends "tick" to every client periodically.
+//
+// The child inherits no descriptor but its stdin and stdout pipes, runs in its own process group,
+// and exits when its stdin pipe reaches EOF, so a test process that crashes or is killed by the
+// ctest timeout leaves no upstream behind (even a paused one: the kernel sends an orphaned,
+// stopped process group SIGHUP and SIGCONT).
 //
 // Not thread-safe: one test thread owns it. The destructor stops the child (see stop()).
 class PythonUpstream {

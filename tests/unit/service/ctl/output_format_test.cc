@@ -147,6 +147,12 @@ TEST(OutputFormatTest, WatchLineMarksCoalescedEvents) {
   EXPECT_EQ(formatWatchLine(event), "-  #7  snapshot      a  unknown  connecting  (coalesced)");
 }
 
+TEST(OutputFormatTest, NoConnectionPhaseIsADash) {
+  const auto event = fromText<v1::HealthEvent>(R"(
+      type: TYPE_UNREGISTERED revision: 8 endpoint_id: "a" status { health: HEALTH_HEALTHY })");
+  EXPECT_EQ(formatWatchLine(event), "-  #8  unregistered  a  healthy  -");
+}
+
 TEST(OutputFormatTest, SnapshotCompleteIsAMarkerLine) {
   const auto event = fromText<v1::HealthEvent>(R"(
       type: TYPE_SNAPSHOT_COMPLETE revision: 9 time { seconds: 1714564800 })");
