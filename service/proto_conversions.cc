@@ -46,10 +46,9 @@ std::optional<core::FieldError> durationField(bool has, const Duration& d, const
   if (!has) return std::nullopt;
   const core::Duration value = fromProto(d);
   if (value <= core::Duration::zero()) {
-    return core::FieldError{field,
-                            "must be positive when set (leave it unset for the default), got " +
-                                std::to_string(d.seconds()) + "s " + std::to_string(d.nanos()) +
-                                "ns"};
+    return core::FieldError{
+        field, "must be positive when set (leave it unset for the default), got " +
+                   std::to_string(d.seconds()) + "s " + std::to_string(d.nanos()) + "ns"};
   }
   out = value;
   return std::nullopt;
@@ -266,7 +265,8 @@ void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto
   }
   toProto(toWall(status.last_transition), proto->mutable_last_transition_time());
   proto->set_reconnect_attempts(status.reconnect_attempts);
-  if (status.next_attempt) toProto(toWall(*status.next_attempt), proto->mutable_next_attempt_time());
+  if (status.next_attempt)
+    toProto(toWall(*status.next_attempt), proto->mutable_next_attempt_time());
   proto->set_heartbeats_sent(status.heartbeats_sent);
 }
 

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "service/build_info.h"
+#include "service/grpc_metrics_interceptor.h"
 #include "supervisor/log.h"
 
 namespace wsvisor::service {
@@ -30,7 +32,15 @@ bool Server::start(std::string& error) {
   WSV_LOG(kInfo) << fd_budget_.describe() << "; --max-endpoints " << options_.max_endpoints
                  << ": accepting up to " << registry_options.max_endpoints << " endpoints";
 
-  registry_ = std::make_unique<Registry>(registry_options, bus_);
+  MetricsOptions metrics_options;
+  metrics_options.per_endpoint = options_.metrics_per_endpoint;
+  metrics_options.copied_label_keys = options_.metrics_endpoint_labels;
+  metrics_options.version = buildVersion();
+  metrics_options.revision = buildRevision();
+  metrics_ = std::make_unique<Metrics>(metrics_options);
+  if (!startMetricsExposer(error)) return false;
+
+  registry_ = std::make_unique<Registry>(registry_options, bus_, *metrics_);
   service_ = std::make_unique<SupervisorService>(*registry_, bus_);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -38,6 +48,9 @@ bool Server::start(std::string& error) {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &grpc_port_);
   builder.RegisterService(service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<GrpcMetricsInterceptorFactory>(*metrics_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   grpc_server_ = builder.BuildAndStart();
   if (!grpc_server_ || grpc_port_ == 0) {
     error = "cannot listen for gRPC on " + options_.listen;
@@ -47,6 +60,26 @@ bool Server::start(std::string& error) {
   grpc_server_->GetHealthCheckService()->SetServingStatus(true);
   WSV_LOG(kInfo) << "wsvisor serving gRPC on " << options_.listen << " (port " << grpc_port_
                  << ") with " << options_.threads << " io thread(s)";
+  return true;
+}
+
+bool Server::startMetricsExposer(std::string& error) {
+  if (options_.metrics_listen.empty()) return true;
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(options_.metrics_listen, 2);
+  } catch (const std::exception& e) {
+    error = "cannot serve metrics on " + options_.metrics_listen + ": " + e.what();
+    return false;
+  }
+  health_state_collector_ = std::make_shared<HealthStateCollector>(bus_);
+  process_collector_ = std::make_shared<ProcessCollector>();
+  exposer_->RegisterCollectable(metrics_->registry());
+  exposer_->RegisterCollectable(health_state_collector_);
+  exposer_->RegisterCollectable(process_collector_);
+  const auto ports = exposer_->GetListeningPorts();
+  metrics_port_ = ports.empty() ? 0 : ports.front();
+  WSV_LOG(kInfo) << "serving Prometheus metrics on " << options_.metrics_listen << " (port "
+                 << metrics_port_ << ") at /metrics";
   return true;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <grpcpp/grpcpp.h>
+#include <prometheus/exposer.h>
 
 #include <memory>
 #include <string>
@@ -9,7 +10,9 @@
 #include "service/supervisor_service.h"
 #include "supervisor/fd_budget.h"
 #include "supervisor/health_bus.h"
+#include "supervisor/metrics.h"
 #include "supervisor/registry.h"
+#include "supervisor/scrape_collectors.h"
 
 namespace wsvisor::service {
 
@@ -24,6 +27,8 @@ class Server {
   bool start(std::string& error);
   // The bound gRPC port (useful with --listen 127.0.0.1:0).
   int grpcPort() const { return grpc_port_; }
+  // The bound metrics port, 0 when metrics are off (--metrics-listen "").
+  int metricsPort() const { return metrics_port_; }
   const FdBudget& fdBudget() const { return fd_budget_; }
   Registry& registry() { return *registry_; }
 
@@ -34,9 +39,16 @@ class Server {
   void wait();
 
  private:
+  bool startMetricsExposer(std::string& error);
+
   ServerOptions options_;
   FdBudget fd_budget_;
   HealthBus bus_;
+  std::unique_ptr<Metrics> metrics_;
+  std::shared_ptr<HealthStateCollector> health_state_collector_;
+  std::shared_ptr<ProcessCollector> process_collector_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int metrics_port_ = 0;
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<SupervisorService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;

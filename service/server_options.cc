@@ -1,5 +1,6 @@
 #include "service/server_options.h"
 
+#include <algorithm>
 #include <charconv>
 
 namespace wsvisor::service {
@@ -47,7 +48,12 @@ Supervises WebSocket connections to upstream endpoints registered over gRPC.
 Flags:
   --listen ADDR            gRPC address (wsvisor.v1.Supervisor, grpc.health.v1.Health,
                            reflection). Default 0.0.0.0:50051.
-  --metrics-listen ADDR    Prometheus /metrics address. Default 0.0.0.0:9464.
+  --metrics-listen ADDR    Prometheus /metrics address (host:port). Default 0.0.0.0:9464.
+  --metrics-per-endpoint B true or false: series labelled by endpoint (up, RTT histogram, last
+                           transition). false leaves only aggregates. Default true.
+  --metrics-endpoint-labels K1,K2
+                           Endpoint label keys copied onto per-endpoint series (e.g. team,env);
+                           characters other than [a-zA-Z0-9_] become '_'. Default none.
   --data-dir DIR           Directory of the durable endpoint store. Default ./wsvisor-data.
   --threads N              io threads that run the WebSocket connections (1-64). Default 1:
                            one thread is cheapest per heartbeat until it is saturated.
@@ -89,6 +95,26 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
       options.listen = v;
     } else if (name == "--metrics-listen") {
       options.metrics_listen = v;
+    } else if (name == "--metrics-per-endpoint") {
+      if (v != "true" && v != "false") {
+        error = "--metrics-per-endpoint must be true or false, got '" + v + "'";
+        return std::nullopt;
+      }
+      options.metrics_per_endpoint = v == "true";
+    } else if (name == "--metrics-endpoint-labels") {
+      options.metrics_endpoint_labels.clear();
+      size_t start = 0;
+      while (start <= v.size()) {
+        const size_t comma = std::min(v.find(',', start), v.size());
+        const std::string key = v.substr(start, comma - start);
+        if (key.empty() || key.size() > 63) {
+          error = "--metrics-endpoint-labels must be comma-separated label keys, got '" + v + "'";
+          return std::nullopt;
+        }
+        options.metrics_endpoint_labels.push_back(key);
+        start = comma + 1;
+        if (comma == v.size()) break;
+      }
     } else if (name == "--data-dir") {
       options.data_dir = v;
     } else if (name == "--threads") {

@@ -14,6 +14,8 @@ namespace wsvisor::service {
 struct ServerOptions {
   std::string listen = "0.0.0.0:50051";
   std::string metrics_listen = "0.0.0.0:9464";
+  bool metrics_per_endpoint = true;
+  std::vector<std::string> metrics_endpoint_labels;
   std::string data_dir = "./wsvisor-data";
   size_t threads = 1;
   LogLevel log_level = LogLevel::kInfo;

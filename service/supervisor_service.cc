@@ -82,9 +82,9 @@ grpc::ServerUnaryReactor* SupervisorService::GetEndpoint(grpc::CallbackServerCon
   return answer(context, shutting_down_, [&] { return doGet(*request, response); });
 }
 
-grpc::ServerUnaryReactor* SupervisorService::ListEndpoints(
-    grpc::CallbackServerContext* context, const v1::ListEndpointsRequest* request,
-    v1::ListEndpointsResponse* response) {
+grpc::ServerUnaryReactor* SupervisorService::ListEndpoints(grpc::CallbackServerContext* context,
+                                                           const v1::ListEndpointsRequest* request,
+                                                           v1::ListEndpointsResponse* response) {
   return answer(context, shutting_down_, [&] { return doList(*request, response); });
 }
 
@@ -125,8 +125,8 @@ grpc::Status SupervisorService::doList(const v1::ListEndpointsRequest& request,
   auto selector = parseSelector(request.label_selector(), "label_selector", status);
   if (!selector) return status;
   if (request.page_size() > kMaxPageSize) {
-    return invalidArgument({"page_size", "must be at most 1000, got " +
-                                             std::to_string(request.page_size())});
+    return invalidArgument(
+        {"page_size", "must be at most 1000, got " + std::to_string(request.page_size())});
   }
   if (!request.page_token().empty()) {
     if (core::validateEndpointId(request.page_token(), "page_token")) {
@@ -156,8 +156,7 @@ grpc::ServerWriteReactor<v1::HealthEvent>* SupervisorService::WatchHealth(
     return refuse(invalidArgument({"ids", "at most 1000 ids"}));
   }
   for (int i = 0; i < request->ids_size(); ++i) {
-    if (auto error =
-            core::validateEndpointId(request->ids(i), "ids[" + std::to_string(i) + "]")) {
+    if (auto error = core::validateEndpointId(request->ids(i), "ids[" + std::to_string(i) + "]")) {
       return refuse(invalidArgument(*error));
     }
     filter.ids.insert(request->ids(i));

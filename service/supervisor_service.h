@@ -43,8 +43,7 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
                           v1::RegisterEndpointResponse* response);
   grpc::Status doUnregister(const v1::UnregisterEndpointRequest& request);
   grpc::Status doGet(const v1::GetEndpointRequest& request, v1::GetEndpointResponse* response);
-  grpc::Status doList(const v1::ListEndpointsRequest& request,
-                      v1::ListEndpointsResponse* response);
+  grpc::Status doList(const v1::ListEndpointsRequest& request, v1::ListEndpointsResponse* response);
 
   Registry& registry_;
   HealthBus& bus_;

@@ -22,9 +22,9 @@ FdBudget FdBudget::raiseAndMeasure(size_t reserved) {
 }
 
 std::string FdBudget::describe() const {
-  return "open-files limit " + std::to_string(soft_limit) + " (hard " +
-         std::to_string(hard_limit) + "), " + std::to_string(reserved) +
-         " reserved: room for " + std::to_string(max_endpoints) + " endpoints";
+  return "open-files limit " + std::to_string(soft_limit) + " (hard " + std::to_string(hard_limit) +
+         "), " + std::to_string(reserved) + " reserved: room for " + std::to_string(max_endpoints) +
+         " endpoints";
 }
 
 }  // namespace wsvisor

@@ -105,6 +105,13 @@ std::optional<HealthBus::EndpointState> HealthBus::state(const std::string& id) 
   return it->second;
 }
 
+std::array<size_t, 3> HealthBus::countByHealth() const {
+  std::array<size_t, 3> counts{};
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, state] : endpoints_) ++counts[static_cast<size_t>(state.status.health)];
+  return counts;
+}
+
 uint64_t HealthBus::revision() const {
   std::lock_guard<std::mutex> lock(mu_);
   return revision_;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -60,7 +61,7 @@ class HealthBus {
     uint64_t incarnation = 0;
     std::map<std::string, std::string> labels;
     core::EndpointStatus status;
-    uint64_t revision = 0;   // of the last change
+    uint64_t revision = 0;        // of the last change
     core::WallTime changed_at{};  // when the last change was published
   };
 
@@ -73,6 +74,8 @@ class HealthBus {
   void publishUnregistered(const std::string& id, uint64_t incarnation, core::WallTime at);
 
   std::optional<EndpointState> state(const std::string& id) const;
+  // Registered endpoints per health, indexed by core::Health.
+  std::array<size_t, 3> countByHealth() const;
   uint64_t revision() const;
 
   // Queues the current state of every matching endpoint and the snapshot-complete marker, then

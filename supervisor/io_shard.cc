@@ -7,7 +7,7 @@
 
 namespace wsvisor {
 
-IoShard::IoShard(size_t index, HealthBus& bus)
+IoShard::IoShard(size_t index, HealthBus& bus, Metrics& metrics)
     : index_(index),
       work_(asio::make_work_guard(io_)),
       jitter_(std::random_device{}() ^ (static_cast<uint64_t>(index) << 32)),
@@ -15,7 +15,11 @@ IoShard::IoShard(size_t index, HealthBus& bus)
                  [this](uint64_t key, uint64_t attempt, const ConnectionRef& ref,
                         const core::SessionEvent& event) { dispatch(key, attempt, ref, event); }),
       shutdown_timer_(io_),
-      context_{io_, transport_, bus, jitter_,
+      context_{io_,
+               transport_,
+               bus,
+               metrics,
+               jitter_,
                [this](uint64_t key, core::MonoTime deadline) {
                  auto it = endpoints_.find(key);
                  if (it != endpoints_.end()) it->second->onTimer(deadline);
@@ -36,11 +40,9 @@ IoShard::~IoShard() {
 }
 
 void IoShard::add(uint64_t key, uint64_t incarnation,
-                  std::shared_ptr<const core::EndpointSpec> spec,
-                  std::shared_ptr<LiveStats> live) {
+                  std::shared_ptr<const core::EndpointSpec> spec, std::shared_ptr<LiveStats> live) {
   asio::post(io_, [this, key, incarnation, spec = std::move(spec), live = std::move(live)] {
-    auto endpoint =
-        std::make_unique<SupervisedEndpoint>(key, incarnation, spec, live, context_);
+    auto endpoint = std::make_unique<SupervisedEndpoint>(key, incarnation, spec, live, context_);
     SupervisedEndpoint& ref = *endpoint;
     endpoints_[key] = std::move(endpoint);
     ref.start();

@@ -4,9 +4,9 @@
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 #include <atomic>
-#include <future>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <random>
 #include <thread>
@@ -16,6 +16,7 @@
 #include "supervisor/core/jitter_source.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/live_stats.h"
+#include "supervisor/metrics.h"
 #include "supervisor/supervised_endpoint.h"
 #include "supervisor/websocket_transport.h"
 
@@ -26,7 +27,7 @@ namespace wsvisor {
 // thread, so the heartbeat path takes no lock.
 class IoShard {
  public:
-  IoShard(size_t index, HealthBus& bus);
+  IoShard(size_t index, HealthBus& bus, Metrics& metrics);
   ~IoShard();
   IoShard(const IoShard&) = delete;
   IoShard& operator=(const IoShard&) = delete;

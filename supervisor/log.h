@@ -20,9 +20,9 @@ void writeLogLine(LogLevel level, std::string_view message);
 }  // namespace wsvisor
 
 // WSV_LOG(kInfo) << "endpoint " << id << " is healthy";  — the stream is built only when enabled.
-#define WSV_LOG(level)                                  \
+#define WSV_LOG(level)                                                                      \
   for (bool wsv_log_once = ::wsvisor::logEnabled(::wsvisor::LogLevel::level); wsv_log_once; \
-       wsv_log_once = false)                            \
+       wsv_log_once = false)                                                                \
   ::wsvisor::LogLine(::wsvisor::LogLevel::level).stream()
 
 namespace wsvisor {

@@ -8,9 +8,12 @@
 
 namespace wsvisor {
 
-Registry::Registry(RegistryOptions options, HealthBus& bus) : options_(options), bus_(bus) {
+Registry::Registry(RegistryOptions options, HealthBus& bus, Metrics& metrics)
+    : options_(options), bus_(bus) {
   const size_t threads = std::max<size_t>(1, options_.io_threads);
-  for (size_t i = 0; i < threads; ++i) shards_.push_back(std::make_unique<IoShard>(i, bus_));
+  for (size_t i = 0; i < threads; ++i) {
+    shards_.push_back(std::make_unique<IoShard>(i, bus_, metrics));
+  }
 }
 
 Registry::~Registry() { shutdown(std::chrono::milliseconds(0)); }
@@ -23,7 +26,8 @@ std::variant<Registry::RegisterResult, RegistryError> Registry::registerEndpoint
   core::applyDefaults(spec);
 
   std::lock_guard<std::mutex> lock(mu_);
-  if (shut_down_) return RegistryError{RegistryError::Code::kUnavailable, "wsvisor is shutting down"};
+  if (shut_down_)
+    return RegistryError{RegistryError::Code::kUnavailable, "wsvisor is shutting down"};
   auto existing = entries_.find(spec.id);
   if (existing != entries_.end()) {
     if (*existing->second.spec == spec) {
@@ -60,7 +64,8 @@ std::variant<Registry::RegisterResult, RegistryError> Registry::registerEndpoint
 
 std::optional<RegistryError> Registry::unregisterEndpoint(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (shut_down_) return RegistryError{RegistryError::Code::kUnavailable, "wsvisor is shutting down"};
+  if (shut_down_)
+    return RegistryError{RegistryError::Code::kUnavailable, "wsvisor is shutting down"};
   auto it = entries_.find(id);
   if (it == entries_.end()) {
     return RegistryError{RegistryError::Code::kNotFound, "endpoint '" + id + "' is not registered"};

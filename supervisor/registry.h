@@ -16,6 +16,7 @@
 #include "supervisor/health_bus.h"
 #include "supervisor/io_shard.h"
 #include "supervisor/live_stats.h"
+#include "supervisor/metrics.h"
 
 namespace wsvisor {
 
@@ -43,7 +44,7 @@ struct RegistryOptions {
 // loaded one. Commands are thread-safe and never wait on an io thread: they post to it.
 class Registry {
  public:
-  Registry(RegistryOptions options, HealthBus& bus);
+  Registry(RegistryOptions options, HealthBus& bus, Metrics& metrics);
   ~Registry();
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;

@@ -11,6 +11,10 @@ namespace {
 
 core::WallTime wallNow() { return std::chrono::system_clock::now(); }
 
+double unixSeconds(core::WallTime t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
 }  // namespace
 
 SupervisedEndpoint::SupervisedEndpoint(uint64_t key, uint64_t incarnation,
@@ -21,8 +25,14 @@ SupervisedEndpoint::SupervisedEndpoint(uint64_t key, uint64_t incarnation,
       spec_(std::move(spec)),
       live_(std::move(live)),
       shard_(shard),
+      series_(shard.metrics.endpointSeries(spec_->id, spec_->labels)),
       session_(spec_->heartbeat, spec_->backoff, spec_->connect_timeout, shard.jitter),
-      timer_(shard.io) {}
+      timer_(shard.io) {
+  if (series_) {
+    series_->setUp(false);
+    series_->setLastTransition(unixSeconds(wallNow()));
+  }
+}
 
 SupervisedEndpoint::~SupervisedEndpoint() {
   // A destroyed endpoint must not leave a connection behind.
@@ -54,8 +64,35 @@ void SupervisedEndpoint::onTimer(core::MonoTime deadline) {
 }
 
 void SupervisedEndpoint::handle(const core::SessionEvent& event) {
+  const core::ConnectionPhase phase_before = session_.status().phase;
   const core::SessionActions actions = session_.onEvent(event, core::MonoClock::now());
   apply(actions);
+  recordMetrics(actions, phase_before);
+}
+
+void SupervisedEndpoint::recordMetrics(const core::SessionActions& actions,
+                                       core::ConnectionPhase phase_before) {
+  Metrics& metrics = shard_.metrics;
+  const core::EndpointStatus& status = session_.status();
+  if (actions.send_ping || actions.send_text) metrics.heartbeatSent();
+  if (actions.failure_recorded) metrics.failureRecorded(status.last_failure->reason);
+  if (phase_before == core::ConnectionPhase::kConnecting) {
+    // An attempt ends when the phase leaves CONNECTING: opened, or failed with a reason.
+    if (status.phase == core::ConnectionPhase::kOpen) {
+      metrics.connectionAttempt(core::FailureReason::kNone);
+    } else if (status.phase == core::ConnectionPhase::kBackingOff) {
+      metrics.connectionAttempt(status.last_failure->reason);
+    }
+  }
+  if (actions.transition) metrics.healthTransition(actions.transition->to);
+  if (!series_) return;
+  if (actions.rtt_sampled) {
+    series_->observeRtt(std::chrono::duration<double>(*status.last_rtt).count());
+  }
+  if (actions.transition) {
+    series_->setUp(actions.transition->to == core::Health::kHealthy);
+    series_->setLastTransition(unixSeconds(wallNow()));
+  }
 }
 
 void SupervisedEndpoint::apply(const core::SessionActions& actions) {
@@ -97,9 +134,9 @@ void SupervisedEndpoint::apply(const core::SessionActions& actions) {
         line.stream() << " reason=" << core::toString(status.last_failure->reason) << " detail=\""
                       << status.last_failure->detail << "\"";
       } else if (status.last_rtt) {
-        line.stream() << " rtt_us="
-                      << std::chrono::duration_cast<std::chrono::microseconds>(*status.last_rtt)
-                             .count();
+        line.stream()
+            << " rtt_us="
+            << std::chrono::duration_cast<std::chrono::microseconds>(*status.last_rtt).count();
       }
     }
   }
@@ -116,11 +153,10 @@ void SupervisedEndpoint::armTimer() {
     return;
   }
   timer_.expires_at(*deadline);  // cancels the previous wait
-  timer_.async_wait(
-      [shard = &shard_, key = key_, deadline = *deadline](const std::error_code& ec) {
-        if (ec == asio::error::operation_aborted) return;
-        shard->timer_fired(key, deadline);
-      });
+  timer_.async_wait([shard = &shard_, key = key_, deadline = *deadline](const std::error_code& ec) {
+    if (ec == asio::error::operation_aborted) return;
+    shard->timer_fired(key, deadline);
+  });
 }
 
 }  // namespace wsvisor

@@ -11,6 +11,7 @@
 #include "supervisor/core/session.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/live_stats.h"
+#include "supervisor/metrics.h"
 #include "supervisor/websocket_transport.h"
 
 namespace wsvisor {
@@ -21,6 +22,7 @@ struct ShardContext {
   asio::io_context& io;
   WebSocketTransport& transport;
   HealthBus& bus;
+  Metrics& metrics;
   core::JitterSource& jitter;
   // Routes a timer expiry to the endpoint with this key, if it still exists.
   std::function<void(uint64_t key, core::MonoTime deadline)> timer_fired;
@@ -54,12 +56,14 @@ class SupervisedEndpoint {
   void handle(const core::SessionEvent& event);
   void apply(const core::SessionActions& actions);
   void armTimer();
+  void recordMetrics(const core::SessionActions& actions, core::ConnectionPhase phase_before);
 
   const uint64_t key_;
   const uint64_t incarnation_;
   const std::shared_ptr<const core::EndpointSpec> spec_;
   const std::shared_ptr<LiveStats> live_;
   ShardContext& shard_;
+  const std::shared_ptr<EndpointSeries> series_;  // null when per-endpoint metrics are off
   core::Session session_;
   asio::steady_timer timer_;
   std::optional<core::MonoTime> armed_for_;

@@ -107,8 +107,7 @@ core::Failure classifyClose(Connection& con) {
   }
   if ((local == status::protocol_error || local == status::invalid_payload) &&
       local_reason != con.get_remote_close_reason()) {
-    return Failure::make(FailureReason::kNetworkError, "protocol error: " + local_reason, 0,
-                         local);
+    return Failure::make(FailureReason::kNetworkError, "protocol error: " + local_reason, 0, local);
   }
   const auto remote = con.get_remote_close_code();
   if (remote == status::no_status || remote == status::abnormal_close) {
@@ -233,13 +232,13 @@ struct WebSocketTransport::Clients {
     });
     con->set_pong_handler(
         [self, key, attempt, secure](websocketpp::connection_hdl hdl, std::string payload) {
-          self->sink(key, attempt, ConnectionRef{hdl, secure},
-                     core::event::PongReceived{payload});
+          self->sink(key, attempt, ConnectionRef{hdl, secure}, core::event::PongReceived{payload});
         });
     if constexpr (std::is_same_v<Client, TlsClient>) {
       con->set_tls_init_handler([tls_context](websocketpp::connection_hdl) { return tls_context; });
       const core::TlsOptions& tls_options = spec.tls;
-      std::string host = tls_options.server_name.empty() ? con->get_host() : tls_options.server_name;
+      std::string host =
+          tls_options.server_name.empty() ? con->get_host() : tls_options.server_name;
       const bool verify = !tls_options.insecure_skip_verify;
       con->set_socket_init_handler(
           [host, verify](websocketpp::connection_hdl, asio::ssl::stream<asio::ip::tcp::socket>& s) {
@@ -249,8 +248,8 @@ struct WebSocketTransport::Clients {
         // websocketpp sets SNI from the URL host just before this handler runs; replace it.
         std::weak_ptr<typename Client::connection_type> weak = con;
         con->set_tcp_pre_init_handler([weak, host](websocketpp::connection_hdl) {
-          if (auto c = weak.lock()) SSL_set_tlsext_host_name(c->get_socket().native_handle(),
-                                                             host.c_str());
+          if (auto c = weak.lock())
+            SSL_set_tlsext_host_name(c->get_socket().native_handle(), host.c_str());
         });
       }
     }

@@ -6,19 +6,19 @@ namespace wsvisor::core {
 
 bool HeartbeatPolicy::operator==(const HeartbeatPolicy& o) const {
   return mode == o.mode && interval == o.interval && timeout == o.timeout &&
-         unhealthy_threshold == o.unhealthy_threshold &&
-         healthy_threshold == o.healthy_threshold && payload == o.payload && expect == o.expect;
+         unhealthy_threshold == o.unhealthy_threshold && healthy_threshold == o.healthy_threshold &&
+         payload == o.payload && expect == o.expect;
 }
 
 bool BackoffPolicy::operator==(const BackoffPolicy& o) const {
-  return initial == o.initial && multiplier == o.multiplier && jitter == o.jitter &&
-         max == o.max && reset_after == o.reset_after && jitter_enabled == o.jitter_enabled;
+  return initial == o.initial && multiplier == o.multiplier && jitter == o.jitter && max == o.max &&
+         reset_after == o.reset_after && jitter_enabled == o.jitter_enabled;
 }
 
 bool TlsOptions::operator==(const TlsOptions& o) const {
   return ca_file == o.ca_file && server_name == o.server_name &&
-         insecure_skip_verify == o.insecure_skip_verify &&
-         client_cert_file == o.client_cert_file && client_key_file == o.client_key_file;
+         insecure_skip_verify == o.insecure_skip_verify && client_cert_file == o.client_cert_file &&
+         client_key_file == o.client_key_file;
 }
 
 bool EndpointSpec::operator==(const EndpointSpec& o) const {

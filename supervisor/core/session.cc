@@ -137,9 +137,10 @@ void Session::handle(const event::TimerFired&, MonoTime now, SessionActions& out
     case ConnectionPhase::kConnecting:
       if (now >= connect_deadline_) {
         out.abandon_connection = true;
-        connectionLost(Failure::make(FailureReason::kConnectTimeout,
-                                     "no open connection within " + formatDuration(connect_timeout_)),
-                       now, out);
+        connectionLost(
+            Failure::make(FailureReason::kConnectTimeout,
+                          "no open connection within " + formatDuration(connect_timeout_)),
+            now, out);
       }
       return;
     case ConnectionPhase::kBackingOff:
@@ -164,9 +165,9 @@ void Session::handle(const event::TimerFired&, MonoTime now, SessionActions& out
     if (now >= silence_deadline_) {
       const Duration silent_for = now - (silence_deadline_ - heartbeat_.timeout);
       silence_deadline_ = now + heartbeat_.timeout;  // the next window starts now
-      heartbeatFailed(Failure::make(FailureReason::kSilence,
-                                    "no message for " + formatDuration(silent_for)),
-                      now, out);
+      heartbeatFailed(
+          Failure::make(FailureReason::kSilence, "no message for " + formatDuration(silent_for)),
+          now, out);
     }
     return;
   }
@@ -175,13 +176,13 @@ void Session::handle(const event::TimerFired&, MonoTime now, SessionActions& out
     const std::string waited = formatDuration(now - outstanding_sent_at_);
     Failure failure =
         mismatched_reply_
-            ? Failure::make(FailureReason::kReplyMismatch,
-                            "no matching reply within " + waited + "; last reply: " +
-                                *mismatched_reply_)
-            : Failure::make(FailureReason::kPongTimeout,
-                            std::string(heartbeat_.mode == HeartbeatMode::kPing ? "no pong"
-                                                                                : "no reply") +
-                                " within " + waited);
+            ? Failure::make(
+                  FailureReason::kReplyMismatch,
+                  "no matching reply within " + waited + "; last reply: " + *mismatched_reply_)
+            : Failure::make(
+                  FailureReason::kPongTimeout,
+                  std::string(heartbeat_.mode == HeartbeatMode::kPing ? "no pong" : "no reply") +
+                      " within " + waited);
     heartbeatFailed(std::move(failure), now, out);
     if (status_.phase != ConnectionPhase::kOpen) return;
   }
@@ -261,6 +262,7 @@ void Session::recordFailure(Failure failure, MonoTime now, SessionActions& out) 
   status_.last_failure = std::move(failure);
   if (status_.consecutive_failures < UINT32_MAX) ++status_.consecutive_failures;
   out.status_changed = true;
+  out.failure_recorded = true;
 }
 
 void Session::setHealth(Health health, MonoTime now, SessionActions& out) {

@@ -11,24 +11,24 @@ namespace wsvisor::core {
 // registry commands, websocketpp callbacks and its timer; payload views are valid only for the
 // duration of Session::onEvent().
 namespace event {
-struct Start {};                // registered: begin connecting
-struct Stop {                   // unregistered or shutting down: close and go quiet for good
-  bool shutting_down = false;   // close with 1001 (going away) instead of 1000
+struct Start {};               // registered: begin connecting
+struct Stop {                  // unregistered or shutting down: close and go quiet for good
+  bool shutting_down = false;  // close with 1001 (going away) instead of 1000
 };
-struct Connected {};            // the WebSocket opening handshake completed
-struct ConnectFailed {          // the attempt failed before the connection opened
+struct Connected {};    // the WebSocket opening handshake completed
+struct ConnectFailed {  // the attempt failed before the connection opened
   Failure failure;
 };
-struct MessageReceived {        // a text or binary message from the upstream
+struct MessageReceived {  // a text or binary message from the upstream
   std::string_view payload;
 };
-struct PongReceived {           // an RFC 6455 pong frame
+struct PongReceived {  // an RFC 6455 pong frame
   std::string_view payload;
 };
-struct Closed {                 // the open connection ended
+struct Closed {  // the open connection ended
   Failure failure;
 };
-struct TimerFired {};           // the deadline last returned by nextDeadline() may have passed
+struct TimerFired {};  // the deadline last returned by nextDeadline() may have passed
 }  // namespace event
 
 using SessionEvent =

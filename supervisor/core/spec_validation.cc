@@ -25,7 +25,9 @@ bool isTokenChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || kSpecials.find(c) != std::string_view::npos;
 }
 
-bool isToken(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), isTokenChar); }
+bool isToken(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), isTokenChar);
+}
 
 bool hasControlChar(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](char c) {
@@ -34,8 +36,8 @@ bool hasControlChar(std::string_view s) {
   });
 }
 
-std::optional<FieldError> checkDurationRange(const std::string& field, Duration value,
-                                             Duration min, Duration max) {
+std::optional<FieldError> checkDurationRange(const std::string& field, Duration value, Duration min,
+                                             Duration max) {
   if (value == Duration::zero()) return std::nullopt;  // unset: the default applies
   if (value < min || value > max) {
     return FieldError{field, "must be between " + formatDuration(min) + " and " +
@@ -58,12 +60,11 @@ std::optional<FieldError> validateLabels(const std::map<std::string, std::string
                                          " labels, got " + std::to_string(labels.size())};
   }
   for (const auto& [key, value] : labels) {
-    const bool key_ok =
-        !key.empty() && key.size() <= limits::kMaxLabelKeyLength &&
-        std::all_of(key.begin(), key.end(), [](char c) {
-          return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ||
-                 c == '/';
-        });
+    const bool key_ok = !key.empty() && key.size() <= limits::kMaxLabelKeyLength &&
+                        std::all_of(key.begin(), key.end(), [](char c) {
+                          return std::isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+                                 c == '_' || c == '-' || c == '/';
+                        });
     if (!key_ok) {
       return FieldError{"spec.labels", "key must be 1-63 characters of [a-zA-Z0-9._/-]"};
     }
@@ -77,10 +78,15 @@ std::optional<FieldError> validateLabels(const std::map<std::string, std::string
 
 std::optional<FieldError> validateHeaders(const std::vector<Header>& headers) {
   // Set by the WebSocket handshake itself; a caller's copy would corrupt it.
-  static const std::set<std::string> kReserved = {
-      "host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
-      "sec-websocket-protocol", "sec-websocket-extensions", "content-length",
-      "transfer-encoding"};
+  static const std::set<std::string> kReserved = {"host",
+                                                  "upgrade",
+                                                  "connection",
+                                                  "sec-websocket-key",
+                                                  "sec-websocket-version",
+                                                  "sec-websocket-protocol",
+                                                  "sec-websocket-extensions",
+                                                  "content-length",
+                                                  "transfer-encoding"};
   if (headers.size() > limits::kMaxHeaders) {
     return FieldError{"spec.headers", "at most " + std::to_string(limits::kMaxHeaders) +
                                           " headers, got " + std::to_string(headers.size())};
@@ -204,9 +210,9 @@ std::optional<FieldError> validateTls(const EndpointSpec& spec, bool secure) {
     }
   }
   if (tls.client_cert_file.empty() != tls.client_key_file.empty()) {
-    return FieldError{tls.client_cert_file.empty() ? "spec.tls.client_cert_file"
-                                                   : "spec.tls.client_key_file",
-                      "client_cert_file and client_key_file go together"};
+    return FieldError{
+        tls.client_cert_file.empty() ? "spec.tls.client_cert_file" : "spec.tls.client_key_file",
+        "client_cert_file and client_key_file go together"};
   }
   if (tls.server_name.size() > 253 ||
       !std::all_of(tls.server_name.begin(), tls.server_name.end(), [](char c) {
@@ -220,11 +226,11 @@ std::optional<FieldError> validateTls(const EndpointSpec& spec, bool secure) {
 }  // namespace
 
 std::optional<FieldError> validateEndpointId(std::string_view id, std::string_view field) {
-  const bool ok = !id.empty() && id.size() <= limits::kMaxIdLength &&
-                  std::all_of(id.begin(), id.end(), [](char c) {
-                    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-                           c == '_' || c == '-';
-                  });
+  const bool ok =
+      !id.empty() && id.size() <= limits::kMaxIdLength &&
+      std::all_of(id.begin(), id.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+      });
   if (ok) return std::nullopt;
   if (id.empty()) return FieldError{std::string(field), "is required"};
   if (id.size() > limits::kMaxIdLength) {

@@ -40,7 +40,8 @@ std::optional<WebSocketUrl> parseWebSocketUrl(std::string_view url, std::string&
   }
   const size_t authority_end = rest.find_first_of("/?");
   std::string_view authority = rest.substr(0, authority_end);
-  out.resource = authority_end == std::string_view::npos ? "/" : std::string(rest.substr(authority_end));
+  out.resource =
+      authority_end == std::string_view::npos ? "/" : std::string(rest.substr(authority_end));
   if (out.resource[0] == '?') out.resource.insert(0, "/");
   if (authority.find('@') != std::string_view::npos) {
     error = "must not contain user information (user@host); send credentials as a header";

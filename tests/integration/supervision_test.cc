@@ -63,8 +63,8 @@ TEST_F(SupervisionTest, HungUpstreamIsUnhealthyWithinIntervalPlusTimeoutThenReco
   EXPECT_LE(detection_ms, 200 + 200 + 100);
 
   upstream_.setAnswerPings(true);
-  EXPECT_TRUE(watch.waitForAfter(unhealthy->at, healthIs("hung", v1::HEALTH_HEALTHY),
-                                 milliseconds(3000)));
+  EXPECT_TRUE(
+      watch.waitForAfter(unhealthy->at, healthIs("hung", v1::HEALTH_HEALTHY), milliseconds(3000)));
 }
 
 TEST_F(SupervisionTest, PeerCloseIsReportedWithItsCloseCode) {
@@ -78,8 +78,8 @@ TEST_F(SupervisionTest, PeerCloseIsReportedWithItsCloseCode) {
   EXPECT_EQ(closed->event.status().last_failure().close_code(), 4000);
   EXPECT_NE(closed->event.status().last_failure().detail().find("maintenance"), std::string::npos);
   // It reconnects after the backoff and is healthy again.
-  EXPECT_TRUE(watch.waitForAfter(closed->at, healthIs("closer", v1::HEALTH_HEALTHY),
-                                 milliseconds(3000)));
+  EXPECT_TRUE(
+      watch.waitForAfter(closed->at, healthIs("closer", v1::HEALTH_HEALTHY), milliseconds(3000)));
 }
 
 TEST_F(SupervisionTest, RejectedHandshakeCarriesTheHttpStatus) {
@@ -102,8 +102,8 @@ TEST_F(SupervisionTest, NothingListeningIsConnectionRefused) {
   }
   HealthRecorder watch(wsvisor_.stub());
   ASSERT_TRUE(wsvisor_
-                  .registerEndpoint(fastSpec(
-                      "refused", "ws://127.0.0.1:" + std::to_string(closed_port) + "/"))
+                  .registerEndpoint(
+                      fastSpec("refused", "ws://127.0.0.1:" + std::to_string(closed_port) + "/"))
                   .ok());
   EXPECT_TRUE(watch.waitFor(failedWith("refused", v1::FAILURE_REASON_CONNECTION_REFUSED),
                             milliseconds(2000)));
@@ -309,7 +309,7 @@ TEST(SupervisionShutdownTest, ShutdownClosesUpstreamsWithGoingAwayAndEndsWatches
 }
 
 // The foreign upstream of the acceptance check: Python `websockets`, paused with SIGSTOP.
-TEST(PythonUpstreamTest, PausedUpstreamIsUnhealthyWithinBoundAndHealthyAfterResume) {
+TEST(ForeignUpstreamSupervisionTest, PausedUpstreamIsUnhealthyWithinBoundAndHealthyAfterResume) {
   InProcessWsvisor wsvisor;
   PythonUpstream python;
   HealthRecorder watch(wsvisor.stub());
@@ -340,7 +340,7 @@ TEST(PythonUpstreamTest, PausedUpstreamIsUnhealthyWithinBoundAndHealthyAfterResu
               millisSince(resumed_at, recovered->at));
 }
 
-TEST(PythonUpstreamTest, PassiveModeIsHealthyWhileTheUpstreamTalks) {
+TEST(ForeignUpstreamSupervisionTest, PassiveModeIsHealthyWhileTheUpstreamTalks) {
   InProcessWsvisor wsvisor;
   PythonUpstream python({"--send-every", "0.05"});
   v1::EndpointSpec spec = fastSpec("passive", python.url());

@@ -21,6 +21,11 @@ std::unique_ptr<grpc::ClientContext> contextWithDeadline() {
 
 InProcessWsvisor::InProcessWsvisor(service::ServerOptions options) {
   options.listen = "127.0.0.1:0";
+  if (options.metrics_listen == service::ServerOptions{}.metrics_listen) {
+    // Off unless a test asks: several servers run in one test process, and stopping civetweb
+    // (the metrics HTTP server) can take up to 2 s, which adds up over a suite.
+    options.metrics_listen = "";
+  }
   server_ = std::make_unique<service::Server>(options);
   std::string error;
   if (!server_->start(error)) throw std::runtime_error("wsvisor did not start: " + error);

@@ -22,7 +22,8 @@ namespace wsvisor::testing {
 
 class InProcessWsvisor {
  public:
-  // Listens on 127.0.0.1:0; `options.listen` is overridden.
+  // Listens on 127.0.0.1:0 (`options.listen` is overridden). Metrics are off unless
+  // `options.metrics_listen` names an address other than the default, e.g. 127.0.0.1:0.
   explicit InProcessWsvisor(service::ServerOptions options = {});
   ~InProcessWsvisor();
 

@@ -31,8 +31,8 @@ class SessionTest : public ::testing::Test {
   // Builds the session from spec_ (after the test has adjusted it) and starts it at now_.
   SessionActions start() {
     applyDefaults(spec_);
-    session_ = std::make_unique<Session>(spec_.heartbeat, spec_.backoff, spec_.connect_timeout,
-                                         jitter_);
+    session_ =
+        std::make_unique<Session>(spec_.heartbeat, spec_.backoff, spec_.connect_timeout, jitter_);
     return send(event::Start{});
   }
   SessionActions send(const SessionEvent& e) { return session_->onEvent(e, now_); }
@@ -127,6 +127,7 @@ TEST_F(SessionTest, MissingPongWithinTimeoutMarksUnhealthyClosesAndBacksOff) {
   EXPECT_EQ(a.transition->to, Health::kUnhealthy);
   ASSERT_TRUE(a.close.has_value());
   EXPECT_EQ(a.close->code, kCloseNormal);
+  EXPECT_TRUE(a.failure_recorded);
   EXPECT_FALSE(a.send_ping);
   EXPECT_FALSE(a.connect);
   EXPECT_EQ(status().phase, ConnectionPhase::kBackingOff);
@@ -150,7 +151,7 @@ TEST_F(SessionTest, DeadPeerIsDeclaredWithinIntervalPlusTimeoutOfItsLastAnswer) 
 TEST_F(SessionTest, UnhealthyThresholdCountsConsecutiveFailuresOnTheConnection) {
   spec_.heartbeat.unhealthy_threshold = 3;
   openAndAnswerFirstPing();
-  advanceTo(at(seconds(10)));  // ping 2
+  advanceTo(at(seconds(10)));                     // ping 2
   SessionActions a = advanceTo(at(seconds(20)));  // ping 2 times out, ping 3 goes out at once
   EXPECT_FALSE(a.transition.has_value());
   EXPECT_FALSE(a.close.has_value());

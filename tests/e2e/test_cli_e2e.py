@@ -1,0 +1,248 @@
+#!/usr/bin/python3
+"""End-to-end tests of wsvisor through wsvisorctl: the real binaries, a real WebSocket upstream,
+driven the way a user drives them from a shell.
+
+Each test gets its own wsvisor (free port, fresh data directory) and upstream (see
+wsvisor_fixtures.py). Run by ctest, or by hand:
+
+  WSVISOR_BIN=build/wsvisor WSVISORCTL_BIN=build/wsvisorctl WSVISOR_SOURCE_DIR=. \\
+      /usr/bin/python3 tests/e2e/test_cli_e2e.py -v
+
+Measured figures (time to healthy, to detect a hung upstream, to recover) are printed, not
+asserted tightly: the bounds only catch "never" and gross slowness, because the machine is shared.
+"""
+
+import json
+import os
+import re
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from wsvisor_fixtures import (  # noqa: E402  (needs the path above)
+    WsvisorTestCase, elapsed_ms, environment_without_server, wait_until)
+
+# wsvisorctl's exit statuses (see `wsvisorctl --help`).
+EXIT_CALL_FAILED = 1
+EXIT_USAGE = 2
+
+# Heartbeat settings of the endpoints under test: fast enough that a hung upstream is noticed in
+# well under a second, slow enough not to load the shared machine.
+FAST_HEARTBEAT = ("--interval", "200ms", "--timeout", "200ms")
+
+# Time to healthy after registering: connect to a local upstream plus one ping-pong.
+HEALTHY_WITHIN_S = 2.0
+# A hung upstream is declared dead after interval + timeout (400 ms here); the rest is slack.
+DETECTION_WITHIN_S = 10.0
+# After SIGCONT the pending reconnect completes, or the next one (backoff starts at 1 s) does.
+RECOVERY_WITHIN_S = 15.0
+# Bound for events that should be immediate (snapshot, unregistration).
+PROMPT_S = 10.0
+
+# One health column of a watch table line: "healthy", or "unhealthy->healthy" on a change.
+WATCH_HEALTH = re.compile(r"^(?:(unknown|healthy|unhealthy)->)?(unknown|healthy|unhealthy)$")
+
+
+def health_in_watch_line(line):
+    """The health an endpoint has after the event on this `wsvisorctl watch` table line, or None
+    for lines without one (the snapshot marker). Needed because "unhealthy" contains "healthy"."""
+    for token in line.split():
+        match = WATCH_HEALTH.match(token)
+        if match:
+            return match.group(2)
+    return None
+
+
+def event_type_is(event_type):
+    """A LineReader.wait_for() condition on a `watch -o json` line; a line that is not JSON fails
+    the test (json.loads raises)."""
+    return lambda line: json.loads(line).get("type") == event_type
+
+
+def json_lines(text):
+    """Parses `-o json` output: one protobuf JSON message per non-empty line."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class CliEndToEndTest(WsvisorTestCase):
+
+    # ----- small wrappers that fail with the command's own output -----
+
+    def ctl_ok(self, *args):
+        """Runs wsvisorctl and requires exit 0; returns its stdout."""
+        result = self.ctl.run(*args)
+        self.assertEqual(result.returncode, 0,
+                         f"wsvisorctl {' '.join(args)} failed: {result.stderr}")
+        return result.stdout
+
+    def register(self, endpoint_id, *flags):
+        self.ctl_ok("register", endpoint_id, self.upstream.url, *FAST_HEARTBEAT, *flags)
+
+    def get_endpoint(self, endpoint_id):
+        return json.loads(self.ctl_ok("get", endpoint_id, "-o", "json"))
+
+    def specs_by_id(self):
+        """Every registered endpoint's spec, by id: what a rejected request must not change.
+        (Status is left out: it changes by itself with every heartbeat.)"""
+        return {e["spec"]["id"]: e["spec"] for e in json_lines(self.ctl_ok("list", "-o", "json"))}
+
+    def wait_until_health(self, endpoint_id, health, timeout_s):
+        """Polls `get -o json` until the endpoint has `health`; returns the elapsed ms."""
+        started = time.monotonic()
+        wait_until(lambda: self.get_endpoint(endpoint_id)["status"].get("health") == health,
+                   timeout_s, f"{endpoint_id} to be {health}")
+        return elapsed_ms(started)
+
+    # ----- tests -----
+
+    def test_register_get_and_list_by_selector(self):
+        started = time.monotonic()
+        self.register("red-1", "--label", "team=red")
+        register_ms = elapsed_ms(started)
+        healthy_ms = self.wait_until_health("red-1", "HEALTH_HEALTHY", HEALTHY_WITHIN_S)
+        print(f"  register took {register_ms:.0f} ms; healthy {healthy_ms:.0f} ms later "
+              f"(polling `get`)", flush=True)
+
+        endpoint = self.get_endpoint("red-1")
+        self.assertEqual(endpoint["spec"]["id"], "red-1")
+        self.assertEqual(endpoint["spec"]["url"], self.upstream.url)
+        self.assertEqual(endpoint["spec"]["labels"], {"team": "red"})
+        self.assertEqual(endpoint["spec"]["heartbeat"]["interval"], "0.200s")
+        self.assertEqual(endpoint["spec"]["heartbeat"]["timeout"], "0.200s")
+        self.assertEqual(endpoint["status"]["phase"], "CONNECTION_PHASE_OPEN")
+
+        self.register("red-2", "--label", "team=red")
+        self.register("blue-1", "--label", "team=blue")
+        red = json_lines(self.ctl_ok("list", "--selector", "team=red", "-o", "json"))
+        self.assertEqual([e["spec"]["id"] for e in red], ["red-1", "red-2"])
+        not_red = json_lines(self.ctl_ok("list", "-l", "team!=red", "-o", "json"))
+        self.assertEqual([e["spec"]["id"] for e in not_red], ["blue-1"])
+
+        table = self.ctl_ok("list").splitlines()
+        self.assertEqual(len(table), 1 + 3, f"a header and one row per endpoint: {table}")
+        self.assertEqual([row.split()[0] for row in table[1:]], ["blue-1", "red-1", "red-2"])
+
+    def test_get_of_unknown_id_is_not_found(self):
+        result = self.ctl.run("get", "no-such-endpoint")
+        self.assertEqual(result.returncode, EXIT_CALL_FAILED)
+        self.assertIn("NOT_FOUND", result.stderr)
+        self.assertEqual(result.stdout, "")
+
+    def test_bad_requests_name_the_field_and_change_nothing(self):
+        self.register("kept", "--label", "team=red")
+        before = self.specs_by_id()
+        cases = [
+            # (arguments, exit status, text stderr must contain)
+            (["register", "bad", "http://x/"], EXIT_CALL_FAILED, "spec.url"),
+            (["register", "x", "ws://127.0.0.1:1/", "--interval", "0s"], EXIT_CALL_FAILED,
+             "spec.heartbeat.interval"),
+            (["register", "has space", "ws://127.0.0.1:1/"], EXIT_CALL_FAILED, "spec.id"),
+            (["register", "x", "ws://h/", "--mode", "nope"], EXIT_USAGE, "--mode"),
+        ]
+        for args, status, field in cases:
+            with self.subTest(args=args):
+                result = self.ctl.run(*args)
+                self.assertEqual(result.returncode, status, result.stderr)
+                self.assertIn(field, result.stderr)
+                if status == EXIT_CALL_FAILED:
+                    self.assertIn("INVALID_ARGUMENT", result.stderr)
+                self.assertEqual(self.specs_by_id(), before, "a rejected request changed the list")
+
+    def test_watch_reports_hung_upstream_and_recovery(self):
+        self.register("hang", "--label", "team=red")
+        self.wait_until_health("hang", "HEALTH_HEALTHY", HEALTHY_WITHIN_S)
+
+        watcher = self.start_watch("hang")
+        snapshot = watcher.wait_for(lambda line: health_in_watch_line(line) is not None, PROMPT_S,
+                                    "the endpoint's snapshot")
+        self.assertIn("hang", snapshot)
+        watcher.wait_for(lambda line: "snapshot complete" in line, PROMPT_S, "the snapshot marker")
+
+        paused = time.monotonic()
+        self.upstream.pause()
+        line = watcher.wait_for(lambda line: health_in_watch_line(line) == "unhealthy",
+                                DETECTION_WITHIN_S, '"unhealthy"')
+        detected_ms = elapsed_ms(paused)
+        self.assertIn("pong_timeout", line)
+
+        resumed = time.monotonic()
+        self.upstream.resume()
+        watcher.wait_for(lambda line: health_in_watch_line(line) == "healthy", RECOVERY_WITHIN_S,
+                         '"healthy" again')
+        recovered_ms = elapsed_ms(resumed)
+        print(f"  upstream paused: detected pong_timeout after {detected_ms:.0f} ms "
+              f"(interval + timeout = 400 ms); healthy {recovered_ms:.0f} ms after SIGCONT",
+              flush=True)
+
+        self.assertEqual(watcher.interrupt(), 0, f"watch on SIGINT: {watcher.stderr_text()}")
+
+    def test_watch_json_lines_carry_revisions(self):
+        self.register("json-1", "--label", "team=red")
+        watcher = self.start_watch("-o", "json")
+        watcher.wait_for(event_type_is("TYPE_SNAPSHOT_COMPLETE"), PROMPT_S,
+                         "TYPE_SNAPSHOT_COMPLETE")
+        events = [json.loads(line) for line in watcher.lines]
+        self.assertEqual([e["type"] for e in events], ["TYPE_SNAPSHOT", "TYPE_SNAPSHOT_COMPLETE"])
+        self.assertEqual(events[0]["endpointId"], "json-1")
+        self.assertEqual(events[0]["labels"], {"team": "red"})
+        snapshot_revision = int(events[1]["revision"])  # proto3 JSON writes uint64 as a string
+
+        started = time.monotonic()
+        self.register("json-2")
+        registered = json.loads(watcher.wait_for(
+            lambda line: json.loads(line).get("endpointId") == "json-2", PROMPT_S,
+            "json-2's registration"))
+        self.assertEqual(registered["type"], "TYPE_REGISTERED")
+        self.ctl_ok("unregister", "json-2")
+        watcher.wait_for(event_type_is("TYPE_UNREGISTERED"), PROMPT_S, "TYPE_UNREGISTERED")
+        print(f"  registration to unregistration seen on the watch in {elapsed_ms(started):.0f} ms",
+              flush=True)
+
+        self.assertEqual(watcher.interrupt(), 0, f"watch on SIGINT: {watcher.stderr_text()}")
+        changes = [json.loads(line) for line in watcher.lines[2:]]
+        for change in changes:
+            self.assertIn("revision", change)
+        revisions = [int(change["revision"]) for change in changes]
+        self.assertGreater(revisions[0], snapshot_revision)
+        self.assertEqual(revisions, sorted(set(revisions)), "revisions must strictly increase")
+
+    def test_unregister_then_get_is_not_found(self):
+        self.register("gone")
+        self.assertEqual(self.ctl.run("unregister", "gone").returncode, 0)
+        result = self.ctl.run("get", "gone")
+        self.assertEqual(result.returncode, EXIT_CALL_FAILED)
+        self.assertIn("NOT_FOUND", result.stderr)
+        again = self.ctl.run("unregister", "gone")
+        self.assertEqual(again.returncode, EXIT_CALL_FAILED)
+        self.assertIn("NOT_FOUND", again.stderr)
+
+    def test_server_address_from_environment(self):
+        self.register("env-1")
+        from_environment = self.ctl.run(
+            "get", "env-1", "-o", "json", with_server_flag=False,
+            env=environment_without_server(WSVISOR_SERVER=self.server.address))
+        self.assertEqual(from_environment.returncode, 0, from_environment.stderr)
+        self.assertEqual(json.loads(from_environment.stdout)["spec"]["id"], "env-1")
+
+        # --server wins over the environment (port 1: nothing listens there).
+        flag_wins = self.ctl.run("get", "env-1", env=environment_without_server(
+            WSVISOR_SERVER="127.0.0.1:1"))
+        self.assertEqual(flag_wins.returncode, 0, flag_wins.stderr)
+
+    def test_sigterm_ends_open_watch_streams(self):
+        self.register("term-1")
+        watcher = self.start_watch()
+        watcher.wait_for(lambda line: "snapshot complete" in line, PROMPT_S, "the snapshot marker")
+        status, took_ms = self.server.stop()
+        print(f"  wsvisor with an open watch stopped in {took_ms:.0f} ms", flush=True)
+        self.assertEqual(status, 0)
+        watcher.process.wait(timeout=PROMPT_S)
+        print(f"  watch ended with exit status {watcher.process.returncode}: "
+              f"{watcher.stderr_text().strip()!r}", flush=True)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
