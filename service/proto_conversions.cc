@@ -173,6 +173,33 @@ void specToProto(const core::EndpointSpec& spec, v1::EndpointSpec* proto) {
   proto->set_max_message_bytes(spec.max_message_bytes);
 }
 
+v1::Owner ownerToProto(EndpointOwner owner) {
+  return owner == EndpointOwner::kConfigFile ? v1::OWNER_CONFIG_FILE : v1::OWNER_API;
+}
+
+std::string ProtoSpecCodec::encode(const core::EndpointSpec& spec) const {
+  v1::EndpointSpec proto;
+  specToProto(spec, &proto);
+  std::string bytes;
+  proto.SerializeToString(&bytes);
+  return bytes;
+}
+
+std::optional<core::EndpointSpec> ProtoSpecCodec::decode(const std::string& bytes,
+                                                         std::string& error) const {
+  v1::EndpointSpec proto;
+  if (!proto.ParseFromString(bytes)) {
+    error = "not a serialized wsvisor.v1.EndpointSpec";
+    return std::nullopt;
+  }
+  auto converted = specFromProto(proto);
+  if (auto* field_error = std::get_if<core::FieldError>(&converted)) {
+    error = field_error->toString();
+    return std::nullopt;
+  }
+  return std::get<core::EndpointSpec>(std::move(converted));
+}
+
 v1::Health healthToProto(core::Health health) {
   switch (health) {
     case core::Health::kUnknown:

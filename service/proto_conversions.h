@@ -6,6 +6,7 @@
 #include "supervisor/core/endpoint_status.h"
 #include "supervisor/core/health_event.h"
 #include "supervisor/core/spec_validation.h"
+#include "supervisor/endpoint_store.h"
 #include "wsvisor/v1/supervisor.pb.h"
 
 namespace wsvisor::service {
@@ -23,6 +24,15 @@ void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto
 void healthEventToProto(const core::HealthEvent& event, v1::HealthEvent* proto);
 
 v1::Health healthToProto(core::Health health);
+v1::Owner ownerToProto(EndpointOwner owner);
+
+// Stores specs as the serialized public EndpointSpec message: the documented, versioned format.
+class ProtoSpecCodec : public SpecCodec {
+ public:
+  std::string encode(const core::EndpointSpec& spec) const override;
+  std::optional<core::EndpointSpec> decode(const std::string& bytes,
+                                           std::string& error) const override;
+};
 v1::FailureReason failureReasonToProto(core::FailureReason reason);
 
 }  // namespace wsvisor::service

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "service/build_info.h"
+#include "service/config_file.h"
 #include "service/grpc_metrics_interceptor.h"
 #include "supervisor/log.h"
 
@@ -40,7 +41,20 @@ bool Server::start(std::string& error) {
   metrics_ = std::make_unique<Metrics>(metrics_options);
   if (!startMetricsExposer(error)) return false;
 
-  registry_ = std::make_unique<Registry>(registry_options, bus_, *metrics_);
+  store_ = SqliteEndpointStore::open(options_.data_dir, error);
+  if (!store_) return false;
+  registry_options.restore_dials_per_second = options_.restore_dials_per_second;
+  registry_ = std::make_unique<Registry>(registry_options, bus_, *metrics_, store_.get(), &codec_);
+  if (auto restore_error = registry_->restore()) {
+    error = "cannot restore endpoints from " + store_->describe() + ": " + *restore_error;
+    registry_->shutdown(std::chrono::milliseconds(0));
+    return false;
+  }
+  if (!options_.config_file.empty() && !reloadConfig()) {
+    error = "the config file " + options_.config_file + " was not applied (see above)";
+    registry_->shutdown(std::chrono::milliseconds(0));
+    return false;
+  }
   service_ = std::make_unique<SupervisorService>(*registry_, bus_);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -61,6 +75,31 @@ bool Server::start(std::string& error) {
   WSV_LOG(kInfo) << "wsvisor serving gRPC on " << options_.listen << " (port " << grpc_port_
                  << ") with " << options_.threads << " io thread(s)";
   return true;
+}
+
+bool Server::reloadConfig() {
+  if (options_.config_file.empty()) {
+    WSV_LOG(kWarning) << "no --config file to reload";
+    return true;
+  }
+  auto loaded = loadConfigFile(options_.config_file);
+  std::string error;
+  if (auto* specs = std::get_if<std::vector<core::EndpointSpec>>(&loaded)) {
+    auto applied = registry_->applyConfig(std::move(*specs));
+    if (auto* diff = std::get_if<Registry::ConfigDiff>(&applied)) {
+      metrics_->configReload(true);
+      WSV_LOG(kInfo) << "config " << options_.config_file << " applied: " << diff->added
+                     << " added, " << diff->updated << " updated, " << diff->removed << " removed, "
+                     << diff->unchanged << " unchanged";
+      return true;
+    }
+    error = std::get<std::string>(applied);
+  } else {
+    error = std::get<std::string>(loaded);
+  }
+  metrics_->configReload(false);
+  WSV_LOG(kError) << "config not applied, running endpoints unchanged: " << error;
+  return false;
 }
 
 bool Server::startMetricsExposer(std::string& error) {
@@ -93,7 +132,10 @@ void Server::shutdown() {
   // Probes see NOT_SERVING first, so traffic drains before anything is refused.
   grpc_server_->GetHealthCheckService()->SetServingStatus(false);
   service_->beginShutdown();
-  registry_->shutdown(options_.shutdown_grace);
+  // Leave room in the grace period for stopping the gRPC server after the upstreams.
+  const auto upstream_grace = std::max(options_.shutdown_grace - std::chrono::milliseconds(1500),
+                                       options_.shutdown_grace / 2);
+  registry_->shutdown(upstream_grace);
   // Unary calls in flight get a short moment to finish; watch streams are already finished.
   grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   {

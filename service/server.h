@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "service/proto_conversions.h"
 #include "service/server_options.h"
 #include "service/supervisor_service.h"
 #include "supervisor/fd_budget.h"
@@ -13,6 +14,7 @@
 #include "supervisor/metrics.h"
 #include "supervisor/registry.h"
 #include "supervisor/scrape_collectors.h"
+#include "supervisor/sqlite_endpoint_store.h"
 
 namespace wsvisor::service {
 
@@ -23,8 +25,12 @@ class Server {
   explicit Server(ServerOptions options);
   ~Server();
 
-  // Binds and starts serving. Returns false with `error` set when it cannot.
+  // Opens the store, restores its endpoints, applies the config file, binds and starts serving.
+  // Returns false with `error` set when any of that fails (nothing is served then).
   bool start(std::string& error);
+  // Re-reads the --config file and applies it as a diff. A bad file changes nothing; the outcome
+  // is logged and counted (wsvisor_config_reloads_total). Returns false on a bad file.
+  bool reloadConfig();
   // The bound gRPC port (useful with --listen 127.0.0.1:0).
   int grpcPort() const { return grpc_port_; }
   // The bound metrics port, 0 when metrics are off (--metrics-listen "").
@@ -44,6 +50,8 @@ class Server {
   ServerOptions options_;
   FdBudget fd_budget_;
   HealthBus bus_;
+  ProtoSpecCodec codec_;
+  std::unique_ptr<SqliteEndpointStore> store_;
   std::unique_ptr<Metrics> metrics_;
   std::shared_ptr<HealthStateCollector> health_state_collector_;
   std::shared_ptr<ProcessCollector> process_collector_;

@@ -54,7 +54,14 @@ Flags:
   --metrics-endpoint-labels K1,K2
                            Endpoint label keys copied onto per-endpoint series (e.g. team,env);
                            characters other than [a-zA-Z0-9_] become '_'. Default none.
-  --data-dir DIR           Directory of the durable endpoint store. Default ./wsvisor-data.
+  --data-dir DIR           Directory of the durable endpoint store (SQLite, wsvisor.db). Every
+                           acknowledged change is on disk before the RPC answers; endpoints are
+                           restored from it on start. Default ./wsvisor-data.
+  --config FILE            YAML file of endpoints to supervise (see docs/config.md). Applied on
+                           start and on SIGHUP as a diff; its endpoints cannot be changed or
+                           removed over the API. A bad file changes nothing. Default: none.
+  --restore-dial-rate N    After a restart, restored endpoints make their first connection
+                           attempts at no more than N per second, spread evenly. Default 2000.
   --threads N              io threads that run the WebSocket connections (1-64). Default 1:
                            one thread is cheapest per heartbeat until it is saturated.
   --max-endpoints N        Registrations beyond N are refused with RESOURCE_EXHAUSTED; the
@@ -117,6 +124,15 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
       }
     } else if (name == "--data-dir") {
       options.data_dir = v;
+    } else if (name == "--config") {
+      options.config_file = v;
+    } else if (name == "--restore-dial-rate") {
+      size_t rate = 0;
+      if (!parseCount(v, 1, 1000000, rate)) {
+        error = "--restore-dial-rate must be a number from 1 to 1000000, got '" + v + "'";
+        return std::nullopt;
+      }
+      options.restore_dials_per_second = static_cast<double>(rate);
     } else if (name == "--threads") {
       if (!parseCount(v, 1, 64, options.threads)) {
         error = "--threads must be a number from 1 to 64, got '" + v + "'";
@@ -141,6 +157,10 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
       error = "unknown flag " + name + " (see --help)";
       return std::nullopt;
     }
+  }
+  if (options.data_dir.empty()) {
+    error = "--data-dir must not be empty";
+    return std::nullopt;
   }
   if (options.listen.empty()) {
     error = "--listen must not be empty";

@@ -17,6 +17,8 @@ struct ServerOptions {
   bool metrics_per_endpoint = true;
   std::vector<std::string> metrics_endpoint_labels;
   std::string data_dir = "./wsvisor-data";
+  std::string config_file;  // empty: no declarative endpoints
+  double restore_dials_per_second = 2000;
   size_t threads = 1;
   LogLevel log_level = LogLevel::kInfo;
   size_t max_endpoints = 100000;

@@ -25,8 +25,14 @@ grpc::Status toStatus(const RegistryError& error) {
       return grpc::Status(grpc::StatusCode::ALREADY_EXISTS, error.message);
     case RegistryError::Code::kResourceExhausted:
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, error.message);
+    case RegistryError::Code::kFailedPrecondition:
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, error.message);
+    case RegistryError::Code::kAborted:
+      return grpc::Status(grpc::StatusCode::ABORTED, error.message);
     case RegistryError::Code::kUnavailable:
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, error.message);
+    case RegistryError::Code::kInternal:
+      return grpc::Status(grpc::StatusCode::INTERNAL, error.message);
   }
   return grpc::Status(grpc::StatusCode::INTERNAL, error.message);
 }
@@ -34,6 +40,8 @@ grpc::Status toStatus(const RegistryError& error) {
 void endpointToProto(const EndpointView& view, v1::Endpoint* proto) {
   specToProto(*view.spec, proto->mutable_spec());
   statusToProto(view.status, proto->mutable_status());
+  proto->set_owner(ownerToProto(view.owner));
+  proto->set_generation(view.generation);
 }
 
 std::optional<core::LabelSelector> parseSelector(const std::string& text, const char* field,
@@ -70,6 +78,12 @@ grpc::ServerUnaryReactor* SupervisorService::RegisterEndpoint(
   return answer(context, shutting_down_, [&] { return doRegister(*request, response); });
 }
 
+grpc::ServerUnaryReactor* SupervisorService::UpdateEndpoint(
+    grpc::CallbackServerContext* context, const v1::UpdateEndpointRequest* request,
+    v1::UpdateEndpointResponse* response) {
+  return answer(context, shutting_down_, [&] { return doUpdate(*request, response); });
+}
+
 grpc::ServerUnaryReactor* SupervisorService::UnregisterEndpoint(
     grpc::CallbackServerContext* context, const v1::UnregisterEndpointRequest* request,
     v1::UnregisterEndpointResponse*) {
@@ -93,7 +107,8 @@ grpc::Status SupervisorService::doRegister(const v1::RegisterEndpointRequest& re
   if (!request.has_spec()) return invalidArgument({"spec", "is required"});
   auto converted = specFromProto(request.spec());
   if (auto* error = std::get_if<core::FieldError>(&converted)) return invalidArgument(*error);
-  auto result = registry_.registerEndpoint(std::get<core::EndpointSpec>(std::move(converted)));
+  auto result = registry_.registerEndpoint(std::get<core::EndpointSpec>(std::move(converted)),
+                                           EndpointOwner::kApi);
   if (auto* error = std::get_if<RegistryError>(&result)) return toStatus(*error);
   const auto& registered = std::get<Registry::RegisterResult>(result);
   endpointToProto(registered.endpoint, response->mutable_endpoint());
@@ -101,9 +116,25 @@ grpc::Status SupervisorService::doRegister(const v1::RegisterEndpointRequest& re
   return grpc::Status::OK;
 }
 
+grpc::Status SupervisorService::doUpdate(const v1::UpdateEndpointRequest& request,
+                                         v1::UpdateEndpointResponse* response) {
+  if (!request.has_spec()) return invalidArgument({"spec", "is required"});
+  auto converted = specFromProto(request.spec());
+  if (auto* error = std::get_if<core::FieldError>(&converted)) return invalidArgument(*error);
+  auto result = registry_.updateEndpoint(std::get<core::EndpointSpec>(std::move(converted)),
+                                         request.expected_generation(), EndpointOwner::kApi);
+  if (auto* error = std::get_if<RegistryError>(&result)) return toStatus(*error);
+  const auto& updated = std::get<Registry::UpdateResult>(result);
+  endpointToProto(updated.endpoint, response->mutable_endpoint());
+  response->set_reconnected(updated.reconnected);
+  return grpc::Status::OK;
+}
+
 grpc::Status SupervisorService::doUnregister(const v1::UnregisterEndpointRequest& request) {
   if (auto error = core::validateEndpointId(request.id(), "id")) return invalidArgument(*error);
-  if (auto error = registry_.unregisterEndpoint(request.id())) return toStatus(*error);
+  if (auto error = registry_.unregisterEndpoint(request.id(), EndpointOwner::kApi)) {
+    return toStatus(*error);
+  }
   return grpc::Status::OK;
 }
 

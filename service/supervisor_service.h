@@ -26,6 +26,9 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
   grpc::ServerUnaryReactor* RegisterEndpoint(grpc::CallbackServerContext* context,
                                              const v1::RegisterEndpointRequest* request,
                                              v1::RegisterEndpointResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateEndpoint(grpc::CallbackServerContext* context,
+                                           const v1::UpdateEndpointRequest* request,
+                                           v1::UpdateEndpointResponse* response) override;
   grpc::ServerUnaryReactor* UnregisterEndpoint(grpc::CallbackServerContext* context,
                                                const v1::UnregisterEndpointRequest* request,
                                                v1::UnregisterEndpointResponse* response) override;
@@ -41,6 +44,8 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
  private:
   grpc::Status doRegister(const v1::RegisterEndpointRequest& request,
                           v1::RegisterEndpointResponse* response);
+  grpc::Status doUpdate(const v1::UpdateEndpointRequest& request,
+                        v1::UpdateEndpointResponse* response);
   grpc::Status doUnregister(const v1::UnregisterEndpointRequest& request);
   grpc::Status doGet(const v1::GetEndpointRequest& request, v1::GetEndpointResponse* response);
   grpc::Status doList(const v1::ListEndpointsRequest& request, v1::ListEndpointsResponse* response);

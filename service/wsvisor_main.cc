@@ -1,6 +1,7 @@
 // wsvisor: the supervisor service.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -37,12 +39,23 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::thread signal_waiter([&] {
-    int received = 0;
-    sigwait(&signals, &received);
-    WSV_LOG(kInfo) << "received " << (received == SIGTERM ? "SIGTERM" : "SIGINT");
-    server.shutdown();
+    for (;;) {
+      int received = 0;
+      sigwait(&signals, &received);
+      if (received == SIGHUP) {
+        WSV_LOG(kInfo) << "received SIGHUP: reloading " << options->config_file;
+        server.reloadConfig();
+        continue;
+      }
+      WSV_LOG(kInfo) << "received " << (received == SIGTERM ? "SIGTERM" : "SIGINT");
+      server.shutdown();
+      return;
+    }
   });
   server.wait();
   signal_waiter.join();
-  return 0;
+  // Everything that matters is closed and flushed (upstreams, watch streams, the store); skip
+  // the remaining destructors, among them the metrics HTTP server's, which can take seconds.
+  std::fflush(nullptr);
+  std::_Exit(0);
 }

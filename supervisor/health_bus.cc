@@ -98,6 +98,50 @@ void HealthBus::publishUnregistered(const std::string& id, uint64_t incarnation,
   for (const auto& subscription : woken) subscription->wake_();
 }
 
+void HealthBus::replaceRegistration(const std::string& id, uint64_t incarnation,
+                                    std::map<std::string, std::string> labels,
+                                    const std::optional<core::EndpointStatus>& status,
+                                    core::WallTime at) {
+  std::vector<std::shared_ptr<WatchSubscription>> woken;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = endpoints_.find(id);
+    if (it == endpoints_.end()) return;
+    EndpointState& state = it->second;
+    core::HealthEvent event;
+    event.type = core::HealthEvent::Type::kChanged;
+    event.previous_health = state.status.health;
+    state.incarnation = incarnation;
+    // A watcher filtering on labels sees the event if either the old or the new labels match,
+    // so that an endpoint leaving its selection is not silently lost.
+    std::map<std::string, std::string> old_labels = std::move(state.labels);
+    state.labels = std::move(labels);
+    if (status) state.status = *status;
+    state.revision = ++revision_;
+    state.changed_at = at;
+    event.revision = state.revision;
+    event.endpoint_id = id;
+    event.labels = state.labels;
+    event.status = state.status;
+    event.time = at;
+    deliver(event, state.labels, woken);
+    if (old_labels != state.labels) {
+      std::vector<std::shared_ptr<WatchSubscription>> old_match;
+      for (const auto& subscription : subscriptions_) {
+        if (std::find(woken.begin(), woken.end(), subscription) != woken.end()) continue;
+        if (!subscription->filter_.matches(id, old_labels)) continue;
+        {
+          std::lock_guard<std::mutex> queue_lock(subscription->mu_);
+          subscription->queue_.push(event);
+        }
+        old_match.push_back(subscription);
+      }
+      woken.insert(woken.end(), old_match.begin(), old_match.end());
+    }
+  }
+  for (const auto& subscription : woken) subscription->wake_();
+}
+
 std::optional<HealthBus::EndpointState> HealthBus::state(const std::string& id) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = endpoints_.find(id);

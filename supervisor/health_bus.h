@@ -72,6 +72,11 @@ class HealthBus {
   void publishChanged(const std::string& id, uint64_t incarnation,
                       const core::EndpointStatus& status, core::WallTime at);
   void publishUnregistered(const std::string& id, uint64_t incarnation, core::WallTime at);
+  // The registration was updated: new labels, possibly a new incarnation (the connection is
+  // being redialled) and a fresh status. Publishes a CHANGED event.
+  void replaceRegistration(const std::string& id, uint64_t incarnation,
+                           std::map<std::string, std::string> labels,
+                           const std::optional<core::EndpointStatus>& status, core::WallTime at);
 
   std::optional<EndpointState> state(const std::string& id) const;
   // Registered endpoints per health, indexed by core::Health.

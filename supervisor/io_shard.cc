@@ -40,12 +40,21 @@ IoShard::~IoShard() {
 }
 
 void IoShard::add(uint64_t key, uint64_t incarnation,
-                  std::shared_ptr<const core::EndpointSpec> spec, std::shared_ptr<LiveStats> live) {
-  asio::post(io_, [this, key, incarnation, spec = std::move(spec), live = std::move(live)] {
+                  std::shared_ptr<const core::EndpointSpec> spec, std::shared_ptr<LiveStats> live,
+                  core::Duration first_attempt_after) {
+  asio::post(io_, [this, key, incarnation, spec = std::move(spec), live = std::move(live),
+                   first_attempt_after] {
     auto endpoint = std::make_unique<SupervisedEndpoint>(key, incarnation, spec, live, context_);
     SupervisedEndpoint& ref = *endpoint;
     endpoints_[key] = std::move(endpoint);
-    ref.start();
+    ref.start(first_attempt_after);
+  });
+}
+
+void IoShard::update(uint64_t key, std::shared_ptr<const core::EndpointSpec> spec) {
+  asio::post(io_, [this, key, spec = std::move(spec)] {
+    auto it = endpoints_.find(key);
+    if (it != endpoints_.end()) it->second->updateSpec(spec);
   });
 }
 

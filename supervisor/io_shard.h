@@ -33,8 +33,11 @@ class IoShard {
   IoShard& operator=(const IoShard&) = delete;
 
   // Starts supervising; the endpoint connects on the io thread.
+  // `first_attempt_after` > 0 delays the first connection attempt (restart spreading).
   void add(uint64_t key, uint64_t incarnation, std::shared_ptr<const core::EndpointSpec> spec,
-           std::shared_ptr<LiveStats> live);
+           std::shared_ptr<LiveStats> live, core::Duration first_attempt_after);
+  // Applies a spec whose connection-defining fields are unchanged to the live session.
+  void update(uint64_t key, std::shared_ptr<const core::EndpointSpec> spec);
   // Stops supervising: the connection is closed with 1000 and the endpoint destroyed.
   void remove(uint64_t key);
   // Closes every connection with 1001 (going away) and waits until websocketpp has finished

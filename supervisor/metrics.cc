@@ -85,6 +85,15 @@ Metrics::Metrics(MetricsOptions options)
     transitions_[static_cast<size_t>(health)] = &transitions.Add({{"to", core::toString(health)}});
   }
 
+  auto& reloads = BuildCounter()
+                      .Name("wsvisor_config_reloads_total")
+                      .Help(
+                          "Applications of the --config file (start-up and SIGHUP), by result: "
+                          "applied, or rejected (bad file; running endpoints unchanged).")
+                      .Register(registry);
+  config_applied_ = &reloads.Add({{"result", "applied"}});
+  config_rejected_ = &reloads.Add({{"result", "rejected"}});
+
   endpoint_up_ = &BuildGauge()
                       .Name("wsvisor_endpoint_up")
                       .Help("1 while the endpoint is HEALTHY, else 0.")

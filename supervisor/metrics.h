@@ -55,6 +55,7 @@ class EndpointSeries {
 // except the few computed at scrape time, which scrape_collectors.h declares:
 //   wsvisor_build_info, wsvisor_heartbeats_sent_total, wsvisor_heartbeat_failures_total{reason},
 //   wsvisor_connection_attempts_total{result}, wsvisor_health_transitions_total{to},
+//   wsvisor_config_reloads_total{result},
 //   wsvisor_endpoint_up{endpoint}, wsvisor_heartbeat_rtt_seconds{endpoint},
 //   wsvisor_endpoint_last_transition_timestamp_seconds{endpoint},
 //   grpc_server_started_total, grpc_server_handled_total, grpc_server_handling_seconds;
@@ -75,6 +76,7 @@ class Metrics {
   // `result` is "success" or the failure reason of the attempt.
   void connectionAttempt(core::FailureReason failure_or_none);
   void healthTransition(core::Health to);
+  void configReload(bool applied) { (applied ? config_applied_ : config_rejected_)->Increment(); }
   // Null when per-endpoint series are off.
   std::shared_ptr<EndpointSeries> endpointSeries(const std::string& id,
                                                  const std::map<std::string, std::string>& labels);
@@ -102,6 +104,8 @@ class Metrics {
   std::array<prometheus::Counter*, core::kFailureReasonCount> failures_{};
   std::array<prometheus::Counter*, core::kFailureReasonCount> attempts_{};  // [kNone] = success
   std::array<prometheus::Counter*, 3> transitions_{};
+  prometheus::Counter* config_applied_;
+  prometheus::Counter* config_rejected_;
   prometheus::Family<prometheus::Gauge>* endpoint_up_;
   prometheus::Family<prometheus::Histogram>* endpoint_rtt_;
   prometheus::Family<prometheus::Gauge>* endpoint_last_transition_;

@@ -1,6 +1,8 @@
 #include "supervisor/registry.h"
 
 #include <algorithm>
+#include <random>
+#include <thread>
 #include <utility>
 
 #include "supervisor/core/spec_validation.h"
@@ -8,8 +10,34 @@
 
 namespace wsvisor {
 
-Registry::Registry(RegistryOptions options, HealthBus& bus, Metrics& metrics)
-    : options_(options), bus_(bus) {
+namespace {
+
+core::WallTime wallNow() { return std::chrono::system_clock::now(); }
+
+// Changes that need a new connection; everything else applies to the live one.
+bool needsReconnect(const core::EndpointSpec& a, const core::EndpointSpec& b) {
+  return a.url != b.url || !(a.headers == b.headers) || a.subprotocols != b.subprotocols ||
+         !(a.tls == b.tls) || a.max_message_bytes != b.max_message_bytes;
+}
+
+RegistryError invalid(const core::FieldError& e) {
+  return RegistryError{RegistryError::Code::kInvalidArgument, e.toString()};
+}
+
+std::string notRegistered(const std::string& id) {
+  return "endpoint '" + id + "' is not registered";
+}
+
+std::string ownedByConfig(const std::string& id) {
+  return "endpoint '" + id +
+         "' is owned by the config file (--config); change or remove it there and reload";
+}
+
+}  // namespace
+
+Registry::Registry(RegistryOptions options, HealthBus& bus, Metrics& metrics, EndpointStore* store,
+                   const SpecCodec* codec)
+    : options_(options), bus_(bus), store_(store), codec_(codec) {
   const size_t threads = std::max<size_t>(1, options_.io_threads);
   for (size_t i = 0; i < threads; ++i) {
     shards_.push_back(std::make_unique<IoShard>(i, bus_, metrics));
@@ -18,65 +46,191 @@ Registry::Registry(RegistryOptions options, HealthBus& bus, Metrics& metrics)
 
 Registry::~Registry() { shutdown(std::chrono::milliseconds(0)); }
 
-std::variant<Registry::RegisterResult, RegistryError> Registry::registerEndpoint(
-    core::EndpointSpec spec) {
-  if (auto error = core::validateSpec(spec)) {
-    return RegistryError{RegistryError::Code::kInvalidArgument, error->toString()};
-  }
-  core::applyDefaults(spec);
-
-  std::lock_guard<std::mutex> lock(mu_);
-  if (shut_down_)
+std::optional<RegistryError> Registry::checkOpen() const {
+  if (shut_down_.load()) {
     return RegistryError{RegistryError::Code::kUnavailable, "wsvisor is shutting down"};
-  auto existing = entries_.find(spec.id);
-  if (existing != entries_.end()) {
-    if (*existing->second.spec == spec) {
-      return RegisterResult{viewOf(spec.id, existing->second), false};
-    }
-    return RegistryError{RegistryError::Code::kAlreadyExists,
-                         "endpoint '" + spec.id +
-                             "' is already registered with a different spec; unregister it first"};
   }
-  if (entries_.size() >= options_.max_endpoints) {
-    return RegistryError{RegistryError::Code::kResourceExhausted,
-                         "endpoint limit reached: " + std::to_string(options_.max_endpoints) +
-                             " endpoints are registered (see --max-endpoints and the open-files "
-                             "limit in the start-up log)"};
-  }
-
-  Entry entry;
-  entry.spec = std::make_shared<const core::EndpointSpec>(std::move(spec));
-  entry.incarnation = ++next_incarnation_;
-  entry.shard = leastLoadedShard();
-  entry.live = std::make_shared<LiveStats>();
-  const std::string& id = entry.spec->id;
-
-  core::EndpointStatus initial;
-  initial.last_transition = core::MonoClock::now();
-  bus_.publishRegistered(id, entry.incarnation, entry.spec->labels, initial,
-                         std::chrono::system_clock::now());
-  shards_[entry.shard]->assigned().fetch_add(1);
-  shards_[entry.shard]->add(entry.incarnation, entry.incarnation, entry.spec, entry.live);
-  auto inserted = entries_.emplace(id, std::move(entry)).first;
-  WSV_LOG(kInfo) << "endpoint " << id << " registered url=" << inserted->second.spec->url;
-  return RegisterResult{viewOf(id, inserted->second), true};
+  return std::nullopt;
 }
 
-std::optional<RegistryError> Registry::unregisterEndpoint(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (shut_down_)
-    return RegistryError{RegistryError::Code::kUnavailable, "wsvisor is shutting down"};
-  auto it = entries_.find(id);
-  if (it == entries_.end()) {
-    return RegistryError{RegistryError::Code::kNotFound, "endpoint '" + id + "' is not registered"};
+std::optional<RegistryError> Registry::persist(const core::EndpointSpec& spec, EndpointOwner owner,
+                                               uint64_t generation) {
+  if (!store_) return std::nullopt;
+  if (auto error = store_->put({spec.id, codec_->encode(spec), owner, generation})) {
+    WSV_LOG(kError) << "store write failed: " << *error;
+    return RegistryError{RegistryError::Code::kUnavailable,
+                         "the endpoint store refused the write; nothing changed: " + *error};
   }
+  return std::nullopt;
+}
+
+std::optional<RegistryError> Registry::unpersist(const std::string& id) {
+  if (!store_) return std::nullopt;
+  if (auto error = store_->remove(id)) {
+    WSV_LOG(kError) << "store delete failed: " << *error;
+    return RegistryError{RegistryError::Code::kUnavailable,
+                         "the endpoint store refused the write; nothing changed: " + *error};
+  }
+  return std::nullopt;
+}
+
+std::variant<Registry::RegisterResult, RegistryError> Registry::registerEndpoint(
+    core::EndpointSpec spec, EndpointOwner owner) {
+  if (auto error = core::validateSpec(spec)) return invalid(*error);
+  core::applyDefaults(spec);
+
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  if (auto error = checkOpen()) return *error;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto existing = entries_.find(spec.id);
+    if (existing != entries_.end()) {
+      if (*existing->second.spec == spec) {
+        return RegisterResult{viewOf(spec.id, existing->second), false};
+      }
+      if (existing->second.owner == EndpointOwner::kConfigFile && owner == EndpointOwner::kApi) {
+        return RegistryError{RegistryError::Code::kFailedPrecondition, ownedByConfig(spec.id)};
+      }
+      return RegistryError{RegistryError::Code::kAlreadyExists,
+                           "endpoint '" + spec.id +
+                               "' is already registered with a different spec; use "
+                               "UpdateEndpoint or unregister it first"};
+    }
+    if (entries_.size() >= options_.max_endpoints) {
+      return RegistryError{RegistryError::Code::kResourceExhausted,
+                           "endpoint limit reached: " + std::to_string(options_.max_endpoints) +
+                               " endpoints are registered (see --max-endpoints and the "
+                               "open-files limit in the start-up log)"};
+    }
+  }
+  if (auto error = persist(spec, owner, 1)) return *error;
+  auto shared = std::make_shared<const core::EndpointSpec>(std::move(spec));
+  WSV_LOG(kInfo) << "endpoint " << shared->id << " registered url=" << shared->url;
+  return RegisterResult{startLocked(shared, owner, 1, core::Duration::zero()), true};
+}
+
+std::variant<Registry::UpdateResult, RegistryError> Registry::updateEndpoint(
+    core::EndpointSpec spec, uint64_t expected_generation, EndpointOwner requester) {
+  if (auto error = core::validateSpec(spec)) return invalid(*error);
+  core::applyDefaults(spec);
+
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  if (auto error = checkOpen()) return *error;
+  uint64_t generation = 0;
+  EndpointOwner owner = requester;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(spec.id);
+    if (it == entries_.end()) {
+      return RegistryError{RegistryError::Code::kNotFound, notRegistered(spec.id)};
+    }
+    const Entry& entry = it->second;
+    if (entry.owner == EndpointOwner::kConfigFile && requester == EndpointOwner::kApi) {
+      return RegistryError{RegistryError::Code::kFailedPrecondition, ownedByConfig(spec.id)};
+    }
+    if (expected_generation != 0 && expected_generation != entry.generation) {
+      return RegistryError{RegistryError::Code::kAborted,
+                           "generation mismatch for '" + spec.id + "': expected " +
+                               std::to_string(expected_generation) + ", current " +
+                               std::to_string(entry.generation) + "; re-read and retry"};
+    }
+    if (*entry.spec == spec) return UpdateResult{viewOf(spec.id, entry), false};
+    generation = entry.generation + 1;
+    owner = entry.owner;
+  }
+  if (auto error = persist(spec, owner, generation)) return *error;
+  const std::string id = spec.id;
+  bool reconnected = false;
+  EndpointView view = replaceLocked(id, std::make_shared<const core::EndpointSpec>(std::move(spec)),
+                                    generation, reconnected);
+  WSV_LOG(kInfo) << "endpoint " << id << " updated to generation " << generation
+                 << (reconnected ? " (reconnecting)" : " (applied to the live connection)");
+  return UpdateResult{std::move(view), reconnected};
+}
+
+std::optional<RegistryError> Registry::unregisterEndpoint(const std::string& id,
+                                                          EndpointOwner requester) {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  if (auto error = checkOpen()) return error;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) {
+      return RegistryError{RegistryError::Code::kNotFound, notRegistered(id)};
+    }
+    if (it->second.owner == EndpointOwner::kConfigFile && requester == EndpointOwner::kApi) {
+      return RegistryError{RegistryError::Code::kFailedPrecondition, ownedByConfig(id)};
+    }
+  }
+  if (auto error = unpersist(id)) return error;
+  stopLocked(id);
+  WSV_LOG(kInfo) << "endpoint " << id << " unregistered";
+  return std::nullopt;
+}
+
+EndpointView Registry::startLocked(std::shared_ptr<const core::EndpointSpec> spec,
+                                   EndpointOwner owner, uint64_t generation,
+                                   core::Duration first_attempt_after) {
+  Entry entry;
+  entry.spec = std::move(spec);
+  entry.owner = owner;
+  entry.generation = generation;
+  entry.shard = leastLoadedShard();
+  entry.live = std::make_shared<LiveStats>();
+  core::EndpointStatus initial;
+  initial.last_transition = core::MonoClock::now();
+  if (first_attempt_after > core::Duration::zero()) {
+    initial.phase = core::ConnectionPhase::kBackingOff;
+    initial.next_attempt = initial.last_transition + first_attempt_after;
+  }
+  const std::string id = entry.spec->id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    entry.incarnation = ++next_incarnation_;
+    bus_.publishRegistered(id, entry.incarnation, entry.spec->labels, initial, wallNow());
+    shards_[entry.shard]->assigned().fetch_add(1);
+    shards_[entry.shard]->add(entry.incarnation, entry.incarnation, entry.spec, entry.live,
+                              first_attempt_after);
+    auto inserted = entries_.insert_or_assign(id, std::move(entry)).first;
+    return viewOf(id, inserted->second);
+  }
+}
+
+void Registry::stopLocked(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;
   const Entry& entry = it->second;
-  bus_.publishUnregistered(id, entry.incarnation, std::chrono::system_clock::now());
+  bus_.publishUnregistered(id, entry.incarnation, wallNow());
   shards_[entry.shard]->remove(entry.incarnation);
   shards_[entry.shard]->assigned().fetch_sub(1);
   entries_.erase(it);
-  WSV_LOG(kInfo) << "endpoint " << id << " unregistered";
-  return std::nullopt;
+}
+
+EndpointView Registry::replaceLocked(const std::string& id,
+                                     std::shared_ptr<const core::EndpointSpec> spec,
+                                     uint64_t generation, bool& reconnected) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Entry& entry = entries_.at(id);
+  reconnected = needsReconnect(*entry.spec, *spec);
+  IoShard& shard = *shards_[entry.shard];
+  if (reconnected) {
+    // A new incarnation: whatever the old connection still reports is dropped by the bus.
+    const uint64_t old_key = entry.incarnation;
+    entry.incarnation = ++next_incarnation_;
+    entry.live = std::make_shared<LiveStats>();
+    core::EndpointStatus initial;
+    initial.last_transition = core::MonoClock::now();
+    bus_.replaceRegistration(id, entry.incarnation, spec->labels, initial, wallNow());
+    shard.remove(old_key);
+    shard.add(entry.incarnation, entry.incarnation, spec, entry.live, core::Duration::zero());
+  } else {
+    bus_.replaceRegistration(id, entry.incarnation, spec->labels, std::nullopt, wallNow());
+    shard.update(entry.incarnation, spec);
+  }
+  entry.spec = std::move(spec);
+  entry.generation = generation;
+  return viewOf(id, entry);
 }
 
 std::optional<EndpointView> Registry::get(const std::string& id) const {
@@ -102,17 +256,127 @@ Registry::Page Registry::list(const core::LabelSelector& selector, size_t page_s
   return page;
 }
 
+std::optional<std::string> Registry::restore() {
+  if (!store_) return std::nullopt;
+  std::vector<StoredEndpoint> stored;
+  if (auto error = store_->loadAll(stored)) return error;
+  struct Restored {
+    std::shared_ptr<const core::EndpointSpec> spec;
+    EndpointOwner owner;
+    uint64_t generation;
+  };
+  std::vector<Restored> restored;
+  restored.reserve(stored.size());
+  for (const StoredEndpoint& record : stored) {
+    std::string error;
+    auto spec = codec_->decode(record.encoded_spec, error);
+    if (!spec) return "stored endpoint '" + record.id + "' cannot be read: " + error;
+    // A record must still pass today's validation; refusing to start beats silently dropping it.
+    if (auto invalid_field = core::validateSpec(*spec)) {
+      return "stored endpoint '" + record.id + "' is invalid: " + invalid_field->toString();
+    }
+    core::applyDefaults(*spec);
+    restored.push_back({std::make_shared<const core::EndpointSpec>(std::move(*spec)), record.owner,
+                        record.generation});
+  }
+  // Spread first attempts evenly over the window, in random order, so that a restart neither
+  // dials everything at once nor always favours the same endpoints.
+  std::shuffle(restored.begin(), restored.end(), std::mt19937_64(std::random_device{}()));
+  const double window_seconds =
+      static_cast<double>(restored.size()) / options_.restore_dials_per_second;
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  for (size_t i = 0; i < restored.size(); ++i) {
+    const double offset = window_seconds * static_cast<double>(i) /
+                          static_cast<double>(std::max<size_t>(1, restored.size()));
+    // The first slot dials at once (a delay of zero means "now").
+    const auto delay =
+        std::chrono::duration_cast<core::Duration>(std::chrono::duration<double>(offset));
+    startLocked(restored[i].spec, restored[i].owner, restored[i].generation, delay);
+  }
+  WSV_LOG(kInfo) << "restored " << restored.size() << " endpoints from " << store_->describe()
+                 << "; first connection attempts spread over " << window_seconds << " s";
+  return std::nullopt;
+}
+
+std::variant<Registry::ConfigDiff, std::string> Registry::applyConfig(
+    std::vector<core::EndpointSpec> specs) {
+  // Validate everything before changing anything: a bad file leaves the running set untouched.
+  std::map<std::string, core::EndpointSpec> wanted;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (auto error = core::validateSpec(specs[i])) {
+      return "endpoints[" + std::to_string(i) + "] (" + specs[i].id + "): " + error->toString();
+    }
+    core::applyDefaults(specs[i]);
+    const std::string id = specs[i].id;
+    if (!wanted.emplace(id, std::move(specs[i])).second) {
+      return "endpoints[" + std::to_string(i) + "]: id '" + id + "' is listed twice";
+    }
+  }
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  if (auto error = checkOpen()) return error->message;
+  ConfigDiff diff;
+  std::vector<std::string> to_remove;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t new_count = 0;
+    for (const auto& [id, spec] : wanted) {
+      auto it = entries_.find(id);
+      if (it == entries_.end()) {
+        ++new_count;
+      } else if (it->second.owner == EndpointOwner::kApi) {
+        return "endpoint '" + id +
+               "' is registered over the API; unregister it there before the config file can "
+               "own it";
+      }
+    }
+    for (const auto& [id, entry] : entries_) {
+      if (entry.owner == EndpointOwner::kConfigFile && wanted.count(id) == 0) {
+        to_remove.push_back(id);
+      }
+    }
+    if (entries_.size() - to_remove.size() + new_count > options_.max_endpoints) {
+      return "the config file would exceed the endpoint limit of " +
+             std::to_string(options_.max_endpoints);
+    }
+  }
+  for (const std::string& id : to_remove) {
+    if (auto error = unpersist(id)) return error->message;
+    stopLocked(id);
+    ++diff.removed;
+  }
+  for (auto& [id, spec] : wanted) {
+    std::optional<Entry> current;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = entries_.find(id); it != entries_.end()) current = it->second;
+    }
+    if (current && *current->spec == spec) {
+      ++diff.unchanged;
+      continue;
+    }
+    const uint64_t generation = current ? current->generation + 1 : 1;
+    if (auto error = persist(spec, EndpointOwner::kConfigFile, generation)) return error->message;
+    auto shared = std::make_shared<const core::EndpointSpec>(std::move(spec));
+    if (current) {
+      bool reconnected = false;
+      replaceLocked(id, shared, generation, reconnected);
+      ++diff.updated;
+    } else {
+      startLocked(shared, EndpointOwner::kConfigFile, generation, core::Duration::zero());
+      ++diff.added;
+    }
+  }
+  return diff;
+}
+
 size_t Registry::size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return entries_.size();
 }
 
 void Registry::shutdown(std::chrono::milliseconds grace) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (shut_down_) return;
-    shut_down_ = true;
-  }
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  if (shut_down_.exchange(true)) return;
   // Shards close in parallel: each gets the whole grace period.
   std::vector<std::thread> closers;
   for (auto& shard : shards_) {
@@ -124,11 +388,14 @@ void Registry::shutdown(std::chrono::milliseconds grace) {
     });
   }
   for (auto& closer : closers) closer.join();
+  if (store_) store_->close();
 }
 
 EndpointView Registry::viewOf(const std::string& id, const Entry& entry) const {
   EndpointView view;
   view.spec = entry.spec;
+  view.owner = entry.owner;
+  view.generation = entry.generation;
   if (auto state = bus_.state(id); state && state->incarnation == entry.incarnation) {
     view.status = state->status;
   }

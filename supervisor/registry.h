@@ -13,6 +13,7 @@
 #include "supervisor/core/endpoint_spec.h"
 #include "supervisor/core/endpoint_status.h"
 #include "supervisor/core/label_selector.h"
+#include "supervisor/endpoint_store.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/io_shard.h"
 #include "supervisor/live_stats.h"
@@ -22,14 +23,25 @@ namespace wsvisor {
 
 // Outcome of a registry command, free of any RPC framework; service/ maps it to a gRPC status.
 struct RegistryError {
-  enum class Code { kInvalidArgument, kNotFound, kAlreadyExists, kResourceExhausted, kUnavailable };
+  enum class Code {
+    kInvalidArgument,
+    kNotFound,
+    kAlreadyExists,
+    kResourceExhausted,
+    kFailedPrecondition,
+    kAborted,
+    kUnavailable,
+    kInternal,
+  };
   Code code;
   std::string message;
 };
 
-// One endpoint as the API shows it: the stored spec and its current status.
+// One endpoint as the API shows it: the stored spec, who owns it, and its current status.
 struct EndpointView {
   std::shared_ptr<const core::EndpointSpec> spec;
+  EndpointOwner owner = EndpointOwner::kApi;
+  uint64_t generation = 0;
   core::EndpointStatus status;
 };
 
@@ -38,13 +50,23 @@ struct RegistryOptions {
   // Registrations beyond this are refused (RESOURCE_EXHAUSTED): the smaller of --max-endpoints
   // and what the open-files limit allows.
   size_t max_endpoints = 100000;
+  // Restored endpoints dial at this rate at most after a restart (see restore()).
+  double restore_dials_per_second = 2000;
 };
 
 // The set of supervised endpoints. Owns the io shards and places each endpoint on the least
-// loaded one. Commands are thread-safe and never wait on an io thread: they post to it.
+// loaded one. Every change is written to the store (durably) before it takes effect and before
+// the caller is answered; a change the store refuses changes nothing.
+//
+// Locking: `write_mu_` serializes changes, store write included, so that the store and memory
+// see changes in the same order; `mu_` guards the map and is held only briefly, so that reads
+// never wait for an fsync. Commands never wait on an io thread: they post to it.
 class Registry {
  public:
-  Registry(RegistryOptions options, HealthBus& bus, Metrics& metrics);
+  // `store` may be null (nothing persisted: tests of the runtime alone); `codec` is required
+  // with a store.
+  Registry(RegistryOptions options, HealthBus& bus, Metrics& metrics, EndpointStore* store,
+           const SpecCodec* codec);
   ~Registry();
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
@@ -53,9 +75,23 @@ class Registry {
     EndpointView endpoint;
     bool created = false;  // false: an identical spec was already registered
   };
-  // Validates the spec, fills its defaults and starts supervising it.
-  std::variant<RegisterResult, RegistryError> registerEndpoint(core::EndpointSpec spec);
-  std::optional<RegistryError> unregisterEndpoint(const std::string& id);
+  // Validates the spec, fills its defaults, stores it and starts supervising it.
+  std::variant<RegisterResult, RegistryError> registerEndpoint(core::EndpointSpec spec,
+                                                               EndpointOwner owner);
+
+  struct UpdateResult {
+    EndpointView endpoint;
+    bool reconnected = false;  // the connection was redialled for the new spec
+  };
+  // Replaces the spec of a registered endpoint. Heartbeat, backoff and label changes apply to the
+  // live connection; URL, header, subprotocol, TLS and size changes redial it. With
+  // `expected_generation` != 0 the update only happens if the stored generation still matches
+  // (ABORTED otherwise): compare-and-set for concurrent updaters.
+  std::variant<UpdateResult, RegistryError> updateEndpoint(core::EndpointSpec spec,
+                                                           uint64_t expected_generation,
+                                                           EndpointOwner requester);
+  // Endpoints owned by the config file cannot be removed by an API caller (FAILED_PRECONDITION).
+  std::optional<RegistryError> unregisterEndpoint(const std::string& id, EndpointOwner requester);
   std::optional<EndpointView> get(const std::string& id) const;
 
   struct Page {
@@ -66,32 +102,61 @@ class Registry {
   Page list(const core::LabelSelector& selector, size_t page_size,
             const std::string& page_token) const;
 
+  // Loads every stored endpoint and starts supervising it, spreading first connection attempts
+  // over a window of N / restore_dials_per_second seconds in random order. Fails (and starts
+  // nothing) if any stored record cannot be read.
+  std::optional<std::string> restore();
+
+  // Makes the config-file-owned endpoints exactly `specs`: adds, updates and removes as needed.
+  // All-or-nothing: every spec is validated first, and an id registered over the API is a
+  // conflict. Returns a description of the first problem, or nullopt on success.
+  struct ConfigDiff {
+    size_t added = 0, updated = 0, removed = 0, unchanged = 0;
+  };
+  std::variant<ConfigDiff, std::string> applyConfig(std::vector<core::EndpointSpec> specs);
+
   size_t size() const;
   size_t maxEndpoints() const { return options_.max_endpoints; }
 
   // Closes every upstream connection with 1001 and stops the io threads, waiting at most
-  // `grace` for closing handshakes. Commands fail with UNAVAILABLE afterwards.
+  // `grace` for closing handshakes; then closes the store. Commands fail with UNAVAILABLE
+  // afterwards.
   void shutdown(std::chrono::milliseconds grace);
 
  private:
   struct Entry {
     std::shared_ptr<const core::EndpointSpec> spec;
+    EndpointOwner owner = EndpointOwner::kApi;
+    uint64_t generation = 1;
     uint64_t incarnation = 0;
     size_t shard = 0;
     std::shared_ptr<LiveStats> live;
   };
 
+  std::optional<RegistryError> persist(const core::EndpointSpec& spec, EndpointOwner owner,
+                                       uint64_t generation);
+  std::optional<RegistryError> unpersist(const std::string& id);
+  // Adds to the map and starts supervising. Requires write_mu_.
+  EndpointView startLocked(std::shared_ptr<const core::EndpointSpec> spec, EndpointOwner owner,
+                           uint64_t generation, core::Duration first_attempt_after);
+  void stopLocked(const std::string& id);
+  EndpointView replaceLocked(const std::string& id, std::shared_ptr<const core::EndpointSpec> spec,
+                             uint64_t generation, bool& reconnected);
   EndpointView viewOf(const std::string& id, const Entry& entry) const;
   size_t leastLoadedShard() const;
+  std::optional<RegistryError> checkOpen() const;
 
   const RegistryOptions options_;
   HealthBus& bus_;
+  EndpointStore* const store_;
+  const SpecCodec* const codec_;
   std::vector<std::unique_ptr<IoShard>> shards_;
 
-  mutable std::mutex mu_;  // guards entries_, next_incarnation_, shut_down_
+  std::mutex write_mu_;    // serializes changes (store write + map update)
+  mutable std::mutex mu_;  // guards entries_, next_incarnation_
   std::map<std::string, Entry> entries_;
   uint64_t next_incarnation_ = 0;
-  bool shut_down_ = false;
+  std::atomic<bool> shut_down_{false};
 };
 
 }  // namespace wsvisor

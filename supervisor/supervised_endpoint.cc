@@ -39,11 +39,26 @@ SupervisedEndpoint::~SupervisedEndpoint() {
   if (connection_.valid()) shard_.transport.abandon(connection_);
 }
 
-void SupervisedEndpoint::start() { handle(core::event::Start{}); }
+void SupervisedEndpoint::start(core::Duration first_attempt_after) {
+  handle(core::event::Start{first_attempt_after});
+}
 
 void SupervisedEndpoint::stop(bool shutting_down) {
+  publishing_ = false;
   handle(core::event::Stop{shutting_down});
   timer_.cancel();
+}
+
+void SupervisedEndpoint::updateSpec(std::shared_ptr<const core::EndpointSpec> spec) {
+  spec_ = std::move(spec);
+  // Copied labels may have changed; the series of the old values goes when nobody holds it.
+  series_ = shard_.metrics.endpointSeries(spec_->id, spec_->labels);
+  if (series_) series_->setUp(session_.status().health == core::Health::kHealthy);
+  const core::ConnectionPhase phase_before = session_.status().phase;
+  const core::SessionActions actions = session_.updatePolicy(
+      spec_->heartbeat, spec_->backoff, spec_->connect_timeout, core::MonoClock::now());
+  apply(actions);
+  recordMetrics(actions, phase_before);
 }
 
 void SupervisedEndpoint::onTransportEvent(uint64_t attempt, const ConnectionRef& ref,
@@ -140,7 +155,9 @@ void SupervisedEndpoint::apply(const core::SessionActions& actions) {
       }
     }
   }
-  if (actions.status_changed) shard_.bus.publishChanged(spec_->id, incarnation_, status, wallNow());
+  if (actions.status_changed && publishing_) {
+    shard_.bus.publishChanged(spec_->id, incarnation_, status, wallNow());
+  }
   armTimer();
 }
 

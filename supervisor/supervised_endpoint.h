@@ -42,8 +42,12 @@ class SupervisedEndpoint {
                      std::shared_ptr<LiveStats> live, ShardContext& shard);
   ~SupervisedEndpoint();
 
-  void start();
+  void start(core::Duration first_attempt_after);
+  // Closes the connection and goes quiet. Publishes nothing: the registry has already announced
+  // the unregistration (or the replacement) on the bus.
   void stop(bool shutting_down);
+  // A new spec with the same connection-defining fields: new policies apply to the live session.
+  void updateSpec(std::shared_ptr<const core::EndpointSpec> spec);
   // An event from the transport. Events of an abandoned connection attempt are dropped here.
   void onTransportEvent(uint64_t attempt, const ConnectionRef& ref,
                         const core::SessionEvent& event);
@@ -60,10 +64,11 @@ class SupervisedEndpoint {
 
   const uint64_t key_;
   const uint64_t incarnation_;
-  const std::shared_ptr<const core::EndpointSpec> spec_;
+  std::shared_ptr<const core::EndpointSpec> spec_;
   const std::shared_ptr<LiveStats> live_;
   ShardContext& shard_;
-  const std::shared_ptr<EndpointSeries> series_;  // null when per-endpoint metrics are off
+  std::shared_ptr<EndpointSeries> series_;  // null when per-endpoint metrics are off
+  bool publishing_ = true;
   core::Session session_;
   asio::steady_timer timer_;
   std::optional<core::MonoTime> armed_for_;

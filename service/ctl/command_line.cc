@@ -7,9 +7,13 @@
 #include <limits>
 #include <utility>
 
-#include "service/ctl/duration_text.h"
+#include "service/duration_text.h"
 
 namespace wsvisor::ctl {
+
+using service::formatDuration;
+using service::parseDuration;
+using service::toProtoDuration;
 
 namespace {
 

@@ -7,10 +7,14 @@
 #include <ctime>
 #include <string_view>
 
-#include "service/ctl/duration_text.h"
+#include "service/duration_text.h"
 #include "service/ctl/text_table.h"
 
 namespace wsvisor::ctl {
+
+using service::formatDuration;
+using service::parseDuration;
+using service::toProtoDuration;
 
 namespace {
 

@@ -56,13 +56,55 @@ std::optional<MonoTime> Session::nextDeadline() const {
   return std::nullopt;
 }
 
-void Session::handle(const event::Start&, MonoTime now, SessionActions& out) {
+void Session::handle(const event::Start& e, MonoTime now, SessionActions& out) {
   if (started_) return;
   started_ = true;
   status_.last_transition = now;  // registration counts as the first change
+  if (e.first_attempt_after > Duration::zero()) {
+    // Restored after a restart: wait for this endpoint's slot so that thousands of endpoints
+    // do not all dial at the same instant.
+    status_.phase = ConnectionPhase::kBackingOff;
+    attempt_started_ = now;
+    retry_at_ = now + e.first_attempt_after;
+    status_.next_attempt = retry_at_;
+    out.status_changed = true;
+    return;
+  }
   beginAttempt(now, out);
   // The registration itself announced this state (unknown, connecting); nothing new to publish.
   out.status_changed = false;
+}
+
+SessionActions Session::updatePolicy(const HeartbeatPolicy& heartbeat, const BackoffPolicy& backoff,
+                                     Duration connect_timeout, MonoTime now) {
+  SessionActions out;
+  const bool mode_changed = heartbeat.mode != heartbeat_.mode;
+  heartbeat_ = heartbeat;
+  reply_matcher_ = ReplyMatcher(heartbeat.payload, heartbeat.expect);
+  reset_after_ = backoff.reset_after;
+  backoff_.setPolicy(backoff);
+  connect_timeout_ = connect_timeout;
+  if (status_.phase == ConnectionPhase::kConnecting) {
+    connect_deadline_ = attempt_started_ + connect_timeout_;
+  }
+  if (status_.phase != ConnectionPhase::kOpen) return out;
+  if (mode_changed) {
+    // A heartbeat of the old mode cannot be answered in the new one: start afresh now.
+    outstanding_ = false;
+    if (isHeartbeatSender()) {
+      sendHeartbeat(now, out);
+    } else {
+      silence_deadline_ = now + heartbeat_.timeout;
+    }
+    return out;
+  }
+  if (outstanding_) reply_deadline_ = outstanding_sent_at_ + heartbeat_.timeout;
+  if (isHeartbeatSender()) {
+    next_send_at_ = outstanding_sent_at_ + heartbeat_.interval;
+  } else {
+    silence_deadline_ = std::min(silence_deadline_, now + heartbeat_.timeout);
+  }
+  return out;
 }
 
 void Session::handle(const event::Stop& e, MonoTime, SessionActions& out) {

@@ -81,6 +81,12 @@ class Session {
 
   SessionActions onEvent(const SessionEvent& event, MonoTime now);
 
+  // Applies new heartbeat and backoff policies without touching the connection. The heartbeat
+  // in flight keeps its send time and is judged by the new timeout; the next one follows the new
+  // interval from the last send. Thresholds apply from the next heartbeat on.
+  SessionActions updatePolicy(const HeartbeatPolicy& heartbeat, const BackoffPolicy& backoff,
+                              Duration connect_timeout, MonoTime now);
+
   // The earliest moment at which a TimerFired event has work to do; nullopt when stopped. Timers
   // that fire early or late are harmless: onEvent(TimerFired) does what is due at `now` and no
   // more.

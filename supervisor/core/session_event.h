@@ -4,6 +4,7 @@
 #include <variant>
 
 #include "supervisor/core/endpoint_status.h"
+#include "supervisor/core/time.h"
 
 namespace wsvisor::core {
 
@@ -11,7 +12,9 @@ namespace wsvisor::core {
 // registry commands, websocketpp callbacks and its timer; payload views are valid only for the
 // duration of Session::onEvent().
 namespace event {
-struct Start {};               // registered: begin connecting
+struct Start {                      // registered: begin connecting
+  Duration first_attempt_after{0};  // > 0: wait this long first (restart spreading)
+};
 struct Stop {                  // unregistered or shutting down: close and go quiet for good
   bool shutting_down = false;  // close with 1001 (going away) instead of 1000
 };

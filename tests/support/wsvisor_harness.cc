@@ -1,5 +1,8 @@
 #include "support/wsvisor_harness.h"
 
+#include <stdlib.h>
+
+#include <filesystem>
 #include <stdexcept>
 
 namespace wsvisor::testing {
@@ -21,6 +24,12 @@ std::unique_ptr<grpc::ClientContext> contextWithDeadline() {
 
 InProcessWsvisor::InProcessWsvisor(service::ServerOptions options) {
   options.listen = "127.0.0.1:0";
+  if (options.data_dir == service::ServerOptions{}.data_dir) {
+    char pattern[] = "/tmp/wsvisor-test-XXXXXX";
+    if (mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+    owned_data_dir_ = pattern;
+    options.data_dir = owned_data_dir_;
+  }
   if (options.metrics_listen == service::ServerOptions{}.metrics_listen) {
     // Off unless a test asks: several servers run in one test process, and stopping civetweb
     // (the metrics HTTP server) can take up to 2 s, which adds up over a suite.
@@ -33,7 +42,11 @@ InProcessWsvisor::InProcessWsvisor(service::ServerOptions options) {
   stub_ = v1::Supervisor::NewStub(channel_);
 }
 
-InProcessWsvisor::~InProcessWsvisor() { server_->shutdown(); }
+InProcessWsvisor::~InProcessWsvisor() {
+  server_->shutdown();
+  server_.reset();
+  if (!owned_data_dir_.empty()) std::filesystem::remove_all(owned_data_dir_);
+}
 
 grpc::Status InProcessWsvisor::registerEndpoint(const v1::EndpointSpec& spec,
                                                 v1::RegisterEndpointResponse* response) {

@@ -23,7 +23,8 @@ namespace wsvisor::testing {
 class InProcessWsvisor {
  public:
   // Listens on 127.0.0.1:0 (`options.listen` is overridden). Metrics are off unless
-  // `options.metrics_listen` names an address other than the default, e.g. 127.0.0.1:0.
+  // `options.metrics_listen` names an address other than the default, e.g. 127.0.0.1:0. The store
+  // lives in a fresh temporary directory, removed afterwards, unless `options.data_dir` is set.
   explicit InProcessWsvisor(service::ServerOptions options = {});
   ~InProcessWsvisor();
 
@@ -40,6 +41,7 @@ class InProcessWsvisor {
                              v1::ListEndpointsResponse* response);
 
  private:
+  std::string owned_data_dir_;
   std::unique_ptr<service::Server> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Supervisor::Stub> stub_;

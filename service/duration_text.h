@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace wsvisor::ctl {
+namespace wsvisor::service {
 
 // Durations as people type them on a command line: one or more terms of a decimal number and a
 // unit, as in Go's time.ParseDuration: "250ms", "10s", "1.5s", "1m30s", "2h", "100us".
@@ -28,4 +28,4 @@ google::protobuf::Duration toProtoDuration(std::chrono::nanoseconds duration);
 // Round values print exactly, so a configured interval reads back as it was typed.
 std::string formatDuration(const google::protobuf::Duration& duration);
 
-}  // namespace wsvisor::ctl
+}  // namespace wsvisor::service

@@ -1,9 +1,9 @@
-#include "service/ctl/duration_text.h"
+#include "service/duration_text.h"
 
 #include <cstdint>
 #include <limits>
 
-namespace wsvisor::ctl {
+namespace wsvisor::service {
 
 namespace {
 
@@ -197,4 +197,4 @@ std::string formatDuration(const google::protobuf::Duration& duration) {
   return out;
 }
 
-}  // namespace wsvisor::ctl
+}  // namespace wsvisor::service

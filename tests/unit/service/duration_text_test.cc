@@ -1,5 +1,5 @@
 // Parsing typed durations ("250ms", "1m30s") and printing protobuf Durations for people.
-#include "service/ctl/duration_text.h"
+#include "service/duration_text.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-namespace wsvisor::ctl {
+namespace wsvisor::service {
 namespace {
 
 using std::chrono::nanoseconds;
@@ -158,4 +158,4 @@ TEST(FormatDurationTest, OutputParsesBackToTheSameValue) {
 }
 
 }  // namespace
-}  // namespace wsvisor::ctl
+}  // namespace wsvisor::service

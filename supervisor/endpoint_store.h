@@ -1,0 +1,57 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "supervisor/core/endpoint_spec.h"
+
+namespace wsvisor {
+
+// Who registered an endpoint, and so who may change or remove it.
+enum class EndpointOwner { kApi, kConfigFile };
+
+// One endpoint as persisted: the spec in its encoded form (see SpecCodec), its owner, and its
+// generation, which increases with every change of the spec.
+struct StoredEndpoint {
+  std::string id;
+  std::string encoded_spec;
+  EndpointOwner owner = EndpointOwner::kApi;
+  uint64_t generation = 1;
+};
+
+// Durable storage of the registry. Every write is on disk (fsync'd) when the call returns, so an
+// acknowledged registration survives a crash of the process or the machine. Implementations are
+// called with the registry's write lock held: one writer at a time.
+//
+// This is the seam for other backends (a clustered store): the registry only sees this class.
+class EndpointStore {
+ public:
+  virtual ~EndpointStore() = default;
+
+  // Inserts or replaces. Returns an error message on failure; then nothing was written.
+  virtual std::optional<std::string> put(const StoredEndpoint& endpoint) = 0;
+  virtual std::optional<std::string> remove(const std::string& id) = 0;
+  // Everything stored, or an error message. An unreadable or corrupt store is an error, never
+  // an empty result.
+  virtual std::optional<std::string> loadAll(std::vector<StoredEndpoint>& out) = 0;
+  // Flushes and releases the store; later calls fail.
+  virtual void close() = 0;
+  // Where the data lives, for logs.
+  virtual std::string describe() const = 0;
+};
+
+// Turns specs into the bytes the store keeps and back. The service layer implements it with the
+// public protobuf message, so the stored format is the documented API format and stays readable
+// across versions.
+class SpecCodec {
+ public:
+  virtual ~SpecCodec() = default;
+  virtual std::string encode(const core::EndpointSpec& spec) const = 0;
+  virtual std::optional<core::EndpointSpec> decode(const std::string& bytes,
+                                                   std::string& error) const = 0;
+};
+
+}  // namespace wsvisor
