@@ -501,5 +501,62 @@ TEST_F(SessionTest, PeerControlledDetailIsBoundedAndPrintable) {
   EXPECT_EQ(kept.substr(0, 8), "\\x0a\\xff");
 }
 
+TEST_F(SessionTest, RestoredEndpointWaitsForItsSlotBeforeTheFirstAttempt) {
+  applyDefaults(spec_);
+  session_ =
+      std::make_unique<Session>(spec_.heartbeat, spec_.backoff, spec_.connect_timeout, jitter_);
+  const SessionActions a = send(event::Start{seconds(3)});
+  EXPECT_FALSE(a.connect);
+  EXPECT_TRUE(a.status_changed);
+  EXPECT_EQ(status().phase, ConnectionPhase::kBackingOff);
+  EXPECT_EQ(status().next_attempt, at(seconds(3)));
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(3)));
+  EXPECT_FALSE(advanceTo(at(seconds(2))).connect);
+  EXPECT_TRUE(advanceTo(at(seconds(3))).connect);
+}
+
+TEST_F(SessionTest, PolicyUpdateReschedulesTheNextPingFromTheLastSend) {
+  openAndAnswerFirstPing();
+  HeartbeatPolicy faster = spec_.heartbeat;
+  faster.interval = seconds(2);
+  faster.timeout = seconds(2);
+  now_ = at(seconds(1));
+  const SessionActions a =
+      session_->updatePolicy(faster, spec_.backoff, spec_.connect_timeout, now_);
+  EXPECT_FALSE(a.close.has_value());
+  EXPECT_FALSE(a.connect);
+  EXPECT_EQ(status().phase, ConnectionPhase::kOpen);
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(2)));
+  EXPECT_TRUE(advanceTo(at(seconds(2))).send_ping);
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(4)));  // the new timeout of the new ping
+}
+
+TEST_F(SessionTest, PolicyUpdateShortensTheOutstandingTimeout) {
+  spec_.backoff.reset_after = std::chrono::hours(1);  // keep the backoff-reset deadline out of it
+  openAndAnswerFirstPing();
+  advanceTo(at(seconds(10)));  // ping 2 outstanding, due at 20 s under the old timeout
+  HeartbeatPolicy strict = spec_.heartbeat;
+  strict.timeout = seconds(1);
+  now_ = at(seconds(10) + milliseconds(500));
+  session_->updatePolicy(strict, spec_.backoff, spec_.connect_timeout, now_);
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(11)));
+  advanceTo(at(seconds(11)));
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+  EXPECT_EQ(status().last_failure->reason, FailureReason::kPongTimeout);
+}
+
+TEST_F(SessionTest, ModeChangeStartsAFreshHeartbeatOfTheNewMode) {
+  openAndAnswerFirstPing();
+  HeartbeatPolicy text = spec_.heartbeat;
+  text.mode = HeartbeatMode::kText;
+  text.payload = "hb";
+  now_ = at(seconds(1));
+  const SessionActions a = session_->updatePolicy(text, spec_.backoff, spec_.connect_timeout, now_);
+  EXPECT_TRUE(a.send_text);
+  now_ = at(seconds(1) + milliseconds(2));
+  send(event::MessageReceived{"hb"});
+  EXPECT_EQ(status().last_rtt, milliseconds(2));
+}
+
 }  // namespace
 }  // namespace wsvisor::core

@@ -1,0 +1,65 @@
+#include "supervisor/watch_queue.h"
+
+#include <gtest/gtest.h>
+
+namespace wsvisor {
+namespace {
+
+core::HealthEvent change(const std::string& id, uint64_t revision) {
+  core::HealthEvent e;
+  e.type = core::HealthEvent::Type::kChanged;
+  e.endpoint_id = id;
+  e.revision = revision;
+  return e;
+}
+
+TEST(WatchQueueTest, DeliversInOrderWhileUnderCapacity) {
+  WatchQueue q(3);
+  q.push(change("a", 1));
+  q.push(change("b", 2));
+  EXPECT_EQ(q.pop()->revision, 1u);
+  EXPECT_EQ(q.pop()->revision, 2u);
+  EXPECT_FALSE(q.pop().has_value());
+}
+
+TEST(WatchQueueTest, SnapshotDoesNotCountAgainstCapacity) {
+  WatchQueue q(1);
+  for (int i = 0; i < 5; ++i) {
+    core::HealthEvent e = change("s" + std::to_string(i), i);
+    e.type = core::HealthEvent::Type::kSnapshot;
+    q.pushSnapshot(e);
+  }
+  q.push(change("a", 10));
+  EXPECT_EQ(q.size(), 6u);
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(q.pop()->coalesced);
+  EXPECT_FALSE(q.pop()->coalesced);
+}
+
+TEST(WatchQueueTest, OverflowKeepsOnlyTheLatestPerEndpointMarkedCoalesced) {
+  WatchQueue q(2);
+  q.push(change("a", 1));
+  q.push(change("b", 2));
+  q.push(change("a", 3));  // full: coalescing starts
+  q.push(change("c", 4));
+  q.push(change("a", 5));  // replaces revision 3
+  EXPECT_EQ(q.size(), 4u);
+  EXPECT_EQ(q.droppedEvents(), 1u);
+  EXPECT_EQ(q.pop()->revision, 1u);
+  EXPECT_EQ(q.pop()->revision, 2u);
+  auto c = q.pop();
+  EXPECT_EQ(c->revision, 4u);  // oldest remaining revision first
+  EXPECT_TRUE(c->coalesced);
+  auto a = q.pop();
+  EXPECT_EQ(a->revision, 5u);
+  EXPECT_TRUE(a->coalesced);
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(WatchQueueTest, MemoryIsBoundedByEndpointsNotByEvents) {
+  WatchQueue q(16);
+  for (uint64_t r = 1; r <= 100000; ++r) q.push(change("e" + std::to_string(r % 50), r));
+  EXPECT_LE(q.size(), 16u + 50u);
+}
+
+}  // namespace
+}  // namespace wsvisor
