@@ -253,8 +253,9 @@ struct WebSocketTransport::Clients {
         });
       }
     }
-    client.connect(con);
+    // Counted before connect(): websocketpp may report an immediate failure from inside it.
     ++live;
+    client.connect(con);
     return ConnectionRef{con->get_handle(), secure};
   }
 
