@@ -61,7 +61,9 @@ std::variant<core::EndpointSpec, core::FieldError> specFromProto(const v1::Endpo
   spec.id = proto.id();
   spec.url = proto.url();
   spec.labels.insert(proto.labels().begin(), proto.labels().end());
-  for (const v1::Header& h : proto.headers()) spec.headers.push_back({h.name(), h.value()});
+  for (const v1::Header& h : proto.headers()) {
+    spec.headers.push_back({h.name(), h.value(), h.secret()});
+  }
   spec.subprotocols.assign(proto.subprotocols().begin(), proto.subprotocols().end());
 
   const v1::HeartbeatPolicy& hb = proto.heartbeat();
@@ -123,14 +125,16 @@ std::variant<core::EndpointSpec, core::FieldError> specFromProto(const v1::Endpo
   return spec;
 }
 
-void specToProto(const core::EndpointSpec& spec, v1::EndpointSpec* proto) {
+void specToProto(const core::EndpointSpec& spec, v1::EndpointSpec* proto, SecretHeaders secrets) {
   proto->set_id(spec.id);
   proto->set_url(spec.url);
   proto->mutable_labels()->insert(spec.labels.begin(), spec.labels.end());
   for (const core::Header& h : spec.headers) {
     v1::Header* out = proto->add_headers();
     out->set_name(h.name);
-    out->set_value(h.value);
+    const bool hide = secrets == SecretHeaders::kShown && core::isSecretHeader(h);
+    out->set_value(hide ? core::kRedactedValue : h.value);
+    out->set_secret(h.secret);
   }
   for (const std::string& p : spec.subprotocols) proto->add_subprotocols(p);
 
@@ -179,7 +183,7 @@ v1::Owner ownerToProto(EndpointOwner owner) {
 
 std::string ProtoSpecCodec::encode(const core::EndpointSpec& spec) const {
   v1::EndpointSpec proto;
-  specToProto(spec, &proto);
+  specToProto(spec, &proto, SecretHeaders::kStored);
   std::string bytes;
   proto.SerializeToString(&bytes);
   return bytes;

@@ -17,7 +17,11 @@ namespace wsvisor::service {
 // or a duration that is set but not positive (unset durations mean "default", so a set zero must
 // be refused here). Everything else is checked by core::validateSpec().
 std::variant<core::EndpointSpec, core::FieldError> specFromProto(const v1::EndpointSpec& proto);
-void specToProto(const core::EndpointSpec& spec, v1::EndpointSpec* proto);
+// kShown replaces secret header values with core::kRedactedValue (every API response); kStored
+// keeps them (the store only).
+enum class SecretHeaders { kShown, kStored };
+void specToProto(const core::EndpointSpec& spec, v1::EndpointSpec* proto,
+                 SecretHeaders secrets = SecretHeaders::kShown);
 
 // Monotonic times in the core become wall-clock timestamps here.
 void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto);

@@ -116,6 +116,7 @@ std::variant<Registry::UpdateResult, RegistryError> Registry::updateEndpoint(
 
   std::lock_guard<std::mutex> write_lock(write_mu_);
   if (auto error = checkOpen()) return *error;
+  keepRedactedSecrets(spec);
   uint64_t generation = 0;
   EndpointOwner owner = requester;
   {
@@ -146,6 +147,23 @@ std::variant<Registry::UpdateResult, RegistryError> Registry::updateEndpoint(
   WSV_LOG(kInfo) << "endpoint " << id << " updated to generation " << generation
                  << (reconnected ? " (reconnecting)" : " (applied to the live connection)");
   return UpdateResult{std::move(view), reconnected};
+}
+
+void Registry::keepRedactedSecrets(core::EndpointSpec& spec) const {
+  // A caller that read the spec back (values redacted) and sends it with changes must not
+  // overwrite the stored credentials with the placeholder.
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(spec.id);
+  if (it == entries_.end()) return;
+  for (core::Header& header : spec.headers) {
+    if (header.value != core::kRedactedValue) continue;
+    for (const core::Header& stored : it->second.spec->headers) {
+      if (stored.name == header.name && core::isSecretHeader(stored)) {
+        header.value = stored.value;
+        break;
+      }
+    }
+  }
 }
 
 std::optional<RegistryError> Registry::unregisterEndpoint(const std::string& id,

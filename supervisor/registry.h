@@ -142,6 +142,7 @@ class Registry {
   void stopLocked(const std::string& id);
   EndpointView replaceLocked(const std::string& id, std::shared_ptr<const core::EndpointSpec> spec,
                              uint64_t generation, bool& reconnected);
+  void keepRedactedSecrets(core::EndpointSpec& spec) const;
   EndpointView viewOf(const std::string& id, const Entry& entry) const;
   size_t leastLoadedShard() const;
   std::optional<RegistryError> checkOpen() const;

@@ -1,8 +1,18 @@
 #include "supervisor/core/endpoint_spec.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace wsvisor::core {
+
+bool isSecretHeader(const Header& header) {
+  if (header.secret) return true;
+  std::string lower = header.name;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return lower == "authorization" || lower == "proxy-authorization" || lower == "cookie" ||
+         lower == "x-api-key" || lower == "x-auth-token";
+}
 
 bool HeartbeatPolicy::operator==(const HeartbeatPolicy& o) const {
   return mode == o.mode && interval == o.interval && timeout == o.timeout &&

@@ -53,8 +53,19 @@ struct TlsOptions {
 struct Header {
   std::string name;
   std::string value;
-  bool operator==(const Header& o) const { return name == o.name && value == o.value; }
+  bool secret = false;  // the caller marked the value as a credential
+  bool operator==(const Header& o) const {
+    return name == o.name && value == o.value && secret == o.secret;
+  }
 };
+
+// What the API, logs and metrics show instead of a secret header value.
+inline constexpr const char* kRedactedValue = "<redacted>";
+
+// A credential: marked secret by the caller, or a header that carries credentials by its nature
+// (Authorization, Proxy-Authorization, Cookie, X-Api-Key, X-Auth-Token; any case). Its value is
+// stored and sent upstream but never shown.
+bool isSecretHeader(const Header& header);
 
 // Everything a caller says about one upstream endpoint.
 struct EndpointSpec {

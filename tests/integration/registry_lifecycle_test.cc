@@ -161,6 +161,42 @@ TEST(RegistryLifecycleTest, ConfigFileEndpointsAreOwnedByTheFile) {
   EXPECT_EQ(endpoint.owner(), v1::OWNER_CONFIG_FILE);
 }
 
+TEST(RegistryLifecycleTest, SecretHeadersAreSentButNeverShown) {
+  TestUpstream upstream;
+  InProcessWsvisor wsvisor;
+  v1::EndpointSpec spec = fastSpec("secret", upstream.url());
+  auto* auth = spec.add_headers();
+  auth->set_name("Authorization");
+  auth->set_value("Bearer s3cr3t");
+  auto* marked = spec.add_headers();
+  marked->set_name("X-Session");
+  marked->set_value("abc");
+  marked->set_secret(true);
+  auto* plain = spec.add_headers();
+  plain->set_name("X-Trace");
+  plain->set_value("visible");
+  v1::RegisterEndpointResponse registered;
+  ASSERT_TRUE(wsvisor.registerEndpoint(spec, &registered).ok());
+  EXPECT_EQ(registered.endpoint().spec().headers(0).value(), "<redacted>");
+  EXPECT_EQ(registered.endpoint().spec().headers(1).value(), "<redacted>");
+  EXPECT_EQ(registered.endpoint().spec().headers(2).value(), "visible");
+  ASSERT_TRUE(waitUntil([&] { return !upstream.handshakeRequests().empty(); }, milliseconds(2000)));
+  EXPECT_EQ(upstream.handshakeRequests()[0].at("authorization"), "Bearer s3cr3t");
+
+  // Read back, change the interval, send it back: the placeholder keeps the stored secret.
+  v1::Endpoint read;
+  ASSERT_TRUE(wsvisor.getEndpoint("secret", &read).ok());
+  EXPECT_EQ(read.spec().headers(0).value(), "<redacted>");
+  v1::EndpointSpec changed = read.spec();
+  changed.set_url(upstream.url("/again"));
+  v1::UpdateEndpointResponse response;
+  ASSERT_TRUE(update(wsvisor, changed, 0, &response).ok());
+  ASSERT_TRUE(
+      waitUntil([&] { return upstream.handshakeRequests().size() >= 2; }, milliseconds(2000)));
+  EXPECT_EQ(upstream.handshakeRequests()[1].at("authorization"), "Bearer s3cr3t");
+  EXPECT_EQ(upstream.handshakeRequests()[1].at("x-session"), "abc");
+}
+
 TEST(RegistryLifecycleTest, CorruptStoreStopsStartUp) {
   TempDir data;
   std::ofstream(data.path() + "/wsvisor.db", std::ios::binary) << std::string(4096, '\x7f');
