@@ -71,7 +71,10 @@ bool Server::start(std::string& error) {
     registry_->shutdown(std::chrono::milliseconds(0));
     return false;
   }
+  // Overall ("") and per service, for probes that name the service (grpc_health_probe -service).
   grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  grpc_server_->GetHealthCheckService()->SetServingStatus(v1::Supervisor::service_full_name(),
+                                                          true);
   WSV_LOG(kInfo) << "wsvisor serving gRPC on " << options_.listen << " (port " << grpc_port_
                  << ") with " << options_.threads << " io thread(s)";
   return true;
@@ -131,6 +134,8 @@ void Server::shutdown() {
   WSV_LOG(kInfo) << "shutting down: grace " << options_.shutdown_grace.count() << "ms";
   // Probes see NOT_SERVING first, so traffic drains before anything is refused.
   grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+  grpc_server_->GetHealthCheckService()->SetServingStatus(v1::Supervisor::service_full_name(),
+                                                          false);
   service_->beginShutdown();
   // Leave room in the grace period for stopping the gRPC server after the upstreams.
   const auto upstream_grace = std::max(options_.shutdown_grace - std::chrono::milliseconds(1500),

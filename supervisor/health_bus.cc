@@ -28,9 +28,22 @@ void HealthBus::deliver(const core::HealthEvent& event,
   }
 }
 
+core::EndpointStatus HealthBus::EndpointState::currentStatus() const {
+  core::EndpointStatus current = status;
+  if (!live) return current;
+  const int64_t last = live->last_rtt_ns.load(std::memory_order_relaxed);
+  const int64_t smoothed = live->smoothed_rtt_ns.load(std::memory_order_relaxed);
+  if (last != LiveStats::kNone) current.last_rtt = core::Duration(last);
+  if (smoothed != LiveStats::kNone) current.smoothed_rtt = core::Duration(smoothed);
+  current.heartbeats_sent =
+      std::max(current.heartbeats_sent, live->heartbeats_sent.load(std::memory_order_relaxed));
+  return current;
+}
+
 void HealthBus::publishRegistered(const std::string& id, uint64_t incarnation,
                                   std::map<std::string, std::string> labels,
-                                  const core::EndpointStatus& status, core::WallTime at) {
+                                  const core::EndpointStatus& status,
+                                  std::shared_ptr<const LiveStats> live, core::WallTime at) {
   std::vector<std::shared_ptr<WatchSubscription>> woken;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -38,6 +51,7 @@ void HealthBus::publishRegistered(const std::string& id, uint64_t incarnation,
     state.incarnation = incarnation;
     state.labels = std::move(labels);
     state.status = status;
+    state.live = std::move(live);
     state.revision = ++revision_;
     state.changed_at = at;
     core::HealthEvent event;
@@ -101,7 +115,7 @@ void HealthBus::publishUnregistered(const std::string& id, uint64_t incarnation,
 void HealthBus::replaceRegistration(const std::string& id, uint64_t incarnation,
                                     std::map<std::string, std::string> labels,
                                     const std::optional<core::EndpointStatus>& status,
-                                    core::WallTime at) {
+                                    std::shared_ptr<const LiveStats> live, core::WallTime at) {
   std::vector<std::shared_ptr<WatchSubscription>> woken;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -117,6 +131,7 @@ void HealthBus::replaceRegistration(const std::string& id, uint64_t incarnation,
     std::map<std::string, std::string> old_labels = std::move(state.labels);
     state.labels = std::move(labels);
     if (status) state.status = *status;
+    if (live) state.live = std::move(live);
     state.revision = ++revision_;
     state.changed_at = at;
     event.revision = state.revision;
@@ -175,7 +190,7 @@ std::shared_ptr<WatchSubscription> HealthBus::subscribe(WatchFilter filter, size
       event.revision = state.revision;
       event.endpoint_id = id;
       event.labels = state.labels;
-      event.status = state.status;
+      event.status = state.currentStatus();
       event.time = state.changed_at;
       subscription->queue_.pushSnapshot(std::move(event));
     }

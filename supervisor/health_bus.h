@@ -12,6 +12,7 @@
 
 #include "supervisor/core/health_event.h"
 #include "supervisor/core/label_selector.h"
+#include "supervisor/live_stats.h"
 #include "supervisor/watch_queue.h"
 
 namespace wsvisor {
@@ -63,20 +64,29 @@ class HealthBus {
     core::EndpointStatus status;
     uint64_t revision = 0;        // of the last change
     core::WallTime changed_at{};  // when the last change was published
+    // Figures that change with every heartbeat (RTT, heartbeats sent) are not published as
+    // changes; they are read from here whenever a state is handed out.
+    std::shared_ptr<const LiveStats> live;
+
+    // The published status with the live figures filled in.
+    core::EndpointStatus currentStatus() const;
   };
 
   void publishRegistered(const std::string& id, uint64_t incarnation,
                          std::map<std::string, std::string> labels,
-                         const core::EndpointStatus& status, core::WallTime at);
+                         const core::EndpointStatus& status, std::shared_ptr<const LiveStats> live,
+                         core::WallTime at);
   // The event's previous_health is the health before this change.
   void publishChanged(const std::string& id, uint64_t incarnation,
                       const core::EndpointStatus& status, core::WallTime at);
   void publishUnregistered(const std::string& id, uint64_t incarnation, core::WallTime at);
   // The registration was updated: new labels, possibly a new incarnation (the connection is
   // being redialled) and a fresh status. Publishes a CHANGED event.
+  // `live` replaces the live figures when a new connection starts (with `status`).
   void replaceRegistration(const std::string& id, uint64_t incarnation,
                            std::map<std::string, std::string> labels,
-                           const std::optional<core::EndpointStatus>& status, core::WallTime at);
+                           const std::optional<core::EndpointStatus>& status,
+                           std::shared_ptr<const LiveStats> live, core::WallTime at);
 
   std::optional<EndpointState> state(const std::string& id) const;
   // Registered endpoints per health, indexed by core::Health.

@@ -205,7 +205,8 @@ EndpointView Registry::startLocked(std::shared_ptr<const core::EndpointSpec> spe
   {
     std::lock_guard<std::mutex> lock(mu_);
     entry.incarnation = ++next_incarnation_;
-    bus_.publishRegistered(id, entry.incarnation, entry.spec->labels, initial, wallNow());
+    bus_.publishRegistered(id, entry.incarnation, entry.spec->labels, initial, entry.live,
+                           wallNow());
     shards_[entry.shard]->assigned().fetch_add(1);
     shards_[entry.shard]->add(entry.incarnation, entry.incarnation, entry.spec, entry.live,
                               first_attempt_after);
@@ -239,11 +240,11 @@ EndpointView Registry::replaceLocked(const std::string& id,
     entry.live = std::make_shared<LiveStats>();
     core::EndpointStatus initial;
     initial.last_transition = core::MonoClock::now();
-    bus_.replaceRegistration(id, entry.incarnation, spec->labels, initial, wallNow());
+    bus_.replaceRegistration(id, entry.incarnation, spec->labels, initial, entry.live, wallNow());
     shard.remove(old_key);
     shard.add(entry.incarnation, entry.incarnation, spec, entry.live, core::Duration::zero());
   } else {
-    bus_.replaceRegistration(id, entry.incarnation, spec->labels, std::nullopt, wallNow());
+    bus_.replaceRegistration(id, entry.incarnation, spec->labels, std::nullopt, nullptr, wallNow());
     shard.update(entry.incarnation, spec);
   }
   entry.spec = std::move(spec);
@@ -415,14 +416,8 @@ EndpointView Registry::viewOf(const std::string& id, const Entry& entry) const {
   view.owner = entry.owner;
   view.generation = entry.generation;
   if (auto state = bus_.state(id); state && state->incarnation == entry.incarnation) {
-    view.status = state->status;
+    view.status = state->currentStatus();
   }
-  // Figures that change with every heartbeat are read from the live atomics.
-  const int64_t last = entry.live->last_rtt_ns.load(std::memory_order_relaxed);
-  const int64_t smoothed = entry.live->smoothed_rtt_ns.load(std::memory_order_relaxed);
-  if (last != LiveStats::kNone) view.status.last_rtt = core::Duration(last);
-  if (smoothed != LiveStats::kNone) view.status.smoothed_rtt = core::Duration(smoothed);
-  view.status.heartbeats_sent = entry.live->heartbeats_sent.load(std::memory_order_relaxed);
   return view;
 }
 

@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 
 #include <asio/ssl.hpp>
+#include <unordered_set>
 #include <utility>
 #include <websocketpp/client.hpp>
 #include <websocketpp/config/asio_client.hpp>
@@ -166,7 +167,11 @@ struct WebSocketTransport::Clients {
   EventSink sink;
   PlainClient plain;
   TlsClient tls;
-  size_t live = 0;
+  // Connections websocketpp has not finished with. An entry leaves when the fail or close
+  // handler runs, or when we drop a connection that is not open yet: websocketpp calls neither
+  // handler for an attempt whose socket was closed under it (its resolve and connect handlers
+  // return early on operation_aborted).
+  std::unordered_set<const void*> live;
 
   Clients(asio::io_context& io_context, EventSink event_sink)
       : io(io_context), sink(std::move(event_sink)) {
@@ -210,18 +215,18 @@ struct WebSocketTransport::Clients {
       self->sink(key, attempt, ConnectionRef{hdl, secure}, core::event::Connected{});
     });
     con->set_fail_handler([self, &client, key, attempt, secure](websocketpp::connection_hdl hdl) {
-      --self->live;
       std::error_code ignored;
       auto failed = client.get_con_from_hdl(hdl, ignored);
       if (!failed) return;
+      self->live.erase(failed.get());
       self->sink(key, attempt, ConnectionRef{hdl, secure},
                  core::event::ConnectFailed{classifyConnectFailure(*failed, secure)});
     });
     con->set_close_handler([self, &client, key, attempt, secure](websocketpp::connection_hdl hdl) {
-      --self->live;
       std::error_code ignored;
       auto closed = client.get_con_from_hdl(hdl, ignored);
       if (!closed) return;
+      self->live.erase(closed.get());
       self->sink(key, attempt, ConnectionRef{hdl, secure},
                  core::event::Closed{classifyClose(*closed)});
     });
@@ -254,9 +259,18 @@ struct WebSocketTransport::Clients {
       }
     }
     // Counted before connect(): websocketpp may report an immediate failure from inside it.
-    ++live;
+    live.insert(con.get());
     client.connect(con);
     return ConnectionRef{con->get_handle(), secure};
+  }
+
+  // Closes the socket of a connection that is not open; its pending I/O completes with
+  // operation_aborted and websocketpp reports nothing more, so it stops counting as live here.
+  template <typename Connection>
+  void dropUnopened(Connection& con) {
+    std::error_code ec;
+    con.get_raw_socket().close(ec);
+    live.erase(&con);
   }
 
   template <typename Fn>
@@ -307,17 +321,22 @@ void WebSocketTransport::close(const ConnectionRef& ref, int code, const std::st
   clients_->withConnection(ref, [&](auto& con) {
     std::error_code ec;
     con.close(static_cast<websocketpp::close::status::value>(code), reason, ec);
-    if (ec) con.get_raw_socket().close(ec);  // not open: nothing to say goodbye to
+    if (ec) clients_->dropUnopened(con);  // not open: nothing to say goodbye to
   });
 }
 
 void WebSocketTransport::abandon(const ConnectionRef& ref) {
   clients_->withConnection(ref, [&](auto& con) {
-    std::error_code ec;
-    con.get_raw_socket().close(ec);  // pending I/O completes with operation_aborted
+    if (con.get_state() == websocketpp::session::state::open) {
+      // Open connections end through websocketpp, which then calls the close handler.
+      std::error_code ec;
+      con.close(websocketpp::close::status::going_away, "abandoned", ec);
+      return;
+    }
+    clients_->dropUnopened(con);
   });
 }
 
-size_t WebSocketTransport::liveConnections() const { return clients_->live; }
+size_t WebSocketTransport::liveConnections() const { return clients_->live.size(); }
 
 }  // namespace wsvisor

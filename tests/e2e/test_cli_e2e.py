@@ -173,8 +173,8 @@ class CliEndToEndTest(WsvisorTestCase):
         watcher.wait_for(lambda line: health_in_watch_line(line) == "healthy", RECOVERY_WITHIN_S,
                          '"healthy" again')
         recovered_ms = elapsed_ms(resumed)
-        print(f"  upstream paused: detected pong_timeout after {detected_ms:.0f} ms "
-              f"(interval + timeout = 400 ms); healthy {recovered_ms:.0f} ms after SIGCONT",
+        print(f"  upstream paused: detected pong_timeout after {detected_ms:.0f} ms (expected at "
+              f"most interval + timeout = 400 ms); healthy {recovered_ms:.0f} ms after SIGCONT",
               flush=True)
 
         self.assertEqual(watcher.interrupt(), 0, f"watch on SIGINT: {watcher.stderr_text()}")
@@ -233,6 +233,8 @@ class CliEndToEndTest(WsvisorTestCase):
         self.assertEqual(flag_wins.returncode, 0, flag_wins.stderr)
 
     def test_sigterm_ends_open_watch_streams(self):
+        """A watcher must not keep wsvisor from stopping, and must learn that the stream ended
+        because the server went away (non-zero, so a script can restart it)."""
         self.register("term-1")
         watcher = self.start_watch()
         watcher.wait_for(lambda line: "snapshot complete" in line, PROMPT_S, "the snapshot marker")
@@ -240,8 +242,11 @@ class CliEndToEndTest(WsvisorTestCase):
         print(f"  wsvisor with an open watch stopped in {took_ms:.0f} ms", flush=True)
         self.assertEqual(status, 0)
         watcher.process.wait(timeout=PROMPT_S)
-        print(f"  watch ended with exit status {watcher.process.returncode}: "
-              f"{watcher.stderr_text().strip()!r}", flush=True)
+        stderr = watcher.stderr_text()
+        print(f"  watch ended with exit status {watcher.process.returncode}: {stderr.strip()!r}",
+              flush=True)
+        self.assertEqual(watcher.process.returncode, EXIT_CALL_FAILED)
+        self.assertIn("UNAVAILABLE", stderr)
 
 
 if __name__ == "__main__":
