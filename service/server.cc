@@ -39,6 +39,7 @@ bool Server::start(std::string& error) {
   metrics_options.version = buildVersion();
   metrics_options.revision = buildRevision();
   metrics_ = std::make_unique<Metrics>(metrics_options);
+  metrics_->setMaxEndpoints(registry_options.max_endpoints);
   if (!startMetricsExposer(error)) return false;
 
   store_ = SqliteEndpointStore::open(options_.data_dir, error);
@@ -50,7 +51,14 @@ bool Server::start(std::string& error) {
     registry_->shutdown(std::chrono::milliseconds(0));
     return false;
   }
-  if (!options_.config_file.empty() && !reloadConfig()) {
+  if (options_.config_file.empty()) {
+    // Without a file nothing could ever change or remove endpoints a file once owned.
+    if (const size_t adopted = registry_->adoptConfigOwned(); adopted > 0) {
+      WSV_LOG(kWarning) << adopted
+                        << " stored endpoints were owned by a config file, but no --config was "
+                           "given: they are now owned by the API and can be changed over it";
+    }
+  } else if (!reloadConfig()) {
     error = "the config file " + options_.config_file + " was not applied (see above)";
     registry_->shutdown(std::chrono::milliseconds(0));
     return false;
@@ -137,12 +145,16 @@ void Server::shutdown() {
   grpc_server_->GetHealthCheckService()->SetServingStatus(v1::Supervisor::service_full_name(),
                                                           false);
   service_->beginShutdown();
-  // Leave room in the grace period for stopping the gRPC server after the upstreams.
-  const auto upstream_grace = std::max(options_.shutdown_grace - std::chrono::milliseconds(1500),
-                                       options_.shutdown_grace / 2);
+  // The grace period bounds the whole shutdown: most of it for closing upstream connections,
+  // then up to a quarter (at most 1 s) for unary calls in flight; watch streams are already
+  // finished. gRPC's Shutdown() waits for its deadline whenever a client channel is connected.
+  const auto grace = options_.shutdown_grace;
+  const auto grpc_grace = std::min<std::chrono::milliseconds>(std::chrono::seconds(1), grace / 4);
+  const auto upstream_grace =
+      grace - grpc_grace -
+      std::min<std::chrono::milliseconds>(std::chrono::milliseconds(100), grace / 10);
   registry_->shutdown(upstream_grace);
-  // Unary calls in flight get a short moment to finish; watch streams are already finished.
-  grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  grpc_server_->Shutdown(std::chrono::system_clock::now() + grpc_grace);
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopped_ = true;

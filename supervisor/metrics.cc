@@ -85,6 +85,14 @@ Metrics::Metrics(MetricsOptions options)
     transitions_[static_cast<size_t>(health)] = &transitions.Add({{"to", core::toString(health)}});
   }
 
+  max_endpoints_ = &BuildGauge()
+                        .Name("wsvisor_max_endpoints")
+                        .Help(
+                            "Registrations beyond this many endpoints are refused: the smaller "
+                            "of --max-endpoints and what the open-files limit allows.")
+                        .Register(registry)
+                        .Add({});
+
   auto& reloads = BuildCounter()
                       .Name("wsvisor_config_reloads_total")
                       .Help(

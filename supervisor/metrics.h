@@ -55,7 +55,7 @@ class EndpointSeries {
 // except the few computed at scrape time, which scrape_collectors.h declares:
 //   wsvisor_build_info, wsvisor_heartbeats_sent_total, wsvisor_heartbeat_failures_total{reason},
 //   wsvisor_connection_attempts_total{result}, wsvisor_health_transitions_total{to},
-//   wsvisor_config_reloads_total{result},
+//   wsvisor_config_reloads_total{result}, wsvisor_max_endpoints,
 //   wsvisor_endpoint_up{endpoint}, wsvisor_heartbeat_rtt_seconds{endpoint},
 //   wsvisor_endpoint_last_transition_timestamp_seconds{endpoint},
 //   grpc_server_started_total, grpc_server_handled_total, grpc_server_handling_seconds;
@@ -76,6 +76,8 @@ class Metrics {
   // `result` is "success" or the failure reason of the attempt.
   void connectionAttempt(core::FailureReason failure_or_none);
   void healthTransition(core::Health to);
+  // The registration limit in force (the smaller of --max-endpoints and the open-files budget).
+  void setMaxEndpoints(size_t limit) { max_endpoints_->Set(static_cast<double>(limit)); }
   void configReload(bool applied) { (applied ? config_applied_ : config_rejected_)->Increment(); }
   // Null when per-endpoint series are off.
   std::shared_ptr<EndpointSeries> endpointSeries(const std::string& id,
@@ -104,6 +106,7 @@ class Metrics {
   std::array<prometheus::Counter*, core::kFailureReasonCount> failures_{};
   std::array<prometheus::Counter*, core::kFailureReasonCount> attempts_{};  // [kNone] = success
   std::array<prometheus::Counter*, 3> transitions_{};
+  prometheus::Gauge* max_endpoints_;
   prometheus::Counter* config_applied_;
   prometheus::Counter* config_rejected_;
   prometheus::Family<prometheus::Gauge>* endpoint_up_;

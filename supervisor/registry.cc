@@ -388,6 +388,25 @@ std::variant<Registry::ConfigDiff, std::string> Registry::applyConfig(
   return diff;
 }
 
+size_t Registry::adoptConfigOwned() {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  std::vector<std::pair<std::string, Entry>> owned;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, entry] : entries_) {
+      if (entry.owner == EndpointOwner::kConfigFile) owned.emplace_back(id, entry);
+    }
+  }
+  size_t adopted = 0;
+  for (const auto& [id, entry] : owned) {
+    if (persist(*entry.spec, EndpointOwner::kApi, entry.generation)) continue;  // logged
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = entries_.find(id); it != entries_.end()) it->second.owner = EndpointOwner::kApi;
+    ++adopted;
+  }
+  return adopted;
+}
+
 size_t Registry::size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return entries_.size();

@@ -115,6 +115,9 @@ class Registry {
   };
   std::variant<ConfigDiff, std::string> applyConfig(std::vector<core::EndpointSpec> specs);
 
+  // Makes every config-file-owned endpoint API-owned (stored too). Returns how many changed.
+  size_t adoptConfigOwned();
+
   size_t size() const;
   size_t maxEndpoints() const { return options_.max_endpoints; }
 

@@ -61,6 +61,16 @@ std::unique_ptr<SqliteEndpointStore> SqliteEndpointStore::open(const std::string
                                                                std::string& error) {
   if (!makeDirectories(data_dir, error)) return nullptr;
   const std::string path = data_dir + "/wsvisor.db";
+  // SQLite treats an empty file as a new database. Ours always has a header once created, so an
+  // existing empty file means it was damaged (or truncated by hand): refuse rather than start
+  // with a silently empty registry.
+  struct stat existing {};
+  if (::stat(path.c_str(), &existing) == 0 && existing.st_size == 0) {
+    error = "store " + path +
+            " exists but is empty (0 bytes); a wsvisor store always has content. Restore it from "
+            "a backup, or remove it to start with no endpoints";
+    return nullptr;
+  }
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
       SQLITE_OK) {

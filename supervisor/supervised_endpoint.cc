@@ -95,7 +95,8 @@ void SupervisedEndpoint::recordMetrics(const core::SessionActions& actions,
     // An attempt ends when the phase leaves CONNECTING: opened, or failed with a reason.
     if (status.phase == core::ConnectionPhase::kOpen) {
       metrics.connectionAttempt(core::FailureReason::kNone);
-    } else if (status.phase == core::ConnectionPhase::kBackingOff) {
+    } else if (status.phase == core::ConnectionPhase::kBackingOff && actions.failure_recorded) {
+      // (A restored endpoint goes from its initial phase to BACKING_OFF without any attempt.)
       metrics.connectionAttempt(status.last_failure->reason);
     }
   }

@@ -262,6 +262,11 @@ class WsvisorProcess:
     def start(self, timeout_s=START_TIMEOUT_S):
         """Starts and waits until the health check answers SERVING."""
         self.spawn()
+        return self.wait_serving(timeout_s)
+
+    def wait_serving(self, timeout_s=START_TIMEOUT_S):
+        """After spawn(): waits until the health check answers SERVING; fails if the process
+        exits first."""
         deadline = time.monotonic() + timeout_s
         while self.grpc_port is None:
             if self.process.poll() is not None:
