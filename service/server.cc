@@ -153,6 +153,7 @@ void Server::shutdown() {
   const auto upstream_grace =
       grace - grpc_grace -
       std::min<std::chrono::milliseconds>(std::chrono::milliseconds(100), grace / 10);
+  metrics_->keepSeriesOnRelease();
   registry_->shutdown(upstream_grace);
   grpc_server_->Shutdown(std::chrono::system_clock::now() + grpc_grace);
   {

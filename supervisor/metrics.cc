@@ -187,6 +187,7 @@ void Metrics::removeSeriesLocked(EndpointSeries& series) {
 }
 
 void Metrics::release(EndpointSeries& series) {
+  if (keep_series_on_release_.load()) return;
   std::lock_guard<std::mutex> lock(mu_);
   removeSeriesLocked(series);
   auto it = series_.find(series.key_);

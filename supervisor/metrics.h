@@ -7,6 +7,7 @@
 #include <prometheus/registry.h>
 
 #include <array>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -79,6 +80,10 @@ class Metrics {
   // The registration limit in force (the smaller of --max-endpoints and the open-files budget).
   void setMaxEndpoints(size_t limit) { max_endpoints_->Set(static_cast<double>(limit)); }
   void configReload(bool applied) { (applied ? config_applied_ : config_rejected_)->Increment(); }
+  // Shutdown: endpoints are going away together with the process, and prometheus-cpp's
+  // Family::Remove() scans the whole family, so removing 19,000 series one by one would take
+  // seconds. From now on released series stay until the process exits.
+  void keepSeriesOnRelease() { keep_series_on_release_.store(true); }
   // Null when per-endpoint series are off.
   std::shared_ptr<EndpointSeries> endpointSeries(const std::string& id,
                                                  const std::map<std::string, std::string>& labels);
@@ -116,6 +121,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* grpc_handled_;
   prometheus::Family<prometheus::Histogram>* grpc_handling_seconds_;
 
+  std::atomic<bool> keep_series_on_release_{false};
   std::mutex mu_;  // guards series_ and grpc_methods_ (control path only)
   struct SeriesSlot {
     std::weak_ptr<EndpointSeries> live;

@@ -333,55 +333,69 @@ std::variant<Registry::ConfigDiff, std::string> Registry::applyConfig(
   }
   std::lock_guard<std::mutex> write_lock(write_mu_);
   if (auto error = checkOpen()) return error->message;
+
+  // Work out the diff against the running set.
   ConfigDiff diff;
-  std::vector<std::string> to_remove;
+  std::vector<std::string> removes;
+  struct Change {
+    std::shared_ptr<const core::EndpointSpec> spec;
+    uint64_t generation;
+    bool exists;
+  };
+  std::vector<Change> changes;
   {
     std::lock_guard<std::mutex> lock(mu_);
     size_t new_count = 0;
-    for (const auto& [id, spec] : wanted) {
+    for (auto& [id, spec] : wanted) {
       auto it = entries_.find(id);
       if (it == entries_.end()) {
         ++new_count;
+        changes.push_back({std::make_shared<const core::EndpointSpec>(std::move(spec)), 1, false});
       } else if (it->second.owner == EndpointOwner::kApi) {
         return "endpoint '" + id +
                "' is registered over the API; unregister it there before the config file can "
                "own it";
+      } else if (*it->second.spec == spec) {
+        ++diff.unchanged;
+      } else {
+        changes.push_back({std::make_shared<const core::EndpointSpec>(std::move(spec)),
+                           it->second.generation + 1, true});
       }
     }
     for (const auto& [id, entry] : entries_) {
       if (entry.owner == EndpointOwner::kConfigFile && wanted.count(id) == 0) {
-        to_remove.push_back(id);
+        removes.push_back(id);
       }
     }
-    if (entries_.size() - to_remove.size() + new_count > options_.max_endpoints) {
+    if (entries_.size() - removes.size() + new_count > options_.max_endpoints) {
       return "the config file would exceed the endpoint limit of " +
              std::to_string(options_.max_endpoints);
     }
   }
-  for (const std::string& id : to_remove) {
-    if (auto error = unpersist(id)) return error->message;
-    stopLocked(id);
-    ++diff.removed;
+
+  // One durable transaction for the whole diff; if it fails, nothing changes.
+  if (store_) {
+    std::vector<StoredEndpoint> puts;
+    puts.reserve(changes.size());
+    for (const Change& change : changes) {
+      puts.push_back({change.spec->id, codec_->encode(*change.spec), EndpointOwner::kConfigFile,
+                      change.generation});
+    }
+    if (auto error = store_->applyBatch(puts, removes)) {
+      WSV_LOG(kError) << "store write failed: " << *error;
+      return "the endpoint store refused the write; nothing changed: " + *error;
+    }
   }
-  for (auto& [id, spec] : wanted) {
-    std::optional<Entry> current;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (auto it = entries_.find(id); it != entries_.end()) current = it->second;
-    }
-    if (current && *current->spec == spec) {
-      ++diff.unchanged;
-      continue;
-    }
-    const uint64_t generation = current ? current->generation + 1 : 1;
-    if (auto error = persist(spec, EndpointOwner::kConfigFile, generation)) return error->message;
-    auto shared = std::make_shared<const core::EndpointSpec>(std::move(spec));
-    if (current) {
+  for (const std::string& id : removes) stopLocked(id);
+  diff.removed = removes.size();
+  for (Change& change : changes) {
+    if (change.exists) {
       bool reconnected = false;
-      replaceLocked(id, shared, generation, reconnected);
+      replaceLocked(change.spec->id, change.spec, change.generation, reconnected);
       ++diff.updated;
     } else {
-      startLocked(shared, EndpointOwner::kConfigFile, generation, core::Duration::zero());
+      startLocked(change.spec, EndpointOwner::kConfigFile, change.generation,
+                  core::Duration::zero());
       ++diff.added;
     }
   }
@@ -390,21 +404,29 @@ std::variant<Registry::ConfigDiff, std::string> Registry::applyConfig(
 
 size_t Registry::adoptConfigOwned() {
   std::lock_guard<std::mutex> write_lock(write_mu_);
-  std::vector<std::pair<std::string, Entry>> owned;
+  std::vector<StoredEndpoint> puts;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [id, entry] : entries_) {
-      if (entry.owner == EndpointOwner::kConfigFile) owned.emplace_back(id, entry);
+      if (entry.owner != EndpointOwner::kConfigFile) continue;
+      puts.push_back(
+          {id, store_ ? codec_->encode(*entry.spec) : "", EndpointOwner::kApi, entry.generation});
     }
   }
-  size_t adopted = 0;
-  for (const auto& [id, entry] : owned) {
-    if (persist(*entry.spec, EndpointOwner::kApi, entry.generation)) continue;  // logged
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = entries_.find(id); it != entries_.end()) it->second.owner = EndpointOwner::kApi;
-    ++adopted;
+  if (puts.empty()) return 0;
+  if (store_) {
+    if (auto error = store_->applyBatch(puts, {})) {
+      WSV_LOG(kError) << "store write failed; config-file endpoints keep their owner: " << *error;
+      return 0;
+    }
   }
-  return adopted;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const StoredEndpoint& adopted : puts) {
+    if (auto it = entries_.find(adopted.id); it != entries_.end()) {
+      it->second.owner = EndpointOwner::kApi;
+    }
+  }
+  return puts.size();
 }
 
 size_t Registry::size() const {

@@ -152,8 +152,7 @@ std::optional<std::string> SqliteEndpointStore::prepare() {
   return std::nullopt;
 }
 
-std::optional<std::string> SqliteEndpointStore::put(const StoredEndpoint& endpoint) {
-  if (!db_) return "store is closed";
+bool SqliteEndpointStore::stepPut(const StoredEndpoint& endpoint) {
   sqlite3_reset(put_);
   sqlite3_bind_text(put_, 1, endpoint.id.data(), static_cast<int>(endpoint.id.size()),
                     SQLITE_TRANSIENT);
@@ -161,21 +160,51 @@ std::optional<std::string> SqliteEndpointStore::put(const StoredEndpoint& endpoi
                     static_cast<int>(endpoint.encoded_spec.size()), SQLITE_TRANSIENT);
   sqlite3_bind_text(put_, 3, ownerName(endpoint.owner), -1, SQLITE_STATIC);
   sqlite3_bind_int64(put_, 4, static_cast<sqlite3_int64>(endpoint.generation));
-  // Autocommit: the statement is its own transaction, durable when step() returns.
   const int rc = sqlite3_step(put_);
   sqlite3_reset(put_);
-  if (rc != SQLITE_DONE) return sqliteError(db_, "cannot store " + endpoint.id);
+  return rc == SQLITE_DONE;
+}
+
+bool SqliteEndpointStore::stepRemove(const std::string& id) {
+  sqlite3_reset(remove_);
+  sqlite3_bind_text(remove_, 1, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
+  const int rc = sqlite3_step(remove_);
+  sqlite3_reset(remove_);
+  return rc == SQLITE_DONE;
+}
+
+std::optional<std::string> SqliteEndpointStore::put(const StoredEndpoint& endpoint) {
+  if (!db_) return "store is closed";
+  // Autocommit: the statement is its own transaction, durable when it returns.
+  if (!stepPut(endpoint)) return sqliteError(db_, "cannot store " + endpoint.id);
   return std::nullopt;
 }
 
 std::optional<std::string> SqliteEndpointStore::remove(const std::string& id) {
   if (!db_) return "store is closed";
-  sqlite3_reset(remove_);
-  sqlite3_bind_text(remove_, 1, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
-  const int rc = sqlite3_step(remove_);
-  sqlite3_reset(remove_);
-  if (rc != SQLITE_DONE) return sqliteError(db_, "cannot remove " + id);
+  if (!stepRemove(id)) return sqliteError(db_, "cannot remove " + id);
   return std::nullopt;
+}
+
+std::optional<std::string> SqliteEndpointStore::applyBatch(
+    const std::vector<StoredEndpoint>& puts, const std::vector<std::string>& removes) {
+  if (!db_) return "store is closed";
+  std::string error;
+  if (!exec(db_, "BEGIN IMMEDIATE", error)) return "store " + path_ + ": " + error;
+  std::optional<std::string> failure;
+  for (const StoredEndpoint& endpoint : puts) {
+    if (!stepPut(endpoint)) {
+      failure = sqliteError(db_, "cannot store " + endpoint.id);
+      break;
+    }
+  }
+  for (size_t i = 0; !failure && i < removes.size(); ++i) {
+    if (!stepRemove(removes[i])) failure = sqliteError(db_, "cannot remove " + removes[i]);
+  }
+  if (!failure && exec(db_, "COMMIT", error)) return std::nullopt;
+  if (!failure) failure = "store " + path_ + ": " + error;
+  exec(db_, "ROLLBACK", error);
+  return failure;
 }
 
 std::optional<std::string> SqliteEndpointStore::loadAll(std::vector<StoredEndpoint>& out) {

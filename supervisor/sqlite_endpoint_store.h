@@ -27,6 +27,8 @@ class SqliteEndpointStore : public EndpointStore {
   // EndpointStore
   std::optional<std::string> put(const StoredEndpoint& endpoint) override;
   std::optional<std::string> remove(const std::string& id) override;
+  std::optional<std::string> applyBatch(const std::vector<StoredEndpoint>& puts,
+                                        const std::vector<std::string>& removes) override;
   std::optional<std::string> loadAll(std::vector<StoredEndpoint>& out) override;
   void close() override;
   std::string describe() const override { return path_; }
@@ -34,6 +36,9 @@ class SqliteEndpointStore : public EndpointStore {
  private:
   SqliteEndpointStore(sqlite3* db, std::string path);
   std::optional<std::string> prepare();
+  // One statement of put_/remove_, bound and run; the caller owns the transaction.
+  bool stepPut(const StoredEndpoint& endpoint);
+  bool stepRemove(const std::string& id);
 
   sqlite3* db_;
   std::string path_;
