@@ -304,6 +304,9 @@ TEST(TestUpstreamTest, RecordsHandshakeHeadersAndSelectsSubprotocol) {
   TestClient client;
   client.connect(upstream.url("/feed?x=1"), {"wsvisor.v1", "other"}, {{"X-Test", "yes"}});
   ASSERT_TRUE(client.waitOpen());
+  // The server records the handshake in its open handler, which may run just after the client
+  // has already seen the 101 response.
+  ASSERT_TRUE(waitUntil([&] { return !upstream.handshakeRequests().empty(); }, kEventually));
 
   const std::vector<std::map<std::string, std::string>> requests = upstream.handshakeRequests();
   ASSERT_EQ(requests.size(), 1u);
