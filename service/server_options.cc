@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include "supervisor/metrics.h"
+
 namespace wsvisor::service {
 
 namespace {
@@ -121,6 +123,10 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
         options.metrics_endpoint_labels.push_back(key);
         start = comma + 1;
         if (comma == v.size()) break;
+      }
+      if (auto problem = checkCopiedLabelKeys(options.metrics_endpoint_labels)) {
+        error = "--metrics-endpoint-labels: " + *problem;
+        return std::nullopt;
       }
     } else if (name == "--data-dir") {
       options.data_dir = v;

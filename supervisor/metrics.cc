@@ -1,6 +1,7 @@
 #include "supervisor/metrics.h"
 
 #include <cctype>
+#include <set>
 
 namespace wsvisor {
 
@@ -19,6 +20,24 @@ const std::vector<double>& rttBucketsSeconds() {
                                               0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
                                               1,      2.5,     5,      10};
   return buckets;
+}
+
+std::optional<std::string> checkCopiedLabelKeys(const std::vector<std::string>& keys) {
+  std::set<std::string> names;
+  for (const std::string& key : keys) {
+    const std::string name = prometheusLabelName(key);
+    if (name.rfind("__", 0) == 0) {
+      return "'" + key + "' becomes '" + name + "': names starting with __ are Prometheus' own";
+    }
+    if (name == "endpoint" || name == "le" || name == "job" || name == "instance") {
+      return "'" + key + "' becomes '" + name +
+             "', which wsvisor or Prometheus already uses on these series";
+    }
+    if (!names.insert(name).second) {
+      return "'" + key + "' becomes '" + name + "', like another key in the list";
+    }
+  }
+  return std::nullopt;
 }
 
 std::string prometheusLabelName(const std::string& key) {
@@ -169,11 +188,13 @@ std::shared_ptr<EndpointSeries> Metrics::endpointSeries(
   // to the new series, and release() would then delete them under it.
   if (slot.raw != nullptr) removeSeriesLocked(*slot.raw);
   auto series = std::make_shared<EndpointSeries>();
-  series->metrics_ = this;
   series->key_ = key;
   series->up_ = &endpoint_up_->Add(series_labels);
   series->rtt_ = &endpoint_rtt_->Add(series_labels, rttBucketsSeconds());
   series->last_transition_ = &endpoint_last_transition_->Add(series_labels);
+  // Owned by this registry only now that every Add() succeeded: a throwing Add() must not run
+  // release() (and re-lock mu_) while the series is destroyed during unwinding.
+  series->metrics_ = this;
   slot = SeriesSlot{series, series.get()};
   return series;
 }

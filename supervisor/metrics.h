@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,11 @@ struct MetricsOptions {
 // "app.kubernetes.io/name" → "app_kubernetes_io_name": endpoint label keys allow characters that
 // Prometheus label names do not.
 std::string prometheusLabelName(const std::string& key);
+
+// Checks --metrics-endpoint-labels: every key must give a distinct label name that neither
+// Prometheus (__*, job, instance, le) nor wsvisor (endpoint) already uses on per-endpoint series.
+// Returns why not, or nullopt.
+std::optional<std::string> checkCopiedLabelKeys(const std::vector<std::string>& keys);
 
 // The per-endpoint series of one endpoint. Shared by every registration of the same id and
 // labels, and removed from /metrics when the last one lets go: a quick unregister/register of

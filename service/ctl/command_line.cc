@@ -105,7 +105,8 @@ bool setMode(std::string_view value, v1::HeartbeatPolicy& heartbeat, std::string
   return true;
 }
 
-std::vector<Flag> registerFlags(v1::EndpointSpec& spec) {
+// The flags that fill in an EndpointSpec, shared by `register` and `update`.
+std::vector<Flag> specFlags(v1::EndpointSpec& spec) {
   // Sub-messages are created only when one of their flags is given: an unset message means
   // "all defaults", and `tls` must stay unset for ws:// URLs.
   return {
@@ -251,6 +252,7 @@ std::vector<Flag> selectorFlags(std::string* selector) {
 std::optional<Kind> commandKind(std::string_view name) {
   if (name == "help") return Kind::kHelp;
   if (name == "register") return Kind::kRegister;
+  if (name == "update") return Kind::kUpdate;
   if (name == "unregister") return Kind::kUnregister;
   if (name == "get") return Kind::kGet;
   if (name == "list") return Kind::kList;
@@ -297,6 +299,11 @@ bool takePositionals(std::string_view command_name, const std::vector<std::strin
       if (!wantExactly({"ID", "URL"})) return false;
       command.register_request.mutable_spec()->set_id(positionals[0]);
       command.register_request.mutable_spec()->set_url(positionals[1]);
+      return true;
+    case Kind::kUpdate:
+      if (!wantExactly({"ID", "URL"})) return false;
+      command.update_request.mutable_spec()->set_id(positionals[0]);
+      command.update_request.mutable_spec()->set_url(positionals[1]);
       return true;
     case Kind::kUnregister:
       if (!wantExactly({"ID"})) return false;
@@ -375,14 +382,24 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
       const std::optional<Kind> kind = commandKind(arg);
       if (!kind) {
         error = "unknown command " + quoted(arg) +
-                " (want register, unregister, get, list, watch or help)";
+                " (want register, update, unregister, get, list, watch or help)";
         return std::nullopt;
       }
       if (*kind == Kind::kHelp) return CtlCommand{};
       command.kind = *kind;
       command_name = arg;
       if (*kind == Kind::kRegister) {
-        command_flags = registerFlags(*command.register_request.mutable_spec());
+        command_flags = specFlags(*command.register_request.mutable_spec());
+      } else if (*kind == Kind::kUpdate) {
+        command_flags = specFlags(*command.update_request.mutable_spec());
+        v1::UpdateEndpointRequest& request = command.update_request;
+        command_flags.push_back(
+            {"--expected-generation", true, [&request](std::string_view v, std::string& e) {
+               uint64_t generation = 0;
+               if (!setUnsigned("--expected-generation", v, generation, e)) return false;
+               request.set_expected_generation(generation);
+               return true;
+             }});
       } else if (*kind == Kind::kList) {
         command_flags = selectorFlags(command.list_request.mutable_label_selector());
       } else if (*kind == Kind::kWatch) {
@@ -436,7 +453,7 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
   }
 
   if (!command_name) {
-    error = "missing command (want register, unregister, get, list, watch or help)";
+    error = "missing command (want register, update, unregister, get, list, watch or help)";
     return std::nullopt;
   }
   if (!takePositionals(*command_name, positionals, command, error)) return std::nullopt;
@@ -481,6 +498,10 @@ Commands:
       --backoff-max D            largest reconnect delay (default 2m)
       --backoff-reset-after D    healthy time that restarts the schedule (default 10s)
       --no-jitter                exact reconnect delays
+  update ID URL [flags]        replace an endpoint's spec: takes the register flags, and a flag
+                               left out takes its default (the current value is not kept)
+      --expected-generation N    update only if the endpoint is still at generation N (as shown
+                                 by get), else fail with ABORTED (default: unconditionally)
   unregister ID                stop supervising an endpoint
   get ID                       show one endpoint
   list [--selector SEL]        show all endpoints, or those whose labels match SEL

@@ -19,7 +19,7 @@ inline constexpr std::chrono::seconds kDefaultRequestTimeout{10};
 
 // One invocation of wsvisorctl, parsed and checked, with the request it will send.
 struct CtlCommand {
-  enum class Kind { kHelp, kRegister, kUnregister, kGet, kList, kWatch };
+  enum class Kind { kHelp, kRegister, kUpdate, kUnregister, kGet, kList, kWatch };
   Kind kind = Kind::kHelp;
 
   std::string server{kDefaultServer};
@@ -28,6 +28,7 @@ struct CtlCommand {
 
   // Only the request of `kind` is filled in.
   v1::RegisterEndpointRequest register_request;
+  v1::UpdateEndpointRequest update_request;  // its spec from the same flags as register's
   v1::UnregisterEndpointRequest unregister_request;
   v1::GetEndpointRequest get_request;
   v1::ListEndpointsRequest list_request;  // first page; the runner follows next_page_token

@@ -55,6 +55,23 @@ int registerEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& s
   return kExitSuccess;
 }
 
+int updateEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub,
+                   std::ostream& out, std::ostream& err) {
+  grpc::ClientContext context;
+  setDeadline(context, command);
+  v1::UpdateEndpointResponse response;
+  const grpc::Status status = stub.UpdateEndpoint(&context, command.update_request, &response);
+  if (!status.ok()) return callFailed(status, err);
+  if (command.output == OutputFormat::kJson) {
+    return printJsonLine(response, out, err) ? kExitSuccess : kExitCallFailed;
+  }
+  // The new generation is what the next `update --expected-generation` must pass.
+  out << "updated " << command.update_request.spec().id() << " (generation "
+      << response.endpoint().generation() << ", "
+      << (response.reconnected() ? "reconnected" : "applied to the live connection") << ")\n";
+  return kExitSuccess;
+}
+
 int unregisterEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub,
                        std::ostream& out, std::ostream& err) {
   grpc::ClientContext context;
@@ -81,7 +98,7 @@ int getEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub, 
     // The Endpoint itself, like each line of `list`, so that scripts read both the same way.
     return printJsonLine(response.endpoint(), out, err) ? kExitSuccess : kExitCallFailed;
   }
-  printEndpointTable({response.endpoint()}, out);
+  printEndpointTable({response.endpoint()}, EndpointTable::kGet, out);
   return kExitSuccess;
 }
 
@@ -115,7 +132,7 @@ int listEndpoints(const CtlCommand& command, v1::Supervisor::StubInterface& stub
       if (!printJsonLine(endpoint, out, err)) return kExitCallFailed;
     }
   } else {
-    printEndpointTable(endpoints, out);
+    printEndpointTable(endpoints, EndpointTable::kList, out);
   }
   return kExitSuccess;
 }
@@ -179,6 +196,8 @@ int runCommand(const CtlCommand& command, v1::Supervisor::StubInterface& stub, s
   switch (command.kind) {
     case CtlCommand::Kind::kRegister:
       return registerEndpoint(command, stub, out, err);
+    case CtlCommand::Kind::kUpdate:
+      return updateEndpoint(command, stub, out, err);
     case CtlCommand::Kind::kUnregister:
       return unregisterEndpoint(command, stub, out, err);
     case CtlCommand::Kind::kGet:

@@ -6,9 +6,10 @@
 #include <cstdio>
 #include <ctime>
 #include <string_view>
+#include <utility>
 
-#include "service/duration_text.h"
 #include "service/ctl/text_table.h"
+#include "service/duration_text.h"
 
 namespace wsvisor::ctl {
 
@@ -45,6 +46,14 @@ std::string lastFailure(const v1::EndpointStatus& status) {
   return status.has_last_failure() ? describeFailure(status.last_failure()) : std::string(kNone);
 }
 
+std::string ownerCell(v1::Owner owner) {
+  return owner == v1::OWNER_UNSPECIFIED ? std::string(kNone) : ownerWord(owner);
+}
+
+std::string generationCell(uint64_t generation) {
+  return generation == 0 ? std::string(kNone) : std::to_string(generation);
+}
+
 }  // namespace
 
 std::string healthWord(v1::Health health) {
@@ -61,6 +70,16 @@ std::string failureReasonWord(v1::FailureReason reason) {
 
 std::string eventTypeWord(v1::HealthEvent::Type type) {
   return enumWord(v1::HealthEvent::Type_Name(type), "TYPE_", "type_", type);
+}
+
+std::string ownerWord(v1::Owner owner) {
+  const std::string& name = v1::Owner_Name(owner);
+  std::string word = enumWord(name, "OWNER_", "owner_", owner);
+  if (name.empty()) return word;  // "owner_9", like the other unknown values
+  for (char& c : word) {
+    if (c == '_') c = '-';
+  }
+  return word;
 }
 
 std::string describeFailure(const v1::Failure& failure) {
@@ -83,15 +102,26 @@ std::string formatTimestamp(const google::protobuf::Timestamp& time) {
   return std::string(text, length) + millis;
 }
 
-void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, std::ostream& out) {
-  TextTable table({"ID", "HEALTH", "PHASE", "RTT", "FAILURES", "URL", "LAST FAILURE"});
+void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, EndpointTable table,
+                        std::ostream& out) {
+  const bool with_generation = table == EndpointTable::kGet;
+  std::vector<std::string> header = {"ID", "HEALTH", "PHASE", "RTT", "FAILURES", "OWNER"};
+  if (with_generation) header.push_back("GENERATION");
+  header.insert(header.end(), {"URL", "LAST FAILURE"});
+  TextTable text(std::move(header));
   for (const v1::Endpoint& endpoint : endpoints) {
     const v1::EndpointStatus& status = endpoint.status();
-    table.addRow({endpoint.spec().id(), healthWord(status.health()), phaseCell(status.phase()),
-                  smoothedRtt(status), std::to_string(status.consecutive_failures()),
-                  endpoint.spec().url(), lastFailure(status)});
+    std::vector<std::string> row = {endpoint.spec().id(),
+                                    healthWord(status.health()),
+                                    phaseCell(status.phase()),
+                                    smoothedRtt(status),
+                                    std::to_string(status.consecutive_failures()),
+                                    ownerCell(endpoint.owner())};
+    if (with_generation) row.push_back(generationCell(endpoint.generation()));
+    row.insert(row.end(), {endpoint.spec().url(), lastFailure(status)});
+    text.addRow(std::move(row));
   }
-  table.print(out);
+  text.print(out);
 }
 
 std::string formatWatchLine(const v1::HealthEvent& event) {

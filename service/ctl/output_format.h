@@ -25,6 +25,8 @@ std::string healthWord(v1::Health health);
 std::string phaseWord(v1::ConnectionPhase phase);
 std::string failureReasonWord(v1::FailureReason reason);
 std::string eventTypeWord(v1::HealthEvent::Type type);
+// "api" or "config-file" (hyphenated, as the owner is usually spoken of: the config file).
+std::string ownerWord(v1::Owner owner);
 
 // One failure on one line: the reason, the close code or HTTP status when there is one, and the
 // detail: "closed_by_peer (close 1006): connection reset", "handshake_rejected (http 403)".
@@ -33,10 +35,17 @@ std::string describeFailure(const v1::Failure& failure);
 // RFC 3339 in UTC with milliseconds ("2024-05-01T12:00:00.123Z"); "-" when unset.
 std::string formatTimestamp(const google::protobuf::Timestamp& time);
 
-// The `get` and `list` table: ID, HEALTH, PHASE, RTT (smoothed), FAILURES (consecutive), URL,
-// LAST FAILURE. The free-text failure comes last so that a long detail does not push the other
-// columns apart. Prints the header alone when `endpoints` is empty.
-void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, std::ostream& out);
+// Which command's endpoint table to print. `list` is scanned for trouble across many endpoints;
+// `get` looks at one, often before an `update`, so it also shows the generation to pass as
+// --expected-generation.
+enum class EndpointTable { kList, kGet };
+
+// The `get` and `list` table: ID, HEALTH, PHASE, RTT (smoothed), FAILURES (consecutive), OWNER,
+// GENERATION (`get` only), URL, LAST FAILURE. The free-text failure comes last so that a long
+// detail does not push the other columns apart. An owner or generation that the server did not
+// send (one older than both) shows as "-". Prints the header alone when `endpoints` is empty.
+void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, EndpointTable table,
+                        std::ostream& out);
 
 // One `watch` event as one line (no newline), e.g.
 //   2024-05-01T12:00:00.123Z  #42  changed       echo-1  healthy->unhealthy  backing_off

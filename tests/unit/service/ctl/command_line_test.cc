@@ -61,10 +61,10 @@ TEST(CommandLineTest, RegisterWithOnlyIdAndUrlLeavesEverythingElseUnset) {
   EXPECT_FALSE(command.register_request.spec().has_backoff());
 }
 
-TEST(CommandLineTest, RegisterFillsEveryFieldFromItsFlag) {
-  // One flag (and its value) per group, as a user would type them.
+// Every spec flag once, with a value, as a user would type them (one flag and its value per
+// group); `register` and `update` both take them.
+std::vector<std::string> everySpecFlag() {
   const std::vector<std::vector<std::string>> groups = {
-      {"register", "feed", "wss://feed.example:443/v1"},
       {"--mode", "text"},
       {"--interval", "250ms"},
       {"--timeout=1.5s"},
@@ -92,8 +92,15 @@ TEST(CommandLineTest, RegisterFillsEveryFieldFromItsFlag) {
       {"--backoff-reset-after", "30s"},
       {"--no-jitter"},
   };
-  std::vector<std::string> args;
-  for (const auto& group : groups) args.insert(args.end(), group.begin(), group.end());
+  std::vector<std::string> flags;
+  for (const auto& group : groups) flags.insert(flags.end(), group.begin(), group.end());
+  return flags;
+}
+
+TEST(CommandLineTest, RegisterFillsEveryFieldFromItsFlag) {
+  std::vector<std::string> args = {"register", "feed", "wss://feed.example:443/v1"};
+  const std::vector<std::string> flags = everySpecFlag();
+  args.insert(args.end(), flags.begin(), flags.end());
   const CtlCommand command = parseValid(args);
   EXPECT_THAT(command.register_request.spec(), EqualsProto(specFromText(R"(
       id: "feed"
@@ -131,6 +138,58 @@ TEST(CommandLineTest, RegisterFillsEveryFieldFromItsFlag) {
       }
       max_message_bytes: 65536
   )")));
+}
+
+TEST(CommandLineTest, UpdateBuildsItsSpecFromTheRegisterFlags) {
+  std::vector<std::string> update = {"update", "feed", "wss://feed.example:443/v1"};
+  std::vector<std::string> register_args = {"register", "feed", "wss://feed.example:443/v1"};
+  const std::vector<std::string> flags = everySpecFlag();
+  update.insert(update.end(), flags.begin(), flags.end());
+  register_args.insert(register_args.end(), flags.begin(), flags.end());
+
+  const CtlCommand command = parseValid(update);
+  EXPECT_EQ(command.kind, Kind::kUpdate);
+  EXPECT_THAT(command.update_request.spec(),
+              EqualsProto(parseValid(register_args).register_request.spec()));
+  EXPECT_EQ(command.update_request.expected_generation(), 0u);  // unconditional
+  EXPECT_FALSE(command.register_request.has_spec());
+
+  // Only what is given is set, as for register.
+  const CtlCommand bare = parseValid({"update", "a", "ws://h", "--interval", "0s"});
+  EXPECT_THAT(bare.update_request.spec(),
+              EqualsProto(specFromText(R"(id: "a" url: "ws://h" heartbeat { interval {} })")));
+}
+
+TEST(CommandLineTest, UpdateReportsBadSpecFlagsAsRegisterDoes) {
+  EXPECT_EQ(parseError({"update", "a", "ws://h", "--mode", "pong"}),
+            parseError({"register", "a", "ws://h", "--mode", "pong"}));
+  EXPECT_EQ(parseError({"update", "a", "ws://h", "--label", "a=1", "--label", "a=2"}),
+            "--label: key \"a\" given twice");
+  EXPECT_EQ(parseError({"update", "a", "ws://h", "--selector", "a=b"}),
+            "unknown flag --selector for update");
+  EXPECT_EQ(parseError({"update"}), "update: missing ID and URL");
+  EXPECT_EQ(parseError({"update", "a"}), "update: missing URL");
+  EXPECT_EQ(parseError({"update", "a", "ws://h", "x"}), "update: unexpected argument \"x\"");
+}
+
+TEST(CommandLineTest, ExpectedGeneration) {
+  EXPECT_EQ(parseValid({"update", "a", "ws://h", "--expected-generation", "7"})
+                .update_request.expected_generation(),
+            7u);
+  EXPECT_EQ(parseValid({"update", "a", "ws://h", "--expected-generation=18446744073709551615"})
+                .update_request.expected_generation(),
+            18446744073709551615u);
+  EXPECT_EQ(parseError({"update", "a", "ws://h", "--expected-generation", "seven"}),
+            "--expected-generation: want a whole number, got \"seven\"");
+  EXPECT_EQ(parseError({"update", "a", "ws://h", "--expected-generation=-1"}),
+            "--expected-generation: want a whole number, got \"-1\"");
+  EXPECT_EQ(parseError({"update", "a", "ws://h", "--expected-generation", "18446744073709551616"}),
+            "--expected-generation: 18446744073709551616 is too large (at most "
+            "18446744073709551615)");
+  EXPECT_EQ(parseError({"update", "a", "ws://h", "--expected-generation"}),
+            "--expected-generation: missing value");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--expected-generation", "1"}),
+            "unknown flag --expected-generation for register");
 }
 
 TEST(CommandLineTest, AZeroDurationGivenOnTheCommandLineIsSentAsSet) {
@@ -283,15 +342,18 @@ TEST(CommandLineTest, HelpWinsOverEverything) {
 }
 
 TEST(CommandLineTest, UnknownOrMissingCommand) {
-  EXPECT_EQ(parseError({"delete", "a"}),
-            "unknown command \"delete\" (want register, unregister, get, list, watch or help)");
+  EXPECT_EQ(
+      parseError({"delete", "a"}),
+      "unknown command \"delete\" (want register, update, unregister, get, list, watch or help)");
   EXPECT_EQ(parseError({}),
-            "missing command (want register, unregister, get, list, watch or help)");
+            "missing command (want register, update, unregister, get, list, watch or help)");
 }
 
 TEST(CommandLineTest, UsageMentionsEveryCommandAndRegisterFlag) {
   const std::string usage = usageText();
   for (const char* word : {"register ID URL",
+                           "update ID URL",
+                           "--expected-generation",
                            "unregister ID",
                            "get ID",
                            "list",

@@ -45,6 +45,7 @@ class FakeSupervisor final : public v1::Supervisor::Service {
   // Handlers run on gRPC's threads; tests read the records after the call has returned.
   std::mutex mutex;
   std::vector<v1::RegisterEndpointRequest> register_requests;  // guarded by mutex
+  std::vector<v1::UpdateEndpointRequest> update_requests;      // guarded by mutex
   std::vector<v1::ListEndpointsRequest> list_requests;         // guarded by mutex
 
   std::vector<v1::Endpoint> endpoints;  // what ListEndpoints pages through
@@ -67,6 +68,30 @@ class FakeSupervisor final : public v1::Supervisor::Service {
     }
     *response->mutable_endpoint() = makeEndpoint(request->spec().id());
     response->set_created(request->spec().id() != "existing");
+    return grpc::Status::OK;
+  }
+
+  // Every endpoint is at kGeneration with makeEndpoint's URL; a new URL means a new connection.
+  static constexpr uint64_t kGeneration = 4;
+  grpc::Status UpdateEndpoint(grpc::ServerContext*, const v1::UpdateEndpointRequest* request,
+                              v1::UpdateEndpointResponse* response) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      update_requests.push_back(*request);
+    }
+    const std::string& id = request->spec().id();
+    if (request->expected_generation() != 0 && request->expected_generation() != kGeneration) {
+      return {grpc::StatusCode::ABORTED, "endpoint \"" + id + "\" is at generation " +
+                                             std::to_string(kGeneration) + ", not " +
+                                             std::to_string(request->expected_generation())};
+    }
+    const v1::Endpoint current = makeEndpoint(id);
+    v1::Endpoint* updated = response->mutable_endpoint();
+    *updated = current;
+    *updated->mutable_spec() = request->spec();
+    updated->set_owner(v1::OWNER_API);
+    updated->set_generation(kGeneration + 1);
+    response->set_reconnected(request->spec().url() != current.spec().url());
     return grpc::Status::OK;
   }
 
@@ -217,6 +242,37 @@ TEST_F(CommandRunnerTest, RpcErrorPrintsCodeNameAndServerMessage) {
   EXPECT_THAT(out_.str(), IsEmpty());
 }
 
+TEST_F(CommandRunnerTest, UpdateSaysTheNewGenerationAndWhetherItReconnected) {
+  EXPECT_EQ(run({"update", "a", "ws://127.0.0.1:9001/a", "--interval", "5s"}), kExitSuccess);
+  EXPECT_EQ(run({"update", "b", "ws://elsewhere:1/", "--expected-generation", "4"}), kExitSuccess);
+  EXPECT_EQ(out_.str(),
+            "updated a (generation 5, applied to the live connection)\n"
+            "updated b (generation 5, reconnected)\n");
+  EXPECT_THAT(err_.str(), IsEmpty());
+
+  std::lock_guard<std::mutex> lock(service_.mutex);
+  ASSERT_EQ(service_.update_requests.size(), 2u);
+  EXPECT_EQ(service_.update_requests[0].spec().heartbeat().interval().seconds(), 5);
+  EXPECT_EQ(service_.update_requests[0].expected_generation(), 0u);
+  EXPECT_EQ(service_.update_requests[1].spec().id(), "b");
+  EXPECT_EQ(service_.update_requests[1].expected_generation(), 4u);
+  EXPECT_TRUE(service_.register_requests.empty());
+}
+
+TEST_F(CommandRunnerTest, UpdateAsJsonPrintsTheResponse) {
+  EXPECT_EQ(run({"update", "a", "ws://elsewhere:1/", "-o", "json"}), kExitSuccess);
+  EXPECT_EQ(out_.str(), R"({"endpoint":{"spec":{"id":"a","url":"ws://elsewhere:1/"},)"
+                        R"("status":{"health":"HEALTH_HEALTHY","phase":"CONNECTION_PHASE_OPEN"},)"
+                        R"("owner":"OWNER_API","generation":"5"},"reconnected":true})"
+                        "\n");
+}
+
+TEST_F(CommandRunnerTest, UpdateWithAStaleGenerationIsAborted) {
+  EXPECT_EQ(run({"update", "a", "ws://h:1/", "--expected-generation", "3"}), kExitCallFailed);
+  EXPECT_EQ(err_.str(), "wsvisorctl: ABORTED: endpoint \"a\" is at generation 4, not 3\n");
+  EXPECT_THAT(out_.str(), IsEmpty());
+}
+
 TEST_F(CommandRunnerTest, Unregister) {
   EXPECT_EQ(run({"unregister", "a"}), kExitSuccess);
   EXPECT_EQ(out_.str(), "unregistered a\n");
@@ -227,8 +283,9 @@ TEST_F(CommandRunnerTest, Unregister) {
 TEST_F(CommandRunnerTest, GetPrintsATableOrTheEndpointAsJson) {
   EXPECT_EQ(run({"get", "a"}), kExitSuccess);
   EXPECT_THAT(lines(out_.str()),
-              ElementsAre(StartsWith("ID  HEALTH   PHASE  RTT"),
-                          StartsWith("a   healthy  open   -    0         ws://127.0.0.1:9001/a")));
+              ElementsAre(StartsWith("ID  HEALTH   PHASE  RTT  FAILURES  OWNER  GENERATION  URL"),
+                          StartsWith("a   healthy  open   -    0         -      -           "
+                                     "ws://127.0.0.1:9001/a")));
   std::ostringstream json;
   EXPECT_EQ(run({"get", "a", "--output", "json"}, json), kExitSuccess);
   EXPECT_EQ(json.str(), R"({"spec":{"id":"a","url":"ws://127.0.0.1:9001/a"},)"

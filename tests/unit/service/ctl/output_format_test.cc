@@ -32,11 +32,14 @@ TEST(OutputFormatTest, EnumsPrintAsShortLowerCaseWords) {
   EXPECT_EQ(failureReasonWord(v1::FAILURE_REASON_PONG_TIMEOUT), "pong_timeout");
   EXPECT_EQ(failureReasonWord(v1::FAILURE_REASON_CONNECTION_REFUSED), "connection_refused");
   EXPECT_EQ(eventTypeWord(v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE), "snapshot_complete");
+  EXPECT_EQ(ownerWord(v1::OWNER_API), "api");
+  EXPECT_EQ(ownerWord(v1::OWNER_CONFIG_FILE), "config-file");
 }
 
 TEST(OutputFormatTest, EnumValuesFromANewerServerPrintAsNumbers) {
   EXPECT_EQ(failureReasonWord(static_cast<v1::FailureReason>(42)), "reason_42");
   EXPECT_EQ(healthWord(static_cast<v1::Health>(7)), "health_7");
+  EXPECT_EQ(ownerWord(static_cast<v1::Owner>(9)), "owner_9");
 }
 
 TEST(OutputFormatTest, DescribeFailure) {
@@ -60,15 +63,17 @@ TEST(OutputFormatTest, TimestampsAreUtcWithMilliseconds) {
   EXPECT_EQ(formatTimestamp(google::protobuf::Timestamp()), "-");
 }
 
-TEST(OutputFormatTest, EndpointTable) {
-  const std::vector<v1::Endpoint> endpoints = {
+std::vector<v1::Endpoint> twoEndpoints() {
+  return {
       fromText<v1::Endpoint>(R"(
         spec { id: "echo-1" url: "ws://127.0.0.1:9001/" }
         status {
           health: HEALTH_HEALTHY
           phase: CONNECTION_PHASE_OPEN
           smoothed_rtt { nanos: 1234567 }
-        })"),
+        }
+        owner: OWNER_API
+        generation: 12)"),
       fromText<v1::Endpoint>(R"(
         spec { id: "feed" url: "wss://feed.example/v1" }
         status {
@@ -76,22 +81,51 @@ TEST(OutputFormatTest, EndpointTable) {
           phase: CONNECTION_PHASE_BACKING_OFF
           consecutive_failures: 3
           last_failure { reason: FAILURE_REASON_CLOSED_BY_PEER close_code: 1001 detail: "going away" }
-        })"),
+        }
+        owner: OWNER_CONFIG_FILE
+        generation: 1)"),
   };
+}
+
+TEST(OutputFormatTest, ListTableShowsTheOwner) {
   std::ostringstream out;
-  printEndpointTable(endpoints, out);
+  printEndpointTable(twoEndpoints(), EndpointTable::kList, out);
   EXPECT_EQ(
       out.str(),
-      "ID      HEALTH     PHASE        RTT      FAILURES  URL                    LAST FAILURE\n"
-      "echo-1  healthy    open         1.235ms  0         ws://127.0.0.1:9001/   -\n"
-      "feed    unhealthy  backing_off  -        3         wss://feed.example/v1  "
+      "ID      HEALTH     PHASE        RTT      FAILURES  OWNER        URL                    "
+      "LAST FAILURE\n"
+      "echo-1  healthy    open         1.235ms  0         api          ws://127.0.0.1:9001/   "
+      "-\n"
+      "feed    unhealthy  backing_off  -        3         config-file  wss://feed.example/v1  "
       "closed_by_peer (close 1001): going away\n");
 }
 
-TEST(OutputFormatTest, EmptyEndpointTableIsTheHeader) {
+TEST(OutputFormatTest, GetTableAlsoShowsTheGeneration) {
   std::ostringstream out;
-  printEndpointTable({}, out);
-  EXPECT_EQ(out.str(), "ID  HEALTH  PHASE  RTT  FAILURES  URL  LAST FAILURE\n");
+  printEndpointTable({twoEndpoints()[0]}, EndpointTable::kGet, out);
+  EXPECT_EQ(out.str(),
+            "ID      HEALTH   PHASE  RTT      FAILURES  OWNER  GENERATION  URL                   "
+            "LAST FAILURE\n"
+            "echo-1  healthy  open   1.235ms  0         api    12          ws://127.0.0.1:9001/  "
+            "-\n");
+}
+
+TEST(OutputFormatTest, OwnerAndGenerationAnOlderServerDidNotSendAreDashes) {
+  v1::Endpoint endpoint = twoEndpoints()[0];
+  endpoint.clear_owner();
+  endpoint.clear_generation();
+  std::ostringstream out;
+  printEndpointTable({endpoint}, EndpointTable::kGet, out);
+  EXPECT_THAT(out.str(), HasSubstr("  0         -      -           ws://"));
+}
+
+TEST(OutputFormatTest, EmptyEndpointTableIsTheHeader) {
+  std::ostringstream list;
+  printEndpointTable({}, EndpointTable::kList, list);
+  EXPECT_EQ(list.str(), "ID  HEALTH  PHASE  RTT  FAILURES  OWNER  URL  LAST FAILURE\n");
+  std::ostringstream get;
+  printEndpointTable({}, EndpointTable::kGet, get);
+  EXPECT_EQ(get.str(), "ID  HEALTH  PHASE  RTT  FAILURES  OWNER  GENERATION  URL  LAST FAILURE\n");
 }
 
 TEST(OutputFormatTest, WatchLineForAChange) {
