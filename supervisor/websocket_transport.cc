@@ -9,6 +9,8 @@
 #include <websocketpp/client.hpp>
 #include <websocketpp/config/asio_client.hpp>
 
+#include "supervisor/core/websocket_url.h"
+
 namespace wsvisor {
 
 namespace {
@@ -49,9 +51,35 @@ bool isDnsError(const std::error_code& ec) {
          ec.category() == asio::error::get_addrinfo_category();
 }
 
+bool isIpLiteral(const std::string& host) {
+  asio::error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+// The host of a ws:// or wss:// URL that has passed validation, without brackets.
+std::string hostOf(const std::string& url) {
+  std::string error;
+  const auto parsed = core::parseWebSocketUrl(url, error);
+  return parsed ? parsed->host : std::string();
+}
+
+// Makes OpenSSL check the peer certificate against `name` during the handshake, so that a
+// mismatch fails verification with its own reason ("hostname mismatch", "IP address mismatch")
+// instead of asio's opaque verify callback.
+void expectPeerName(SSL* ssl, const std::string& name) {
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+  if (isIpLiteral(name)) {
+    X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
+  } else {
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    SSL_set1_host(ssl, name.c_str());
+  }
+}
+
 // Why a connection attempt failed, from what websocketpp recorded on the connection.
 template <typename Connection>
-core::Failure classifyConnectFailure(Connection& con, bool secure) {
+core::Failure classifyConnectFailure(Connection& con, bool secure, const std::string& verify_name) {
   using core::Failure;
   using core::FailureReason;
   const int status = static_cast<int>(con.get_response_code());
@@ -75,13 +103,28 @@ core::Failure classifyConnectFailure(Connection& con, bool secure) {
     if constexpr (std::is_same_v<Connection, TlsClient::connection_type>) {
       const long verify = SSL_get_verify_result(con.get_socket().native_handle());
       if (verify != X509_V_OK) {
-        return Failure::make(FailureReason::kTls, std::string("certificate verification failed: ") +
-                                                      X509_verify_cert_error_string(verify));
+        std::string detail = std::string("certificate verification failed: ") +
+                             X509_verify_cert_error_string(verify);
+        if (verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+          detail += " (the certificate does not name " + verify_name + ")";
+        }
+        return Failure::make(FailureReason::kTls, detail);
       }
     }
-    if (tec.category() == asio::error::get_ssl_category() ||
-        tec.category() == asio::ssl::error::get_stream_category() ||
-        ec.category() == websocketpp::transport::asio::socket::get_socket_category()) {
+    // The handshake failed in OpenSSL (the alert the peer sent, e.g. "certificate required", is
+    // in one of the two codes), or the peer cut the TLS stream without an alert (asio's
+    // stream_truncated), which is how some servers refuse a missing client certificate.
+    std::string tls_detail;
+    for (const std::error_code& cause : {ec, tec}) {
+      if (cause.category() == asio::error::get_ssl_category() ||
+          cause.category() == asio::ssl::error::get_stream_category()) {
+        tls_detail += (tls_detail.empty() ? "" : "; ") + cause.message();
+      }
+    }
+    if (!tls_detail.empty()) {
+      return Failure::make(FailureReason::kTls, "TLS handshake failed: " + tls_detail);
+    }
+    if (ec.category() == websocketpp::transport::asio::socket::get_socket_category()) {
       return Failure::make(FailureReason::kTls, ec.message() + (tec ? ": " + tec.message() : ""));
     }
   }
@@ -191,6 +234,23 @@ struct WebSocketTransport::Clients {
   ConnectionRef start(Client& client, uint64_t key, uint64_t attempt,
                       const core::EndpointSpec& spec, SslContextPtr tls_context) {
     using ConnectionPtr = typename Client::connection_ptr;
+    // The name the peer certificate must carry (TLS only).
+    const std::string verify_name =
+        spec.tls.server_name.empty() ? hostOf(spec.url) : spec.tls.server_name;
+    if constexpr (std::is_same_v<Client, TlsClient>) {
+      // websocketpp calls the TLS and socket init handlers from inside get_connection(), so they
+      // must be in place on the endpoint before it (handlers set on the connection afterwards
+      // would never run). Everything here runs on this one io thread: no other connection can
+      // pick up these handlers.
+      const bool verify = !spec.tls.insecure_skip_verify;
+      client.set_tls_init_handler(
+          [tls_context](websocketpp::connection_hdl) { return tls_context; });
+      client.set_socket_init_handler(
+          [verify_name, verify](websocketpp::connection_hdl,
+                                asio::ssl::stream<asio::ip::tcp::socket>& stream) {
+            if (verify) expectPeerName(stream.native_handle(), verify_name);
+          });
+    }
     std::error_code ec;
     ConnectionPtr con = client.get_connection(spec.url, ec);
     if (ec) {
@@ -214,13 +274,14 @@ struct WebSocketTransport::Clients {
     con->set_open_handler([self, key, attempt, secure](websocketpp::connection_hdl hdl) {
       self->sink(key, attempt, ConnectionRef{hdl, secure}, core::event::Connected{});
     });
-    con->set_fail_handler([self, &client, key, attempt, secure](websocketpp::connection_hdl hdl) {
+    con->set_fail_handler([self, &client, key, attempt, secure,
+                           verify_name](websocketpp::connection_hdl hdl) {
       std::error_code ignored;
       auto failed = client.get_con_from_hdl(hdl, ignored);
       if (!failed) return;
       self->live.erase(failed.get());
       self->sink(key, attempt, ConnectionRef{hdl, secure},
-                 core::event::ConnectFailed{classifyConnectFailure(*failed, secure)});
+                 core::event::ConnectFailed{classifyConnectFailure(*failed, secure, verify_name)});
     });
     con->set_close_handler([self, &client, key, attempt, secure](websocketpp::connection_hdl hdl) {
       std::error_code ignored;
@@ -240,23 +301,22 @@ struct WebSocketTransport::Clients {
           self->sink(key, attempt, ConnectionRef{hdl, secure}, core::event::PongReceived{payload});
         });
     if constexpr (std::is_same_v<Client, TlsClient>) {
-      con->set_tls_init_handler([tls_context](websocketpp::connection_hdl) { return tls_context; });
-      const core::TlsOptions& tls_options = spec.tls;
-      std::string host =
-          tls_options.server_name.empty() ? con->get_host() : tls_options.server_name;
-      const bool verify = !tls_options.insecure_skip_verify;
-      con->set_socket_init_handler(
-          [host, verify](websocketpp::connection_hdl, asio::ssl::stream<asio::ip::tcp::socket>& s) {
-            if (verify) s.set_verify_callback(asio::ssl::host_name_verification(host));
-          });
-      if (!tls_options.server_name.empty()) {
-        // websocketpp sets SNI from the URL host just before this handler runs; replace it.
-        std::weak_ptr<typename Client::connection_type> weak = con;
-        con->set_tcp_pre_init_handler([weak, host](websocketpp::connection_hdl) {
-          if (auto c = weak.lock())
-            SSL_set_tlsext_host_name(c->get_socket().native_handle(), host.c_str());
-        });
-      }
+      // websocketpp sets SNI from the URL host during pre-init, just before this handler runs:
+      // replace it with the configured server name, or clear it for an IP literal (RFC 6066
+      // section 3 allows only DNS names in SNI).
+      std::weak_ptr<typename Client::connection_type> weak = con;
+      const std::string server_name = spec.tls.server_name;
+      const bool ip_literal = isIpLiteral(con->get_host());
+      con->set_tcp_pre_init_handler([weak, server_name, ip_literal](websocketpp::connection_hdl) {
+        auto c = weak.lock();
+        if (!c) return;
+        SSL* ssl = c->get_socket().native_handle();
+        if (!server_name.empty()) {
+          SSL_set_tlsext_host_name(ssl, server_name.c_str());
+        } else if (ip_literal) {
+          SSL_set_tlsext_host_name(ssl, nullptr);
+        }
+      });
     }
     // Counted before connect(): websocketpp may report an immediate failure from inside it.
     live.insert(con.get());
