@@ -40,7 +40,6 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-constexpr char kPython[] = "/usr/bin/python3";
 
 // fastSpec: heartbeat interval and timeout 200 ms each.
 constexpr long long kIntervalMs = 200;
@@ -65,106 +64,14 @@ void setMillis(google::protobuf::Duration* d, long long ms) {
   d->set_nanos(static_cast<int32_t>((ms % 1000) * 1000000));
 }
 
-// tests/support/python_raw_ws_upstream.py in a child process of /usr/bin/python3. It prints
-// "PORT <n>", misbehaves on every open connection when trigger() writes "go" to its stdin, and
-// exits on EOF of that stdin (whose write end only we hold, so a test that dies leaves nothing
-// behind). Its stderr is inherited: its diagnostics land in the test's log.
-// Not thread-safe: one test thread owns it; the destructor stops and reaps the child.
-class RawUpstream {
+// tests/support/python_raw_ws_upstream.py (raw RFC 6455): prints "PORT <n>", misbehaves on every
+// open connection when trigger() writes "go" to its stdin, exits on EOF of that stdin.
+class RawUpstream : public PythonUpstream {
  public:
-  explicit RawUpstream(const std::vector<std::string>& args) {
-    int out[2];
-    int in[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category());
-    if (::pipe2(in, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category());
-    std::vector<std::string> argv_strings = {
-        kPython, std::string(WSVISOR_SOURCE_DIR) + "/tests/support/python_raw_ws_upstream.py"};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& arg : argv_strings) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    const int rc = ::posix_spawn(&pid_, kPython, &actions, &attr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    ::close(out[1]);
-    ::close(in[0]);
-    stdin_fd_ = in[1];
-    if (rc != 0) {
-      pid_ = -1;
-      ::close(out[0]);
-      throw std::system_error(rc, std::generic_category(), "posix_spawn python_raw_ws_upstream");
-    }
-    std::string line;
-    const bool got = readLine(out[0], Clock::now() + std::chrono::seconds(15), &line);
-    ::close(out[0]);
-    if (got && line.rfind("PORT ", 0) == 0) port_ = std::atoi(line.c_str() + 5);
-    if (port_ <= 0) {
-      stop();
-      throw std::runtime_error("python_raw_ws_upstream.py did not report its port (read \"" + line +
-                               "\")");
-    }
-  }
-  ~RawUpstream() { stop(); }
-  RawUpstream(const RawUpstream&) = delete;
-  RawUpstream& operator=(const RawUpstream&) = delete;
-
-  std::string url() const { return "ws://127.0.0.1:" + std::to_string(port_) + "/"; }
-
+  explicit RawUpstream(const std::vector<std::string>& args)
+      : PythonUpstream(Script{"python_raw_ws_upstream.py"}, args) {}
   // Starts the misbehaviour on every connection open now.
-  void trigger() {
-    const char line[] = "go\n";
-    if (::write(stdin_fd_, line, sizeof line - 1) != static_cast<ssize_t>(sizeof line - 1)) {
-      throw std::system_error(errno, std::generic_category(), "write to raw upstream");
-    }
-  }
-
-  void stop() {
-    if (pid_ < 0) return;
-    ::close(stdin_fd_);
-    ::kill(pid_, SIGTERM);
-    const auto deadline = Clock::now() + std::chrono::seconds(5);
-    int status = 0;
-    while (::waitpid(pid_, &status, WNOHANG) == 0) {
-      if (Clock::now() >= deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(milliseconds(5));
-    }
-    pid_ = -1;
-  }
-
- private:
-  static bool readLine(int fd, Clock::time_point deadline, std::string* line) {
-    for (;;) {
-      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return false;
-      pollfd pfd{fd, POLLIN, 0};
-      const int ready = ::poll(&pfd, 1, static_cast<int>(left));
-      if (ready < 0 && errno == EINTR) continue;
-      if (ready <= 0) return false;
-      char c = 0;
-      const ssize_t n = ::read(fd, &c, 1);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      if (c == '\n') return true;
-      line->push_back(c);
-    }
-  }
-
-  pid_t pid_ = -1;
-  int stdin_fd_ = -1;
-  int port_ = 0;
+  void trigger() { sendLine("go"); }
 };
 
 class HostileUpstreamTest : public ::testing::Test {

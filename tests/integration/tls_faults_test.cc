@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/test_upstream.h"
 #include "support/wsvisor_harness.h"
 
 extern char** environ;
@@ -40,7 +41,6 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-constexpr char kPython[] = "/usr/bin/python3";
 
 // Generous bound for one failed TLS attempt on a loaded two-core machine: a handshake on loopback
 // takes milliseconds, so a detection slower than this is a bug, not load.
@@ -50,98 +50,6 @@ constexpr milliseconds kHealthyWithin{3000};
 long long millisSince(Clock::time_point start, Clock::time_point end) {
   return std::chrono::duration_cast<milliseconds>(end - start).count();
 }
-
-// A script from tests/support run by /usr/bin/python3 in a child process that prints "PORT <n>"
-// and exits on EOF of its stdin (whose write end only we hold, so a test that dies leaves no
-// server behind). Its stderr is inherited, so the script's diagnostics land in the test's log.
-// Not thread-safe: one test thread owns it; the destructor stops and reaps the child.
-class ScriptUpstream {
- public:
-  ScriptUpstream(const std::string& script, const std::vector<std::string>& args) {
-    int out[2];
-    int in[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category());
-    if (::pipe2(in, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category());
-    std::vector<std::string> argv_strings = {
-        kPython, std::string(WSVISOR_SOURCE_DIR) + "/tests/support/" + script};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& arg : argv_strings) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    const int rc = ::posix_spawn(&pid_, kPython, &actions, &attr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    ::close(out[1]);
-    ::close(in[0]);
-    stdin_fd_ = in[1];
-    if (rc != 0) {
-      pid_ = -1;
-      ::close(out[0]);
-      throw std::system_error(rc, std::generic_category(), "posix_spawn " + script);
-    }
-    std::string line;
-    const bool got = readLine(out[0], Clock::now() + std::chrono::seconds(15), &line);
-    ::close(out[0]);
-    if (got && line.rfind("PORT ", 0) == 0) port_ = std::atoi(line.c_str() + 5);
-    if (port_ <= 0) {
-      stop();
-      throw std::runtime_error(script + " did not report its port (read \"" + line + "\")");
-    }
-  }
-  ~ScriptUpstream() { stop(); }
-  ScriptUpstream(const ScriptUpstream&) = delete;
-  ScriptUpstream& operator=(const ScriptUpstream&) = delete;
-
-  int port() const { return port_; }
-
-  void stop() {
-    if (pid_ < 0) return;
-    ::close(stdin_fd_);
-    ::kill(pid_, SIGTERM);
-    const auto deadline = Clock::now() + std::chrono::seconds(5);
-    int status = 0;
-    while (::waitpid(pid_, &status, WNOHANG) == 0) {
-      if (Clock::now() >= deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(milliseconds(5));
-    }
-    pid_ = -1;
-  }
-
- private:
-  static bool readLine(int fd, Clock::time_point deadline, std::string* line) {
-    for (;;) {
-      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return false;
-      pollfd pfd{fd, POLLIN, 0};
-      const int ready = ::poll(&pfd, 1, static_cast<int>(left));
-      if (ready < 0 && errno == EINTR) continue;
-      if (ready <= 0) return false;
-      char c = 0;
-      const ssize_t n = ::read(fd, &c, 1);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      if (c == '\n') return true;
-      line->push_back(c);
-    }
-  }
-
-  pid_t pid_ = -1;
-  int stdin_fd_ = -1;
-  int port_ = 0;
-};
 
 // The certificates of every case, made once per test process (ctest runs each test in its own
 // process, and making them takes ~0.2 s).
@@ -245,7 +153,7 @@ class TlsFaultsTest : public ::testing::Test {
   static std::string cert(const std::string& name) { return certificates->path(name); }
 
   // A TLS upstream serving `name`.pem with `name`.key.
-  static std::unique_ptr<ScriptUpstream> tlsUpstream(const std::string& name,
+  static std::unique_ptr<PythonUpstream> tlsUpstream(const std::string& name,
                                                      const UpstreamOptions& options = kPlain) {
     std::vector<std::string> args = {"--cert", cert(name + ".pem"), "--key", cert(name + ".key")};
     if (!options.client_ca.empty()) {
@@ -260,7 +168,7 @@ class TlsFaultsTest : public ::testing::Test {
       args.push_back("--engine");
       args.push_back("threaded");
     }
-    return std::make_unique<ScriptUpstream>("python_tls_upstream.py", args);
+    return std::make_unique<PythonUpstream>(PythonUpstream::Script{"python_tls_upstream.py"}, args);
   }
 
   // A fast spec for wss://127.0.0.1:PORT/ trusting our test CA unless told otherwise.
@@ -418,7 +326,7 @@ TEST_F(TlsFaultsTest, EveryTlsFailureHasADistinctDetail) {
                                    {"expired", "expired", ""},
                                    {"untrusted-ca", "untrusted", ""},
                                    {"no-client-cert", "server", "client-ca"}};
-  std::vector<std::unique_ptr<ScriptUpstream>> upstreams;
+  std::vector<std::unique_ptr<PythonUpstream>> upstreams;
   for (const Case& c : cases) {
     upstreams.push_back(tlsUpstream(c.cert, {c.client_ca, "", /*alerts=*/true}));
   }

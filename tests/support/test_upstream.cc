@@ -358,12 +358,24 @@ bool readLine(int fd, std::chrono::steady_clock::time_point deadline, std::strin
 
 }  // namespace
 
-std::string PythonUpstream::scriptPath() {
-  return std::string(WSVISOR_SOURCE_DIR) + "/tests/support/python_ws_upstream.py";
+std::string PythonUpstream::scriptPath(const std::string& script) {
+  return std::string(WSVISOR_SOURCE_DIR) + "/tests/support/" + script;
 }
 
 PythonUpstream::PythonUpstream(const std::vector<std::string>& args,
                                std::chrono::milliseconds startup_timeout) {
+  std::vector<std::string> all = {"--exit-on-stdin-eof"};
+  all.insert(all.end(), args.begin(), args.end());
+  start(kDefaultScript, all, startup_timeout);
+}
+
+PythonUpstream::PythonUpstream(const Script& script, const std::vector<std::string>& args,
+                               std::chrono::milliseconds startup_timeout) {
+  start(script.name, args, startup_timeout);
+}
+
+void PythonUpstream::start(const std::string& script, const std::vector<std::string>& args,
+                           std::chrono::milliseconds startup_timeout) {
   // stdout is a pipe we read the PORT line from; stdin is a pipe whose write end only we hold,
   // so if this process dies (a crashed or timed-out test) the script sees EOF and exits instead
   // of serving forever.
@@ -377,7 +389,7 @@ PythonUpstream::PythonUpstream(const std::vector<std::string>& args,
     throw std::system_error(err, std::generic_category(), "pipe");
   }
 
-  std::vector<std::string> argv_strings = {kPython, scriptPath(), "--exit-on-stdin-eof"};
+  std::vector<std::string> argv_strings = {kPython, scriptPath(script)};
   argv_strings.insert(argv_strings.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& arg : argv_strings) argv.push_back(arg.data());
@@ -438,7 +450,7 @@ PythonUpstream::PythonUpstream(const std::vector<std::string>& args,
   }
   if (port <= 0 || port > 65535) {
     stop(std::chrono::milliseconds(0));
-    throw std::runtime_error("python_ws_upstream.py did not report its port (read \"" + line +
+    throw std::runtime_error(script + " did not report its port (read \"" + line +
                              "\"); is python3-websockets installed for " + kPython + "?");
   }
   port_ = static_cast<uint16_t>(port);
@@ -464,6 +476,14 @@ void PythonUpstream::pause() {
     pid_ = -1;
     ::close(stdin_fd_);
     stdin_fd_ = -1;
+  }
+}
+
+void PythonUpstream::sendLine(const std::string& line) {
+  const std::string text = line + "\n";
+  if (stdin_fd_ < 0 ||
+      ::write(stdin_fd_, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    throw std::system_error(errno, std::generic_category(), "write to the upstream's stdin");
   }
 }
 

@@ -101,11 +101,21 @@ class TestUpstream {
 // Not thread-safe: one test thread owns it. The destructor stops the child (see stop()).
 class PythonUpstream {
  public:
+  static constexpr const char* kDefaultScript = "python_ws_upstream.py";
+  // Another script of tests/support with the same contract (prints "PORT <n>", exits on EOF of
+  // its stdin): python_tls_upstream.py, python_raw_ws_upstream.py.
+  struct Script {
+    std::string name;
+  };
+
   // Starts the script with `args` appended (e.g. {"--send-every", "0.1"}) and waits up to
   // `startup_timeout` for its "PORT <n>" line. Throws std::runtime_error (after killing and
   // reaping the child) if it cannot start or does not report a port in time.
   explicit PythonUpstream(const std::vector<std::string>& args = {},
                           std::chrono::milliseconds startup_timeout = std::chrono::seconds(10));
+  // Runs `script` with exactly `args`.
+  PythonUpstream(const Script& script, const std::vector<std::string>& args,
+                 std::chrono::milliseconds startup_timeout = std::chrono::seconds(15));
   ~PythonUpstream();
   PythonUpstream(const PythonUpstream&) = delete;
   PythonUpstream& operator=(const PythonUpstream&) = delete;
@@ -119,16 +129,22 @@ class PythonUpstream {
   void pause();
   // SIGCONT.
   void resume();
+  // Writes `line` and a newline to the script's stdin (python_raw_ws_upstream.py starts
+  // misbehaving on "go").
+  void sendLine(const std::string& line);
 
   // Sends SIGTERM (and SIGCONT, so a paused child can act on it), waits up to `grace` for a clean
   // exit, then SIGKILLs. Reaps the child and returns its waitpid() status; later calls return
   // the same status. The script exits 0 on SIGTERM.
   int stop(std::chrono::milliseconds grace = std::chrono::seconds(5));
 
-  // Absolute path of the script (from the WSVISOR_SOURCE_DIR compile definition).
-  static std::string scriptPath();
+  // Absolute path of a script of tests/support (from the WSVISOR_SOURCE_DIR compile definition).
+  static std::string scriptPath(const std::string& script = kDefaultScript);
 
  private:
+  void start(const std::string& script, const std::vector<std::string>& args,
+             std::chrono::milliseconds startup_timeout);
+
   pid_t pid_ = -1;
   int stdin_fd_ = -1;  // write end of the child's stdin; closing it (or dying) makes it exit
   uint16_t port_ = 0;
