@@ -36,22 +36,22 @@ import urllib.request
 
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, os.pardir, "e2e"))
+
 import grpc  # noqa: E402  (Debian python3-grpcio)
 
-# Debian's Python modules (websockets, grpcio, protobuf) belong to this interpreter; the first
-# python3 on PATH may be another one without them.
-SYSTEM_PYTHON = "/usr/bin/python3"
-PROTOC = "/usr/bin/protoc"
-GRPC_PYTHON_PLUGIN = "/usr/bin/grpc_python_plugin"
-WELL_KNOWN_TYPES_DIR = "/usr/include"  # google/protobuf/*.proto (libprotobuf-dev)
+import wsvisor_fixtures  # noqa: E402  (after the path set-up above)
+# SYSTEM_PYTHON (Debian's interpreter, which has websockets, grpcio and protobuf), the protoc
+# tools, the 20 ms poll interval and the shared helpers, re-exported for the durability tests.
+from wsvisor_fixtures import (  # noqa: E402,F401
+    GRPC_PYTHON_PLUGIN, POLL_INTERVAL_S, PROTOC, SYSTEM_PYTHON, WELL_KNOWN_TYPES_DIR, read_log,
+    wait_until)
 
 # Bounds of waits that are not what a test measures. Generous: two cores, other jobs beside us.
 START_TIMEOUT_S = 20.0
 EXIT_TIMEOUT_S = 20.0
 CALL_TIMEOUT_S = 10.0
-POLL_INTERVAL_S = 0.02
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 # grpc.health.v1, wire-compatible with grpc/grpc's health.proto (Debian 12 ships no
 # grpcio-health-checking). Placed under a local package so it cannot shadow the `grpc` package.
@@ -68,22 +68,13 @@ service Health { rpc Check(HealthCheckRequest) returns (HealthCheckResponse); }
 """
 
 
-@dataclasses.dataclass(frozen=True)
-class Paths:
-    wsvisor: str
-    wsvisorctl: str
-    source_dir: str
+class Paths(wsvisor_fixtures.Paths):
+    """wsvisor_fixtures.Paths, checked for what the durability tests need: the wsvisor binary
+    (not wsvisorctl) and the protoc tools."""
 
     @classmethod
     def from_environment(cls):
-        source_dir = os.environ.get("WSVISOR_SOURCE_DIR") or os.path.abspath(
-            os.path.join(HERE, os.pardir, os.pardir))
-        build_dir = os.path.join(source_dir, "build")
-        paths = cls(
-            wsvisor=os.environ.get("WSVISOR_BIN") or os.path.join(build_dir, "wsvisor"),
-            wsvisorctl=os.environ.get("WSVISORCTL_BIN") or os.path.join(build_dir, "wsvisorctl"),
-            source_dir=source_dir,
-        )
+        paths = cls.locate()
         # A missing binary is an error, not a skip: under ctest a skip would pass silently.
         if not os.access(paths.wsvisor, os.X_OK):
             raise RuntimeError(f"{paths.wsvisor} is not an executable; set WSVISOR_BIN (ctest "
@@ -94,12 +85,8 @@ class Paths:
         return paths
 
     @property
-    def proto_dir(self):
-        return os.path.join(self.source_dir, "proto")
-
-    @property
     def foreign_upstream_script(self):
-        return os.path.join(self.source_dir, "tests", "support", "python_ws_upstream.py")
+        return self.upstream_script
 
 
 # ----- generated stubs ------------------------------------------------------------------------
@@ -152,19 +139,6 @@ def load_stubs(paths):
 
 
 # ----- small tools ----------------------------------------------------------------------------
-
-def wait_until(condition, timeout_s, what, interval_s=POLL_INTERVAL_S):
-    """Polls condition() until it returns something truthy and returns that; fails the test
-    after timeout_s, saying what was awaited."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s:.1f} s waiting for {what}")
-        time.sleep(interval_s)
-
 
 class ClosedPort:
     """A loopback TCP port where a connect is refused at once: a socket is bound to it but does
@@ -362,11 +336,7 @@ class WsvisorProcess:
             self.process.wait(timeout=EXIT_TIMEOUT_S)
 
     def log_text(self):
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as log:
-                return log.read()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
 
 # ----- upstreams ------------------------------------------------------------------------------

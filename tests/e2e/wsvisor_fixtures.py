@@ -14,6 +14,7 @@ Paths come from the environment so that ctest can pass them:
 """
 
 import dataclasses
+import importlib
 import os
 import queue
 import select
@@ -30,6 +31,9 @@ import unittest
 # Debian's Python modules (websockets, grpcio, protobuf) belong to this interpreter; the first
 # python3 on PATH may be another one without them.
 SYSTEM_PYTHON = "/usr/bin/python3"
+PROTOC = "/usr/bin/protoc"
+GRPC_PYTHON_PLUGIN = "/usr/bin/grpc_python_plugin"
+WELL_KNOWN_TYPES_DIR = "/usr/include"  # google/protobuf/*.proto (libprotobuf-dev)
 
 # Bounds for waits that are not what a test measures. Generous: the machine has two cores and
 # other builds and tests run beside these ones.
@@ -49,15 +53,20 @@ class Paths:
     source_dir: str
 
     @classmethod
-    def from_environment(cls):
+    def locate(cls):
+        """The paths the environment names (or the defaults), not yet checked."""
         source_dir = os.environ.get("WSVISOR_SOURCE_DIR") or os.path.abspath(
             os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
         build_dir = os.path.join(source_dir, "build")
-        paths = cls(
+        return cls(
             wsvisor=os.environ.get("WSVISOR_BIN") or os.path.join(build_dir, "wsvisor"),
             wsvisorctl=os.environ.get("WSVISORCTL_BIN") or os.path.join(build_dir, "wsvisorctl"),
             source_dir=source_dir,
         )
+
+    @classmethod
+    def from_environment(cls):
+        paths = cls.locate()
         # A missing binary is an error, not a skip: under ctest a skip would pass silently.
         for path in (paths.wsvisor, paths.wsvisorctl):
             if not os.access(path, os.X_OK):
@@ -82,7 +91,7 @@ def free_tcp_port():
         return probe.getsockname()[1]
 
 
-def wait_until(condition, timeout_s, what):
+def wait_until(condition, timeout_s, what, interval_s=POLL_INTERVAL_S):
     """Polls condition() until it returns something truthy and returns that, or fails the test
     after timeout_s saying what was awaited. The poll interval is short so that measured times
     are precise to a few tens of milliseconds."""
@@ -93,7 +102,47 @@ def wait_until(condition, timeout_s, what):
             return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout_s:.1f} s waiting for {what}")
-        time.sleep(POLL_INTERVAL_S)
+        time.sleep(interval_s)
+
+
+def read_log(path):
+    """The text of a process's log file ("" if it does not exist yet)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as log:
+            return log.read()
+    except FileNotFoundError:
+        return ""
+
+
+def ctl_list_succeeds(wsvisorctl, address):
+    """True if `wsvisorctl list` against address succeeds now (a probe that wsvisor serves)."""
+    probe = subprocess.run(
+        [wsvisorctl, "--server", address, "--request-timeout", "1s", "list"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=CTL_CALL_TIMEOUT_S, env=environment_without_server())
+    return probe.returncode == 0
+
+
+def generate_stubs(proto_dir, out_dir):
+    """protoc + grpc_python_plugin on our public proto; modules land in out_dir."""
+    command = [PROTOC, f"-I{proto_dir}", f"-I{WELL_KNOWN_TYPES_DIR}", f"--python_out={out_dir}",
+               f"--grpc_out={out_dir}", f"--plugin=protoc-gen-grpc={GRPC_PYTHON_PLUGIN}",
+               os.path.join(proto_dir, "wsvisor", "v1", "supervisor.proto")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise AssertionError(f"protoc failed: {result.stderr}")
+
+
+def import_supervisor_stubs(test_class, prefix="wsvisor-faults-stubs-"):
+    """For setUpClass: generates the supervisor.proto modules into a temporary directory (removed,
+    and taken off sys.path, by class cleanups) and returns (supervisor_pb2, supervisor_pb2_grpc)."""
+    stubs_dir = tempfile.mkdtemp(prefix=prefix)
+    test_class.addClassCleanup(shutil.rmtree, stubs_dir, ignore_errors=True)
+    generate_stubs(test_class.paths.proto_dir, stubs_dir)
+    sys.path.insert(0, stubs_dir)
+    test_class.addClassCleanup(sys.path.remove, stubs_dir)
+    return (importlib.import_module("wsvisor.v1.supervisor_pb2"),
+            importlib.import_module("wsvisor.v1.supervisor_pb2_grpc"))
 
 
 def elapsed_ms(since):
@@ -209,12 +258,7 @@ class WsvisorServer:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 return False
-            probe = subprocess.run(
-                [self._paths.wsvisorctl, "--server", self.address, "--request-timeout", "1s",
-                 "list"],
-                stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                timeout=CTL_CALL_TIMEOUT_S, env=environment_without_server())
-            if probe.returncode == 0:
+            if ctl_list_succeeds(self._paths.wsvisorctl, self.address):
                 return True
             time.sleep(POLL_INTERVAL_S * 5)
         self.stop()
@@ -226,11 +270,7 @@ class WsvisorServer:
         return self._process.pid
 
     def log_text(self):
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as log:
-                return log.read()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def stop(self):
         """SIGTERM, then the exit status within SERVER_STOP_TIMEOUT_S (None if it had to be

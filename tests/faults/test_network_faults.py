@@ -17,7 +17,6 @@ Every test prints what it measured. Run by ctest (which sets WSVISOR_BIN, WSVISO
 WSVISOR_SOURCE_DIR), or by hand: /usr/bin/python3 tests/faults/test_network_faults.py
 """
 
-import importlib
 import os
 import queue
 import random
@@ -27,7 +26,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -38,11 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 import grpc  # noqa: E402  (Debian python3-grpcio)
 
 from wsvisor_fixtures import (  # noqa: E402
-    SYSTEM_PYTHON, WsvisorTestCase, elapsed_ms, stop_process, wait_until)
-
-PROTOC = "/usr/bin/protoc"
-GRPC_PYTHON_PLUGIN = "/usr/bin/grpc_python_plugin"
-WELL_KNOWN_TYPES_DIR = "/usr/include"
+    SYSTEM_PYTHON, WsvisorTestCase, elapsed_ms, import_supervisor_stubs, stop_process, wait_until)
 
 CALL_TIMEOUT_S = 10.0
 # Heartbeat of every endpoint here: a dead peer is declared within INTERVAL + TIMEOUT.
@@ -51,16 +45,6 @@ TIMEOUT_MS = 200
 # Slack on detection bounds: two cores, other builds and tests beside us.
 SLACK_MS = 400
 RECOVERY_TIMEOUT_S = 10.0
-
-
-def generate_stubs(proto_dir, out_dir):
-    """protoc + grpc_python_plugin on our public proto; modules land in out_dir."""
-    command = [PROTOC, f"-I{proto_dir}", f"-I{WELL_KNOWN_TYPES_DIR}", f"--python_out={out_dir}",
-               f"--grpc_out={out_dir}", f"--plugin=protoc-gen-grpc={GRPC_PYTHON_PLUGIN}",
-               os.path.join(proto_dir, "wsvisor", "v1", "supervisor.proto")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    if result.returncode != 0:
-        raise AssertionError(f"protoc failed: {result.stderr}")
 
 
 class HealthWatch:
@@ -232,13 +216,7 @@ class NetworkFaultsTest(WsvisorTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        stubs_dir = tempfile.mkdtemp(prefix="wsvisor-faults-stubs-")
-        cls.addClassCleanup(shutil.rmtree, stubs_dir, ignore_errors=True)
-        generate_stubs(cls.paths.proto_dir, stubs_dir)
-        sys.path.insert(0, stubs_dir)
-        cls.addClassCleanup(sys.path.remove, stubs_dir)
-        cls.pb = importlib.import_module("wsvisor.v1.supervisor_pb2")
-        cls.pb_grpc = importlib.import_module("wsvisor.v1.supervisor_pb2_grpc")
+        cls.pb, cls.pb_grpc = import_supervisor_stubs(cls)
 
     def setUp(self):
         super().setUp()

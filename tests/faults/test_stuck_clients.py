@@ -14,15 +14,12 @@ ends. Run by ctest (which sets WSVISOR_BIN, WSVISORCTL_BIN and WSVISOR_SOURCE_DI
 """
 
 import concurrent.futures
-import importlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -34,25 +31,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 import grpc  # noqa: E402  (Debian python3-grpcio)
 
 from wsvisor_fixtures import (  # noqa: E402
-    SYSTEM_PYTHON, WsvisorTestCase, elapsed_ms, stop_process, wait_until)
-
-PROTOC = "/usr/bin/protoc"
-GRPC_PYTHON_PLUGIN = "/usr/bin/grpc_python_plugin"
-WELL_KNOWN_TYPES_DIR = "/usr/include"
+    SYSTEM_PYTHON, WsvisorTestCase, elapsed_ms, import_supervisor_stubs, stop_process, wait_until)
 
 CALL_TIMEOUT_S = 10.0
 RSS_LIMIT_MIB = 256
 MIB = 1024 * 1024
-
-
-def generate_stubs(proto_dir, out_dir):
-    """protoc + grpc_python_plugin on our public proto; modules land in out_dir."""
-    command = [PROTOC, f"-I{proto_dir}", f"-I{WELL_KNOWN_TYPES_DIR}", f"--python_out={out_dir}",
-               f"--grpc_out={out_dir}", f"--plugin=protoc-gen-grpc={GRPC_PYTHON_PLUGIN}",
-               os.path.join(proto_dir, "wsvisor", "v1", "supervisor.proto")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    if result.returncode != 0:
-        raise AssertionError(f"protoc failed: {result.stderr}")
 
 
 def rss_mib(pid):
@@ -160,13 +143,7 @@ class StuckClientsTest(WsvisorTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        stubs_dir = tempfile.mkdtemp(prefix="wsvisor-faults-stubs-")
-        cls.addClassCleanup(shutil.rmtree, stubs_dir, ignore_errors=True)
-        generate_stubs(cls.paths.proto_dir, stubs_dir)
-        sys.path.insert(0, stubs_dir)
-        cls.addClassCleanup(sys.path.remove, stubs_dir)
-        cls.pb = importlib.import_module("wsvisor.v1.supervisor_pb2")
-        cls.pb_grpc = importlib.import_module("wsvisor.v1.supervisor_pb2_grpc")
+        cls.pb, cls.pb_grpc = import_supervisor_stubs(cls)
 
     def setUp(self):
         super().setUp()

@@ -42,8 +42,8 @@ sys.path.insert(0, os.path.join(HERE, os.pardir, "e2e"))
 import metric_families  # noqa: E402  (after the path set-up above)
 from test_deploy_rules import dashboard_panels, fill_grafana_variables  # noqa: E402
 from wsvisor_fixtures import (  # noqa: E402
-    CTL_CALL_TIMEOUT_S, SERVER_START_TIMEOUT_S, SERVER_STOP_TIMEOUT_S, Paths, Upstream,
-    Wsvisorctl, elapsed_ms, environment_without_server, free_tcp_port, stop_process, wait_until)
+    SERVER_START_TIMEOUT_S, SERVER_STOP_TIMEOUT_S, Paths, Upstream, Wsvisorctl,
+    ctl_list_succeeds, elapsed_ms, free_tcp_port, read_log, stop_process, wait_until)
 
 # Heartbeats of the test endpoints: a hung upstream is UNHEALTHY ~400 ms after its last answer.
 HEARTBEAT_FLAGS = ("--interval", "200ms", "--timeout", "200ms")
@@ -186,11 +186,7 @@ class MetricsWsvisor:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 return False
-            probe = subprocess.run(
-                [self._paths.wsvisorctl, "--server", self.address, "--request-timeout", "1s",
-                 "list"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                timeout=CTL_CALL_TIMEOUT_S, env=environment_without_server())
-            if probe.returncode == 0:
+            if ctl_list_succeeds(self._paths.wsvisorctl, self.address):
                 try:
                     self.metrics_text()
                     return True
@@ -212,11 +208,7 @@ class MetricsWsvisor:
         return Exposition(self.metrics_text())
 
     def log_text(self):
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as log:
-                return log.read()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def ctl_ok(self, *args):
         """wsvisorctl ARGS, which must succeed; returns its stdout."""
@@ -342,11 +334,7 @@ class PrometheusServer:
         return {labels.get("endpoint"): value for labels, value in self.query(expr)}
 
     def log_text(self):
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as log:
-                return log.read()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def stop(self):
         return stop_process(self._process, signal.SIGTERM, 20.0)
