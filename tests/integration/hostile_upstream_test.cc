@@ -40,7 +40,6 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-
 // fastSpec: heartbeat interval and timeout 200 ms each.
 constexpr long long kIntervalMs = 200;
 constexpr long long kTimeoutMs = 200;
