@@ -386,6 +386,12 @@ class Namespace:
                 print(f"  deleted stale namespace {match.group(0)}", flush=True)
 
     def create(self):
+        # `ip netns exec` and `ip -n` make a private mount namespace, which fails when / is not a
+        # mount point (a chroot such as a bare debootstrap root). Check before creating anything,
+        # so that nothing is left mounted behind.
+        if not os.path.ismount("/"):
+            raise PermissionError("/ is not a mount point here (a chroot?): ip cannot enter "
+                                  "network namespaces")
         self.sweep_stale()
         result = run("ip", "netns", "add", self.name, check=False)
         if result.returncode != 0:
