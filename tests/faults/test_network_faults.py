@@ -387,11 +387,10 @@ class Namespace:
 
     def create(self):
         # `ip netns exec` and `ip -n` make a private mount namespace, which fails when / is not a
-        # mount point (a chroot such as a bare debootstrap root). Check before creating anything,
-        # so that nothing is left mounted behind.
-        if not os.path.ismount("/"):
-            raise PermissionError("/ is not a mount point here (a chroot?): ip cannot enter "
-                                  "network namespaces")
+        # mount point, as in a chroot (a bare debootstrap root). Check before creating anything,
+        # so that nothing is left mounted behind. (debianutils' ischroot: 0 means "in a chroot".)
+        if shutil.which("ischroot") and subprocess.run(["ischroot"]).returncode == 0:
+            raise PermissionError("running in a chroot: ip cannot enter network namespaces")
         self.sweep_stale()
         result = run("ip", "netns", "add", self.name, check=False)
         if result.returncode != 0:
