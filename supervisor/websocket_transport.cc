@@ -122,6 +122,9 @@ core::Failure classifyConnectFailure(Connection& con, bool secure, const std::st
     for (const std::error_code& cause : {ec, tec}) {
       if (cause.category() == asio::error::get_ssl_category() ||
           cause.category() == asio::ssl::error::get_stream_category()) {
+        // websocketpp often records the same error in both codes: say it once, so that
+        // every retry reports the same detail.
+        if (tls_detail == cause.message()) continue;
         tls_detail += (tls_detail.empty() ? "" : "; ") + cause.message();
       }
     }
