@@ -40,6 +40,23 @@ core::EndpointStatus HealthBus::EndpointState::currentStatus() const {
   return current;
 }
 
+namespace {
+
+// The event that announces `state`, the state of endpoint `id` as of its last change.
+core::HealthEvent eventOf(core::HealthEvent::Type type, const std::string& id,
+                          const HealthBus::EndpointState& state) {
+  core::HealthEvent event;
+  event.type = type;
+  event.revision = state.revision;
+  event.endpoint_id = id;
+  event.labels = state.labels;
+  event.status = state.status;
+  event.time = state.changed_at;
+  return event;
+}
+
+}  // namespace
+
 void HealthBus::publishRegistered(const std::string& id, uint64_t incarnation,
                                   std::map<std::string, std::string> labels,
                                   const core::EndpointStatus& status,
@@ -54,14 +71,7 @@ void HealthBus::publishRegistered(const std::string& id, uint64_t incarnation,
     state.live = std::move(live);
     state.revision = ++revision_;
     state.changed_at = at;
-    core::HealthEvent event;
-    event.type = core::HealthEvent::Type::kRegistered;
-    event.revision = state.revision;
-    event.endpoint_id = id;
-    event.labels = state.labels;
-    event.status = status;
-    event.time = at;
-    deliver(event, state.labels, woken);
+    deliver(eventOf(core::HealthEvent::Type::kRegistered, id, state), state.labels, woken);
   }
   for (const auto& subscription : woken) subscription->wake_();
 }
@@ -74,17 +84,12 @@ void HealthBus::publishChanged(const std::string& id, uint64_t incarnation,
     auto it = endpoints_.find(id);
     if (it == endpoints_.end() || it->second.incarnation != incarnation) return;
     EndpointState& state = it->second;
-    core::HealthEvent event;
-    event.type = core::HealthEvent::Type::kChanged;
-    event.previous_health = state.status.health;
+    const core::Health previous = state.status.health;
     state.status = status;
     state.revision = ++revision_;
     state.changed_at = at;
-    event.revision = state.revision;
-    event.endpoint_id = id;
-    event.labels = state.labels;
-    event.status = status;
-    event.time = at;
+    core::HealthEvent event = eventOf(core::HealthEvent::Type::kChanged, id, state);
+    event.previous_health = previous;
     deliver(event, state.labels, woken);
   }
   for (const auto& subscription : woken) subscription->wake_();
@@ -97,16 +102,13 @@ void HealthBus::publishUnregistered(const std::string& id, uint64_t incarnation,
     std::lock_guard<std::mutex> lock(mu_);
     auto it = endpoints_.find(id);
     if (it == endpoints_.end() || it->second.incarnation != incarnation) return;
-    core::HealthEvent event;
-    event.type = core::HealthEvent::Type::kUnregistered;
-    event.revision = ++revision_;
-    event.endpoint_id = id;
-    event.labels = it->second.labels;
-    event.status = it->second.status;
+    EndpointState& state = it->second;
+    state.revision = ++revision_;
+    state.changed_at = at;
+    core::HealthEvent event = eventOf(core::HealthEvent::Type::kUnregistered, id, state);
     event.status.phase = core::ConnectionPhase::kStopped;
     event.status.next_attempt.reset();
-    event.time = at;
-    deliver(event, it->second.labels, woken);
+    deliver(event, state.labels, woken);
     endpoints_.erase(it);
   }
   for (const auto& subscription : woken) subscription->wake_();
@@ -122,9 +124,7 @@ void HealthBus::replaceRegistration(const std::string& id, uint64_t incarnation,
     auto it = endpoints_.find(id);
     if (it == endpoints_.end()) return;
     EndpointState& state = it->second;
-    core::HealthEvent event;
-    event.type = core::HealthEvent::Type::kChanged;
-    event.previous_health = state.status.health;
+    const core::Health previous = state.status.health;
     state.incarnation = incarnation;
     // A watcher filtering on labels sees the event if either the old or the new labels match,
     // so that an endpoint leaving its selection is not silently lost.
@@ -134,11 +134,8 @@ void HealthBus::replaceRegistration(const std::string& id, uint64_t incarnation,
     if (live) state.live = std::move(live);
     state.revision = ++revision_;
     state.changed_at = at;
-    event.revision = state.revision;
-    event.endpoint_id = id;
-    event.labels = state.labels;
-    event.status = state.status;
-    event.time = at;
+    core::HealthEvent event = eventOf(core::HealthEvent::Type::kChanged, id, state);
+    event.previous_health = previous;
     deliver(event, state.labels, woken);
     if (old_labels != state.labels) {
       std::vector<std::shared_ptr<WatchSubscription>> old_match;
@@ -185,13 +182,8 @@ std::shared_ptr<WatchSubscription> HealthBus::subscribe(WatchFilter filter, size
     std::lock_guard<std::mutex> queue_lock(subscription->mu_);
     for (const auto& [id, state] : endpoints_) {
       if (!subscription->filter_.matches(id, state.labels)) continue;
-      core::HealthEvent event;
-      event.type = core::HealthEvent::Type::kSnapshot;
-      event.revision = state.revision;
-      event.endpoint_id = id;
-      event.labels = state.labels;
+      core::HealthEvent event = eventOf(core::HealthEvent::Type::kSnapshot, id, state);
       event.status = state.currentStatus();
-      event.time = state.changed_at;
       subscription->queue_.pushSnapshot(std::move(event));
     }
     core::HealthEvent complete;
