@@ -8,6 +8,7 @@
 #include "service/build_info.h"
 #include "service/config_file.h"
 #include "service/grpc_metrics_interceptor.h"
+#include "service/server_credentials.h"
 #include "supervisor/log.h"
 
 namespace wsvisor::service {
@@ -63,12 +64,44 @@ bool Server::start(std::string& error) {
     registry_->shutdown(std::chrono::milliseconds(0));
     return false;
   }
-  service_ = std::make_unique<SupervisorService>(*registry_, bus_);
+  if (!options_.auth_token_file.empty()) {
+    auto tokens = loadTokenFile(options_.auth_token_file);
+    if (auto* problem = std::get_if<std::string>(&tokens)) {
+      error = *problem;
+      registry_->shutdown(std::chrono::milliseconds(0));
+      return false;
+    }
+    api_access_ = std::make_unique<ApiAccess>(std::get<std::vector<ApiToken>>(std::move(tokens)));
+  }
+  service_ = std::make_unique<SupervisorService>(*registry_, bus_, api_access_.get());
+  if (!startGrpcServers(error)) {
+    registry_->shutdown(std::chrono::milliseconds(0));
+    return false;
+  }
+  setServing(true);
+  WSV_LOG(kInfo) << "wsvisor serving gRPC on " << options_.listen << " (port " << grpc_port_ << ", "
+                 << describeTransportSecurity(options_) << ", "
+                 << (api_access_ ? std::to_string(api_access_->tokenCount()) + " bearer token(s)"
+                                 : std::string("no bearer tokens"))
+                 << ") with " << options_.threads << " io thread(s)";
+  if (api_access_ && options_.tls_cert_file.empty()) {
+    WSV_LOG(kWarning) << "bearer tokens travel in plaintext: give --tls-cert and --tls-key "
+                         "unless the network already encrypts (a service mesh)";
+  }
+  if (health_server_) {
+    WSV_LOG(kInfo) << "serving grpc.health.v1.Health (plaintext, health only) on "
+                   << options_.health_listen << " (port " << health_port_ << ")";
+  }
+  return true;
+}
 
+bool Server::startGrpcServers(std::string& error) {
+  const auto credentials = makeServerCredentials(options_, error);
+  if (!credentials) return false;
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.AddListeningPort(options_.listen, credentials, &grpc_port_);
   builder.RegisterService(service_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<GrpcMetricsInterceptorFactory>(*metrics_));
@@ -76,21 +109,47 @@ bool Server::start(std::string& error) {
   grpc_server_ = builder.BuildAndStart();
   if (!grpc_server_ || grpc_port_ == 0) {
     error = "cannot listen for gRPC on " + options_.listen;
-    registry_->shutdown(std::chrono::milliseconds(0));
     return false;
   }
-  // Overall ("") and per service, for probes that name the service (grpc_health_probe -service).
-  grpc_server_->GetHealthCheckService()->SetServingStatus(true);
-  grpc_server_->GetHealthCheckService()->SetServingStatus(v1::Supervisor::service_full_name(),
-                                                          true);
-  WSV_LOG(kInfo) << "wsvisor serving gRPC on " << options_.listen << " (port " << grpc_port_
-                 << ") with " << options_.threads << " io thread(s)";
+  if (options_.health_listen.empty()) return true;
+  // A server of its own, so that nothing but health is reachable without TLS and tokens.
+  grpc::ServerBuilder health_builder;
+  health_builder.AddListeningPort(options_.health_listen, grpc::InsecureServerCredentials(),
+                                  &health_port_);
+  health_server_ = health_builder.BuildAndStart();
+  if (!health_server_ || health_port_ == 0) {
+    error = "cannot listen for gRPC health on " + options_.health_listen;
+    grpc_server_->Shutdown(std::chrono::system_clock::now());
+    return false;
+  }
+  return true;
+}
+
+void Server::setServing(bool serving) {
+  for (grpc::Server* server : {grpc_server_.get(), health_server_.get()}) {
+    if (server == nullptr) continue;
+    // Overall ("") and per service, for probes that name the service (grpc_health_probe -service).
+    server->GetHealthCheckService()->SetServingStatus(serving);
+    server->GetHealthCheckService()->SetServingStatus(v1::Supervisor::service_full_name(), serving);
+  }
+}
+
+bool Server::reloadAuthTokens() {
+  if (!api_access_) return true;
+  auto tokens = loadTokenFile(options_.auth_token_file);
+  if (auto* problem = std::get_if<std::string>(&tokens)) {
+    WSV_LOG(kError) << "bearer tokens not reloaded, the previous ones stay in force: " << *problem;
+    return false;
+  }
+  api_access_->replaceTokens(std::get<std::vector<ApiToken>>(std::move(tokens)));
+  WSV_LOG(kInfo) << "bearer tokens reloaded from " << options_.auth_token_file << ": "
+                 << api_access_->tokenCount() << " token(s)";
   return true;
 }
 
 bool Server::reloadConfig() {
   if (options_.config_file.empty()) {
-    WSV_LOG(kWarning) << "no --config file to reload";
+    WSV_LOG(kInfo) << "no --config file to reload";
     return true;
   }
   auto loaded = loadConfigFile(options_.config_file);
@@ -141,9 +200,7 @@ void Server::shutdown() {
   }
   WSV_LOG(kInfo) << "shutting down: grace " << options_.shutdown_grace.count() << "ms";
   // Probes see NOT_SERVING first, so traffic drains before anything is refused.
-  grpc_server_->GetHealthCheckService()->SetServingStatus(false);
-  grpc_server_->GetHealthCheckService()->SetServingStatus(v1::Supervisor::service_full_name(),
-                                                          false);
+  setServing(false);
   service_->beginShutdown();
   // The grace period bounds the whole shutdown: most of it for closing upstream connections,
   // then up to a quarter (at most 1 s) for unary calls in flight; watch streams are already
@@ -156,6 +213,7 @@ void Server::shutdown() {
   metrics_->keepSeriesOnRelease();
   registry_->shutdown(upstream_grace);
   grpc_server_->Shutdown(std::chrono::system_clock::now() + grpc_grace);
+  if (health_server_) health_server_->Shutdown(std::chrono::system_clock::now());
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopped_ = true;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "service/api_access.h"
 #include "service/proto_conversions.h"
 #include "service/server_options.h"
 #include "service/supervisor_service.h"
@@ -31,10 +32,15 @@ class Server {
   // Re-reads the --config file and applies it as a diff. A bad file changes nothing; the outcome
   // is logged and counted (wsvisor_config_reloads_total). Returns false on a bad file.
   bool reloadConfig();
+  // Re-reads --auth-token-file (on SIGHUP): tokens can be rotated without a restart. A bad file
+  // keeps the tokens in force. Returns false on a bad file; true when there is none.
+  bool reloadAuthTokens();
   // The bound gRPC port (useful with --listen 127.0.0.1:0).
   int grpcPort() const { return grpc_port_; }
   // The bound metrics port, 0 when metrics are off (--metrics-listen "").
   int metricsPort() const { return metrics_port_; }
+  // The bound --health-listen port, 0 when there is none.
+  int healthPort() const { return health_port_; }
   const FdBudget& fdBudget() const { return fd_budget_; }
   Registry& registry() { return *registry_; }
 
@@ -46,6 +52,9 @@ class Server {
 
  private:
   bool startMetricsExposer(std::string& error);
+  bool startGrpcServers(std::string& error);
+  // Health of the whole server and of wsvisor.v1.Supervisor, on every listener.
+  void setServing(bool serving);
 
   ServerOptions options_;
   FdBudget fd_budget_;
@@ -58,9 +67,12 @@ class Server {
   std::unique_ptr<prometheus::Exposer> exposer_;
   int metrics_port_ = 0;
   std::unique_ptr<Registry> registry_;
+  std::unique_ptr<ApiAccess> api_access_;  // null without --auth-token-file
   std::unique_ptr<SupervisorService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int grpc_port_ = 0;
+  std::unique_ptr<grpc::Server> health_server_;  // --health-listen: health only, plaintext
+  int health_port_ = 0;
   std::mutex mu_;
   std::condition_variable stopped_cv_;
   bool stopped_ = false;

@@ -50,6 +50,19 @@ Supervises WebSocket connections to upstream endpoints registered over gRPC.
 Flags:
   --listen ADDR            gRPC address (wsvisor.v1.Supervisor, grpc.health.v1.Health,
                            reflection). Default 0.0.0.0:50051.
+  --health-listen ADDR     Extra plaintext address that serves only grpc.health.v1.Health, for
+                           probes that cannot do TLS or send tokens (kubelet gRPC probes).
+                           Default: none (health is always served on --listen too).
+  --tls-cert FILE          PEM certificate chain: serve gRPC over TLS (with --tls-key). Both
+                           files are re-read every minute, so rotation needs no restart.
+  --tls-key FILE           PEM private key of --tls-cert (unencrypted).
+  --client-ca FILE         PEM CA bundle: require client certificates signed by it (mutual
+                           TLS). Needs --tls-cert.
+  --auth-token-file FILE   Bearer tokens, one "NAME ACCESS TOKEN" line each (ACCESS: read or
+                           write; tokens of 16+ characters; '#' starts a comment). Every
+                           Supervisor call then needs 'authorization: Bearer <token>':
+                           UNAUTHENTICATED without a valid one, PERMISSION_DENIED for a read
+                           token that writes. Health and metrics stay open. Re-read on SIGHUP.
   --metrics-listen ADDR    Prometheus /metrics address (host:port). Default 0.0.0.0:9464.
   --metrics-per-endpoint B true or false: series labelled by endpoint (up, RTT histogram, last
                            transition). false leaves only aggregates. Default true.
@@ -102,6 +115,16 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
     const std::string& v = *value;
     if (name == "--listen") {
       options.listen = v;
+    } else if (name == "--health-listen") {
+      options.health_listen = v;
+    } else if (name == "--tls-cert") {
+      options.tls_cert_file = v;
+    } else if (name == "--tls-key") {
+      options.tls_key_file = v;
+    } else if (name == "--client-ca") {
+      options.client_ca_file = v;
+    } else if (name == "--auth-token-file") {
+      options.auth_token_file = v;
     } else if (name == "--metrics-listen") {
       options.metrics_listen = v;
     } else if (name == "--metrics-per-endpoint") {
@@ -170,6 +193,18 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
   }
   if (options.listen.empty()) {
     error = "--listen must not be empty";
+    return std::nullopt;
+  }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    error = "--tls-cert and --tls-key go together: give both or neither";
+    return std::nullopt;
+  }
+  if (!options.client_ca_file.empty() && options.tls_cert_file.empty()) {
+    error = "--client-ca needs --tls-cert and --tls-key: client certificates are checked in TLS";
+    return std::nullopt;
+  }
+  if (!options.health_listen.empty() && options.health_listen == options.listen) {
+    error = "--health-listen must differ from --listen";
     return std::nullopt;
   }
   return options;

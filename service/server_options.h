@@ -13,6 +13,13 @@ namespace wsvisor::service {
 // Everything `wsvisor` can be told on its command line, with the documented defaults.
 struct ServerOptions {
   std::string listen = "0.0.0.0:50051";
+  // Plaintext address serving only grpc.health.v1.Health, for probes that cannot do TLS or send
+  // tokens (kubelet's gRPC probes). Empty: health is served on --listen only.
+  std::string health_listen;
+  std::string tls_cert_file;  // with tls_key_file: the gRPC listener speaks TLS
+  std::string tls_key_file;
+  std::string client_ca_file;   // clients must present a certificate signed by this CA
+  std::string auth_token_file;  // bearer tokens ("NAME ACCESS TOKEN" lines); empty: no tokens
   std::string metrics_listen = "0.0.0.0:9464";
   bool metrics_per_endpoint = true;
   std::vector<std::string> metrics_endpoint_labels;

@@ -2,6 +2,7 @@
 
 #include "service/proto_conversions.h"
 #include "supervisor/core/spec_validation.h"
+#include "supervisor/log.h"
 
 namespace wsvisor::service {
 
@@ -54,18 +55,45 @@ std::optional<core::LabelSelector> parseSelector(const std::string& text, const 
 
 const grpc::Status kShuttingDown(grpc::StatusCode::UNAVAILABLE, "wsvisor is shutting down");
 
-template <typename Fn>
-grpc::ServerUnaryReactor* answer(grpc::CallbackServerContext* context,
-                                 const std::atomic<bool>& shutting_down, Fn&& handler) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(shutting_down.load() ? kShuttingDown : handler());
-  return reactor;
+std::optional<std::string_view> authorizationOf(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find("authorization");
+  if (found == metadata.end()) return std::nullopt;
+  return std::string_view(found->second.data(), found->second.size());
 }
 
 }  // namespace
 
-SupervisorService::SupervisorService(Registry& registry, HealthBus& bus)
-    : registry_(registry), bus_(bus) {}
+SupervisorService::SupervisorService(Registry& registry, HealthBus& bus, const ApiAccess* access)
+    : registry_(registry), bus_(bus), access_(access) {}
+
+grpc::Status SupervisorService::admit(const grpc::CallbackServerContext& context, Access needed,
+                                      std::string_view method) const {
+  if (shutting_down_.load()) return kShuttingDown;
+  if (access_ == nullptr) return grpc::Status::OK;
+  AccessDecision decision = access_->check(authorizationOf(context), needed, method);
+  switch (decision.verdict) {
+    case AccessDecision::Verdict::kAllowed:
+      return grpc::Status::OK;
+    case AccessDecision::Verdict::kUnauthenticated:
+      WSV_LOG(kDebug) << method << " from " << context.peer() << " refused: " << decision.message;
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::move(decision.message));
+    case AccessDecision::Verdict::kPermissionDenied:
+      WSV_LOG(kDebug) << method << " from " << context.peer() << " refused: " << decision.message;
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::move(decision.message));
+  }
+  return grpc::Status(grpc::StatusCode::INTERNAL, "unknown access decision");
+}
+
+template <typename Handler>
+grpc::ServerUnaryReactor* SupervisorService::answer(grpc::CallbackServerContext* context,
+                                                    Access needed, std::string_view method,
+                                                    Handler&& handler) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status admitted = admit(*context, needed, method);
+  reactor->Finish(admitted.ok() ? handler() : admitted);
+  return reactor;
+}
 
 void SupervisorService::beginShutdown() {
   shutting_down_.store(true);
@@ -75,31 +103,35 @@ void SupervisorService::beginShutdown() {
 grpc::ServerUnaryReactor* SupervisorService::RegisterEndpoint(
     grpc::CallbackServerContext* context, const v1::RegisterEndpointRequest* request,
     v1::RegisterEndpointResponse* response) {
-  return answer(context, shutting_down_, [&] { return doRegister(*request, response); });
+  return answer(context, Access::kWrite, "RegisterEndpoint",
+                [&] { return doRegister(*request, response); });
 }
 
 grpc::ServerUnaryReactor* SupervisorService::UpdateEndpoint(
     grpc::CallbackServerContext* context, const v1::UpdateEndpointRequest* request,
     v1::UpdateEndpointResponse* response) {
-  return answer(context, shutting_down_, [&] { return doUpdate(*request, response); });
+  return answer(context, Access::kWrite, "UpdateEndpoint",
+                [&] { return doUpdate(*request, response); });
 }
 
 grpc::ServerUnaryReactor* SupervisorService::UnregisterEndpoint(
     grpc::CallbackServerContext* context, const v1::UnregisterEndpointRequest* request,
     v1::UnregisterEndpointResponse*) {
-  return answer(context, shutting_down_, [&] { return doUnregister(*request); });
+  return answer(context, Access::kWrite, "UnregisterEndpoint",
+                [&] { return doUnregister(*request); });
 }
 
 grpc::ServerUnaryReactor* SupervisorService::GetEndpoint(grpc::CallbackServerContext* context,
                                                          const v1::GetEndpointRequest* request,
                                                          v1::GetEndpointResponse* response) {
-  return answer(context, shutting_down_, [&] { return doGet(*request, response); });
+  return answer(context, Access::kRead, "GetEndpoint", [&] { return doGet(*request, response); });
 }
 
 grpc::ServerUnaryReactor* SupervisorService::ListEndpoints(grpc::CallbackServerContext* context,
                                                            const v1::ListEndpointsRequest* request,
                                                            v1::ListEndpointsResponse* response) {
-  return answer(context, shutting_down_, [&] { return doList(*request, response); });
+  return answer(context, Access::kRead, "ListEndpoints",
+                [&] { return doList(*request, response); });
 }
 
 grpc::Status SupervisorService::doRegister(const v1::RegisterEndpointRequest& request,
@@ -172,7 +204,7 @@ grpc::Status SupervisorService::doList(const v1::ListEndpointsRequest& request,
 }
 
 grpc::ServerWriteReactor<v1::HealthEvent>* SupervisorService::WatchHealth(
-    grpc::CallbackServerContext*, const v1::WatchHealthRequest* request) {
+    grpc::CallbackServerContext* context, const v1::WatchHealthRequest* request) {
   auto refuse = [](const grpc::Status& status) {
     class Refused : public grpc::ServerWriteReactor<v1::HealthEvent> {
      public:
@@ -181,7 +213,9 @@ grpc::ServerWriteReactor<v1::HealthEvent>* SupervisorService::WatchHealth(
     };
     return new Refused(status);
   };
-  if (shutting_down_.load()) return refuse(kShuttingDown);
+  if (grpc::Status admitted = admit(*context, Access::kRead, "WatchHealth"); !admitted.ok()) {
+    return refuse(admitted);
+  }
   WatchFilter filter;
   if (request->ids_size() > kMaxWatchIds) {
     return refuse(invalidArgument({"ids", "at most 1000 ids"}));

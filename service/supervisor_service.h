@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "service/api_access.h"
 #include "service/watch_stream.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/registry.h"
@@ -14,9 +15,10 @@ namespace wsvisor::service {
 // wsvisor.v1.Supervisor on gRPC's callback API. Validates every request, answers with a precise
 // status (INVALID_ARGUMENT names the field) and delegates to the Registry; a refused request
 // changes nothing. Handlers never block: registry commands only post to io threads.
+// With `access` set, every call first needs a bearer token allowed to do what it asks.
 class SupervisorService final : public v1::Supervisor::CallbackService {
  public:
-  SupervisorService(Registry& registry, HealthBus& bus);
+  SupervisorService(Registry& registry, HealthBus& bus, const ApiAccess* access = nullptr);
 
   // Refuses new calls with UNAVAILABLE and ends every open watch with a final status.
   void beginShutdown();
@@ -42,6 +44,13 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
       grpc::CallbackServerContext* context, const v1::WatchHealthRequest* request) override;
 
  private:
+  // OK, or UNAUTHENTICATED / PERMISSION_DENIED / UNAVAILABLE (shutting down).
+  grpc::Status admit(const grpc::CallbackServerContext& context, Access needed,
+                     std::string_view method) const;
+  template <typename Handler>
+  grpc::ServerUnaryReactor* answer(grpc::CallbackServerContext* context, Access needed,
+                                   std::string_view method, Handler&& handler);
+
   grpc::Status doRegister(const v1::RegisterEndpointRequest& request,
                           v1::RegisterEndpointResponse* response);
   grpc::Status doUpdate(const v1::UpdateEndpointRequest& request,
@@ -52,6 +61,7 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
 
   Registry& registry_;
   HealthBus& bus_;
+  const ApiAccess* access_;
   WatchStreamSet watch_streams_;
   std::atomic<bool> shutting_down_{false};
 };

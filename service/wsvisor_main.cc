@@ -43,8 +43,9 @@ int main(int argc, char** argv) {
       int received = 0;
       sigwait(&signals, &received);
       if (received == SIGHUP) {
-        WSV_LOG(kInfo) << "received SIGHUP: reloading " << options->config_file;
+        WSV_LOG(kInfo) << "received SIGHUP: reloading the config file and bearer tokens";
         server.reloadConfig();
+        server.reloadAuthTokens();
         continue;
       }
       WSV_LOG(kInfo) << "received " << (received == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -267,6 +267,19 @@ const Flag* findFlag(const std::vector<Flag>& flags, std::string_view name) {
   return nullptr;
 }
 
+// A flag whose value is stored as given and must not be empty.
+std::function<bool(std::string_view, std::string&)> pathFlag(std::string_view name,
+                                                             std::string& target) {
+  return [name, &target](std::string_view v, std::string& e) {
+    if (v.empty()) {
+      e = std::string(name) + ": must not be empty";
+      return false;
+    }
+    target = std::string(v);
+    return true;
+  };
+}
+
 // True when help was asked for anywhere before `--`: it wins over every other mistake.
 bool wantsHelp(const std::vector<std::string>& args) {
   for (const std::string& arg : args) {
@@ -328,7 +341,8 @@ bool takePositionals(std::string_view command_name, const std::vector<std::strin
 
 std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
                                            std::string_view server_from_environment,
-                                           std::string& error) {
+                                           std::string& error,
+                                           std::string_view token_file_from_environment) {
   CtlCommand command;
   if (wantsHelp(args)) return command;
 
@@ -354,6 +368,17 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
          command.request_timeout = *timeout;
          return true;
        }},
+      {"--tls", false,
+       [&command](std::string_view v, std::string&) {
+         command.connection.tls = v == "true";
+         return true;
+       }},
+      {"--tls-ca", true, pathFlag("--tls-ca", command.connection.tls_ca_file)},
+      {"--tls-cert", true, pathFlag("--tls-cert", command.connection.tls_cert_file)},
+      {"--tls-key", true, pathFlag("--tls-key", command.connection.tls_key_file)},
+      {"--tls-server-name", true,
+       pathFlag("--tls-server-name", command.connection.tls_server_name)},
+      {"--token-file", true, pathFlag("--token-file", command.connection.token_file)},
       {"--output", true,
        [&command](std::string_view v, std::string& e) {
          if (v == "json") {
@@ -458,6 +483,16 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
   }
   if (!takePositionals(*command_name, positionals, command, error)) return std::nullopt;
 
+  ConnectionOptions& connection = command.connection;
+  if (connection.tls_cert_file.empty() != connection.tls_key_file.empty()) {
+    error = "--tls-cert and --tls-key go together: give both or neither";
+    return std::nullopt;
+  }
+  connection.tls = connection.tls || !connection.tls_ca_file.empty() ||
+                   !connection.tls_cert_file.empty() || !connection.tls_server_name.empty();
+  if (connection.token_file.empty())
+    connection.token_file = std::string(token_file_from_environment);
+
   if (server_flag) {
     command.server = *server_flag;
   } else if (!server_from_environment.empty()) {
@@ -519,6 +554,13 @@ Global flags (anywhere on the line):
                                127.0.0.1:50051)
   -o, --output table|json      table (default) or protobuf JSON, one message per line
   --request-timeout D          deadline of each call except watch (default 10s)
+  --token-file F               send the bearer token in F (one line) with every call
+                               (default $WSVISOR_TOKEN_FILE; none when unset)
+  --tls                        connect with TLS, trusting the system's CAs
+  --tls-ca F                   connect with TLS, trusting the CAs in PEM file F
+  --tls-cert F, --tls-key F    client certificate and key (PEM) for mutual TLS
+  --tls-server-name N          name the server's certificate must carry (default: the
+                               --server host)
   -h, --help                   show this text
 
 Exit status: 0 success, 1 the call failed (the server's status is printed as

@@ -14,8 +14,20 @@ namespace wsvisor::ctl {
 inline constexpr std::string_view kDefaultServer = "127.0.0.1:50051";
 // The environment variable that replaces kDefaultServer; `--server` replaces both.
 inline constexpr std::string_view kServerEnvironmentVariable = "WSVISOR_SERVER";
+// The environment variable naming a bearer-token file; `--token-file` replaces it.
+inline constexpr std::string_view kTokenFileEnvironmentVariable = "WSVISOR_TOKEN_FILE";
 // Deadline of each unary call. `watch` has none: it runs until interrupted.
 inline constexpr std::chrono::seconds kDefaultRequestTimeout{10};
+
+// How wsvisorctl reaches the server: plaintext by default; TLS when any --tls* flag is given.
+struct ConnectionOptions {
+  bool tls = false;
+  std::string tls_ca_file;    // trust these CAs instead of the system's
+  std::string tls_cert_file;  // client certificate for mutual TLS (with tls_key_file)
+  std::string tls_key_file;
+  std::string tls_server_name;  // the name to check the server's certificate against
+  std::string token_file;       // bearer token sent with every call; empty: none
+};
 
 // One invocation of wsvisorctl, parsed and checked, with the request it will send.
 struct CtlCommand {
@@ -25,6 +37,9 @@ struct CtlCommand {
   std::string server{kDefaultServer};
   std::chrono::nanoseconds request_timeout = kDefaultRequestTimeout;
   OutputFormat output = OutputFormat::kTable;
+  ConnectionOptions connection;
+  // "Bearer <token>" read from connection.token_file before the first call; empty: none.
+  std::string authorization;
 
   // Only the request of `kind` is filled in.
   v1::RegisterEndpointRequest register_request;
@@ -37,7 +52,8 @@ struct CtlCommand {
 
 // Parses the arguments after the program name. Flags may come before or after the command and
 // its positional arguments, as `--flag value` or `--flag=value`; `--` ends the flags.
-// `server_from_environment` is the value of WSVISOR_SERVER (empty when unset).
+// `server_from_environment` is the value of WSVISOR_SERVER (empty when unset), and
+// `token_file_from_environment` that of WSVISOR_TOKEN_FILE.
 //
 // A flag given on the command line is always set in the request, even to zero or empty, so that
 // the server (not wsvisorctl) decides what is valid: `--interval 0s` sends a zero Duration and
@@ -47,7 +63,8 @@ struct CtlCommand {
 // Returns nullopt and sets `error` to a one-line message that names the flag or argument.
 std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
                                            std::string_view server_from_environment,
-                                           std::string& error);
+                                           std::string& error,
+                                           std::string_view token_file_from_environment = {});
 
 // Usage of every command, for `wsvisorctl help` and `--help`.
 std::string usageText();

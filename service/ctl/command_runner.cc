@@ -13,7 +13,13 @@ namespace {
 
 constexpr char kErrorPrefix[] = "wsvisorctl: ";
 
+void addCredentials(grpc::ClientContext& context, const CtlCommand& command) {
+  if (!command.authorization.empty()) context.AddMetadata("authorization", command.authorization);
+}
+
+// Every unary call: the bearer token and the deadline.
 void setDeadline(grpc::ClientContext& context, const CtlCommand& command) {
+  addCredentials(context, command);
   context.set_deadline(
       std::chrono::system_clock::now() +
       std::chrono::duration_cast<std::chrono::system_clock::duration>(command.request_timeout));
@@ -158,6 +164,7 @@ class InterrupterAttachment {
 int watchHealth(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
                 std::ostream& err, StreamInterrupter* interrupter) {
   grpc::ClientContext context;  // no deadline: a watch runs until it is interrupted
+  addCredentials(context, command);
   const InterrupterAttachment attachment(interrupter, &context);
   std::unique_ptr<grpc::ClientReaderInterface<v1::HealthEvent>> reader =
       stub.WatchHealth(&context, command.watch_request);

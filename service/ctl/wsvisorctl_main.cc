@@ -1,7 +1,4 @@
 // wsvisorctl: the command-line client of wsvisor's gRPC API. See usageText() for the commands.
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -11,6 +8,7 @@
 
 #include "service/ctl/command_line.h"
 #include "service/ctl/command_runner.h"
+#include "service/ctl/connection.h"
 #include "service/ctl/stream_interrupter.h"
 #include "wsvisor/v1/supervisor.grpc.pb.h"
 
@@ -20,9 +18,12 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
   const char* server_from_environment =
       std::getenv(std::string(wsvisor::ctl::kServerEnvironmentVariable).c_str());
+  const char* token_file_from_environment =
+      std::getenv(std::string(wsvisor::ctl::kTokenFileEnvironmentVariable).c_str());
   std::string error;
-  const std::optional<CtlCommand> command = wsvisor::ctl::parseCommandLine(
-      args, server_from_environment != nullptr ? server_from_environment : "", error);
+  std::optional<CtlCommand> command = wsvisor::ctl::parseCommandLine(
+      args, server_from_environment != nullptr ? server_from_environment : "", error,
+      token_file_from_environment != nullptr ? token_file_from_environment : "");
   if (!command) {
     std::cerr << "wsvisorctl: " << error << "\nRun 'wsvisorctl --help' for usage.\n";
     return wsvisor::ctl::kExitUsage;
@@ -37,8 +38,11 @@ int main(int argc, char** argv) {
   std::optional<wsvisor::ctl::StreamInterrupter> interrupter;
   if (command->kind == CtlCommand::Kind::kWatch) interrupter.emplace();
 
-  const std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(command->server, grpc::InsecureChannelCredentials());
+  const std::shared_ptr<grpc::Channel> channel = wsvisor::ctl::openChannel(*command, error);
+  if (!channel) {
+    std::cerr << "wsvisorctl: " << error << '\n';
+    return wsvisor::ctl::kExitUsage;
+  }
   const std::unique_ptr<wsvisor::v1::Supervisor::Stub> stub =
       wsvisor::v1::Supervisor::NewStub(channel);
   const int status = wsvisor::ctl::runCommand(*command, *stub, std::cout, std::cerr,

@@ -383,3 +383,45 @@ TEST(CommandLineTest, UsageMentionsEveryCommandAndRegisterFlag) {
 
 }  // namespace
 }  // namespace wsvisor::ctl
+
+namespace wsvisor::ctl {
+namespace {
+
+TEST(CommandLineTest, PlaintextWithoutTokenByDefault) {
+  const CtlCommand command = parseValid({"list"});
+  EXPECT_FALSE(command.connection.tls);
+  EXPECT_TRUE(command.connection.token_file.empty());
+}
+
+TEST(CommandLineTest, AnyTlsFlagTurnsTlsOn) {
+  EXPECT_TRUE(parseValid({"--tls", "list"}).connection.tls);
+  EXPECT_TRUE(parseValid({"list", "--tls-ca", "ca.pem"}).connection.tls);
+  EXPECT_TRUE(parseValid({"list", "--tls-server-name", "wsvisor.internal"}).connection.tls);
+  const CtlCommand mutual =
+      parseValid({"--tls-cert", "c.pem", "--tls-key", "k.pem", "get", "a", "--tls-ca=ca.pem"});
+  EXPECT_TRUE(mutual.connection.tls);
+  EXPECT_EQ(mutual.connection.tls_cert_file, "c.pem");
+  EXPECT_EQ(mutual.connection.tls_key_file, "k.pem");
+  EXPECT_EQ(mutual.connection.tls_ca_file, "ca.pem");
+}
+
+TEST(CommandLineTest, ClientCertificateAndKeyGoTogether) {
+  EXPECT_EQ(parseError({"list", "--tls-cert", "c.pem"}),
+            "--tls-cert and --tls-key go together: give both or neither");
+  EXPECT_EQ(parseError({"list", "--tls-ca="}), "--tls-ca: must not be empty");
+}
+
+TEST(CommandLineTest, TokenFileFlagWinsOverTheEnvironment) {
+  std::string error;
+  const auto from_environment = parseCommandLine({"list"}, "", error, "/run/token");
+  ASSERT_TRUE(from_environment) << error;
+  EXPECT_EQ(from_environment->connection.token_file, "/run/token");
+  const auto from_flag =
+      parseCommandLine({"list", "--token-file", "/etc/token"}, "", error, "/run/token");
+  ASSERT_TRUE(from_flag) << error;
+  EXPECT_EQ(from_flag->connection.token_file, "/etc/token");
+  EXPECT_TRUE(from_flag->authorization.empty());  // read when the channel is opened
+}
+
+}  // namespace
+}  // namespace wsvisor::ctl
