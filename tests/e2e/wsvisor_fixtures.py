@@ -114,10 +114,11 @@ def read_log(path):
         return ""
 
 
-def ctl_list_succeeds(wsvisorctl, address):
-    """True if `wsvisorctl list` against address succeeds now (a probe that wsvisor serves)."""
+def ctl_list_succeeds(wsvisorctl, address, ctl_args=()):
+    """True if `wsvisorctl list` against address succeeds now (a probe that wsvisor serves).
+    ctl_args are the global flags the server needs (TLS files, a token)."""
     probe = subprocess.run(
-        [wsvisorctl, "--server", address, "--request-timeout", "1s", "list"],
+        [wsvisorctl, "--server", address, "--request-timeout", "1s", *ctl_args, "list"],
         stdin=subprocess.DEVNULL, capture_output=True, text=True,
         timeout=CTL_CALL_TIMEOUT_S, env=environment_without_server())
     return probe.returncode == 0
@@ -218,9 +219,13 @@ class WsvisorServer:
     Its stderr (the log) goes to a file so that a chatty server can never block on a full pipe;
     log_text() reads it back."""
 
-    def __init__(self, paths, work_dir, start_attempts=5):
+    def __init__(self, paths, work_dir, start_attempts=5, extra_args=(), ctl_args=()):
+        """extra_args go to wsvisor; ctl_args are the wsvisorctl global flags that reach it
+        (used to tell when it serves)."""
         self._paths = paths
         self._work_dir = work_dir
+        self._extra_args = tuple(extra_args)
+        self._ctl_args = tuple(ctl_args)
         self._process = None
         self.address = None
         self.log_path = os.path.join(work_dir, "wsvisor.log")
@@ -238,7 +243,7 @@ class WsvisorServer:
                      "--listen", self.address,
                      "--metrics-listen", "127.0.0.1:0",
                      "--data-dir", os.path.join(self._work_dir, "data"),
-                     "--log-level", "info"],
+                     "--log-level", "info", *self._extra_args],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
             if self._wait_until_serving():
                 print(f"  wsvisor serving on {self.address} after {elapsed_ms(started):.0f} ms "
@@ -258,7 +263,7 @@ class WsvisorServer:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 return False
-            if ctl_list_succeeds(self._paths.wsvisorctl, self.address):
+            if ctl_list_succeeds(self._paths.wsvisorctl, self.address, self._ctl_args):
                 return True
             time.sleep(POLL_INTERVAL_S * 5)
         self.stop()
@@ -291,12 +296,14 @@ def environment_without_server(**extra):
 class Wsvisorctl:
     """Runs wsvisorctl against one server, as a user types it."""
 
-    def __init__(self, paths, server_address):
+    def __init__(self, paths, server_address, *global_args):
+        """global_args (TLS files, a token file) go before every command."""
         self._binary = paths.wsvisorctl
         self.server_address = server_address
+        self._global_args = global_args
 
     def command(self, *args):
-        return [self._binary, "--server", self.server_address, *args]
+        return [self._binary, "--server", self.server_address, *self._global_args, *args]
 
     def run(self, *args, env=None, with_server_flag=True):
         """One call; returns the CompletedProcess (text stdout and stderr)."""
