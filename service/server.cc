@@ -79,11 +79,12 @@ bool Server::start(std::string& error) {
     return false;
   }
   setServing(true);
-  WSV_LOG(kInfo) << "wsvisor serving gRPC on " << options_.listen << " (port " << grpc_port_ << ", "
+  // "(port N)" is what scripts read to find a port bound with ":0"; keep it as it is.
+  WSV_LOG(kInfo) << "wsvisor serving gRPC on " << options_.listen << " (port " << grpc_port_
+                 << ") with " << options_.threads << " io thread(s); "
                  << describeTransportSecurity(options_) << ", "
                  << (api_access_ ? std::to_string(api_access_->tokenCount()) + " bearer token(s)"
-                                 : std::string("no bearer tokens"))
-                 << ") with " << options_.threads << " io thread(s)";
+                                 : std::string("no bearer tokens"));
   if (api_access_ && options_.tls_cert_file.empty()) {
     WSV_LOG(kWarning) << "bearer tokens travel in plaintext: give --tls-cert and --tls-key "
                          "unless the network already encrypts (a service mesh)";

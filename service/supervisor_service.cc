@@ -230,7 +230,7 @@ grpc::ServerWriteReactor<v1::HealthEvent>* SupervisorService::WatchHealth(
   auto selector = parseSelector(request->label_selector(), "label_selector", status);
   if (!selector) return refuse(status);
   filter.selector = std::move(*selector);
-  return new WatchStream(bus_, watch_streams_, std::move(filter));
+  return new WatchStream(bus_, watch_streams_, watch_pump_, std::move(filter));
 }
 
 }  // namespace wsvisor::service

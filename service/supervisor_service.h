@@ -62,6 +62,7 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
   Registry& registry_;
   HealthBus& bus_;
   const ApiAccess* access_;
+  WatchPump watch_pump_;  // before watch_streams_: streams post to it until they are done
   WatchStreamSet watch_streams_;
   std::atomic<bool> shutting_down_{false};
 };

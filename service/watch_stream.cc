@@ -1,8 +1,37 @@
 #include "service/watch_stream.h"
 
 #include "service/proto_conversions.h"
+#include "supervisor/happens_before.h"
 
 namespace wsvisor::service {
+
+namespace {
+
+// Declares to ThreadSanitizer what gRPC guarantees about one reaction (OnWriteDone, OnCancel):
+// it runs after the reactor was constructed, and OnDone() runs after it has returned. gRPC is not
+// built with ThreadSanitizer, so these orderings are invisible to it otherwise.
+class ReactionOrder {
+ public:
+  ReactionOrder(const void* constructed, const void* reactions_done) : done_(reactions_done) {
+    annotateHappensAfter(constructed);
+  }
+  ~ReactionOrder() { annotateHappensBefore(done_); }
+  ReactionOrder(const ReactionOrder&) = delete;
+  ReactionOrder& operator=(const ReactionOrder&) = delete;
+
+ private:
+  const void* const done_;
+};
+
+}  // namespace
+
+WatchStreamSet::~WatchStreamSet() {
+  // The service that owns this set is destroyed only after Server::Shutdown() has returned, and
+  // gRPC returns from it only once every reactor's OnDone() has run (each call's CallbackRequest
+  // holds a reference on the server that Shutdown() waits for). ThreadSanitizer cannot see that
+  // wait inside gRPC; OnDone() declares its side after its last remove().
+  annotateHappensAfter(this);
+}
 
 void WatchStreamSet::add(WatchStream* stream) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -24,8 +53,9 @@ size_t WatchStreamSet::size() const {
   return streams_.size();
 }
 
-WatchStream::WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchFilter filter)
-    : bus_(bus), streams_(streams), shared_(std::make_shared<Shared>()) {
+WatchStream::WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pump,
+                         WatchFilter filter)
+    : bus_(bus), streams_(streams), shared_(std::make_shared<Shared>(pump)) {
   shared_->reactor = this;
   streams_.add(this);
   // subscribe() queues the snapshot and calls wake() once, which starts the first write.
@@ -33,15 +63,25 @@ WatchStream::WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchFilter fi
   auto subscription = bus_.subscribe(std::move(filter), kLiveQueueCapacity, [weak] {
     if (auto shared = weak.lock()) wake(shared);
   });
-  // Wakes that ran before the assignment found no subscription to read; start the first write.
-  std::lock_guard<std::mutex> lock(shared_->mu);
-  subscription_ = std::move(subscription);
-  writeNextLocked();
+  {
+    // Wakes that ran before the assignment found no subscription to read; start the first write.
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    subscription_ = std::move(subscription);
+    writeNextLocked();
+  }
+  // gRPC runs reactions only after WatchHealth() has returned this reactor
+  // (ServerCallbackWriterImpl::SetupReactor); see ReactionOrder.
+  annotateHappensBefore(&constructed_);
 }
 
 void WatchStream::wake(const std::shared_ptr<Shared>& shared) {
-  std::lock_guard<std::mutex> lock(shared->mu);
-  if (shared->reactor != nullptr) shared->reactor->writeNextLocked();
+  if (shared->wake_posted.exchange(true)) return;
+  shared->pump.post([shared] {
+    // Cleared first: an event queued from here on posts again, so none is left waiting.
+    shared->wake_posted.store(false);
+    std::lock_guard<std::mutex> lock(shared->mu);
+    if (shared->reactor != nullptr) shared->reactor->writeNextLocked();
+  });
 }
 
 void WatchStream::writeNextLocked() {
@@ -67,6 +107,7 @@ void WatchStream::finish(const grpc::Status& status) {
 }
 
 void WatchStream::OnWriteDone(bool ok) {
+  const ReactionOrder order(&constructed_, &reactions_done_);
   std::lock_guard<std::mutex> lock(shared_->mu);
   shared_->write_in_flight = false;
   if (!ok) {
@@ -81,6 +122,7 @@ void WatchStream::OnWriteDone(bool ok) {
 }
 
 void WatchStream::OnCancel() {
+  const ReactionOrder order(&constructed_, &reactions_done_);
   std::lock_guard<std::mutex> lock(shared_->mu);
   if (shared_->finished) return;
   shared_->finished = true;
@@ -88,12 +130,16 @@ void WatchStream::OnCancel() {
 }
 
 void WatchStream::OnDone() {
+  // gRPC calls OnDone() last, once every other reaction has returned; see ReactionOrder.
+  annotateHappensAfter(&constructed_);
+  annotateHappensAfter(&reactions_done_);
   {
     std::lock_guard<std::mutex> lock(shared_->mu);
     shared_->reactor = nullptr;
   }
   bus_.unsubscribe(subscription_);
   streams_.remove(this);
+  annotateHappensBefore(&streams_);  // before the set is destroyed; see ~WatchStreamSet()
   delete this;
 }
 

@@ -2,10 +2,12 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <set>
 
+#include "service/watch_pump.h"
 #include "supervisor/health_bus.h"
 #include "wsvisor/v1/supervisor.grpc.pb.h"
 
@@ -16,6 +18,8 @@ class WatchStream;
 // The open WatchHealth streams, so that shutdown can end each with a final status.
 class WatchStreamSet {
  public:
+  ~WatchStreamSet();
+
   void add(WatchStream* stream);
   void remove(WatchStream* stream);
   // Ends every open stream with `status`; streams opened later are refused by the caller.
@@ -30,9 +34,11 @@ class WatchStreamSet {
 // One WatchHealth call. Owns itself: created by the service, deleted in OnDone().
 //
 // Feeding: the bus pushes events into the subscription's bounded queue and calls wake() from the
-// publishing thread; at most one write is in flight, and OnWriteDone() pulls the next event. No
-// thread blocks and none is spawned per stream. A watcher that reads slowly is coalesced by its
-// queue (see WatchQueue) and never slows the bus.
+// publishing thread, which only posts the stream to the WatchPump (once, however many events
+// arrive meanwhile); the pump turns the next event into a message and starts the write. At most
+// one write is in flight, and OnWriteDone() pulls the next event. No thread blocks and none is
+// spawned per stream. A watcher that reads slowly is coalesced by its queue (see WatchQueue) and
+// never slows the bus.
 //
 // Locking: `shared_->mu` guards the write state and the pointer back to the reactor. StartWrite()
 // and Finish() are called under it; gRPC never runs OnWriteDone() inline from StartWrite(), so
@@ -43,7 +49,7 @@ class WatchStream : public grpc::ServerWriteReactor<v1::HealthEvent> {
   // Live events queued per watcher before coalescing starts.
   static constexpr size_t kLiveQueueCapacity = 1024;
 
-  WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchFilter filter);
+  WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pump, WatchFilter filter);
 
   // Ends the stream with `status` as soon as the write in flight (if any) completes.
   void finish(const grpc::Status& status);
@@ -55,6 +61,10 @@ class WatchStream : public grpc::ServerWriteReactor<v1::HealthEvent> {
 
  private:
   struct Shared {
+    explicit Shared(WatchPump& p) : pump(p) {}
+    WatchPump& pump;
+    // Set while a wake is posted to the pump and has not started: later wakes need not post.
+    std::atomic<bool> wake_posted{false};
     std::mutex mu;
     WatchStream* reactor = nullptr;  // null once OnDone() has run
     bool write_in_flight = false;
@@ -69,6 +79,10 @@ class WatchStream : public grpc::ServerWriteReactor<v1::HealthEvent> {
 
   HealthBus& bus_;
   WatchStreamSet& streams_;
+  // Addresses that stand for two orderings gRPC guarantees, for ThreadSanitizer (see
+  // supervisor/happens_before.h): construction before every reaction, reactions before OnDone().
+  const char constructed_ = 0;
+  const char reactions_done_ = 0;
   std::shared_ptr<Shared> shared_;
   std::shared_ptr<WatchSubscription> subscription_;
 };

@@ -5,9 +5,47 @@
 
 namespace wsvisor {
 
+namespace {
+
+core::EndpointStatus withLiveFigures(core::EndpointStatus status, const LiveStats* live) {
+  if (live == nullptr) return status;
+  const int64_t last = live->last_rtt_ns.load(std::memory_order_relaxed);
+  const int64_t smoothed = live->smoothed_rtt_ns.load(std::memory_order_relaxed);
+  if (last != LiveStats::kNone) status.last_rtt = core::Duration(last);
+  if (smoothed != LiveStats::kNone) status.smoothed_rtt = core::Duration(smoothed);
+  status.heartbeats_sent =
+      std::max(status.heartbeats_sent, live->heartbeats_sent.load(std::memory_order_relaxed));
+  return status;
+}
+
+// A new event of `type` for endpoint `id`, stamped with the next revision.
+std::shared_ptr<core::HealthEvent> newEvent(core::HealthEvent::Type type, const std::string& id,
+                                            uint64_t revision, core::WallTime at) {
+  auto event = std::make_shared<core::HealthEvent>();
+  event->type = type;
+  event->revision = revision;
+  event->endpoint_id = id;
+  event->time = at;
+  return event;
+}
+
+}  // namespace
+
 std::optional<core::HealthEvent> WatchSubscription::next() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return queue_.pop();
+  std::optional<QueuedHealthEvent> entry;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    entry = queue_.pop();
+  }
+  if (!entry) return std::nullopt;
+  core::HealthEvent event = *entry->event;
+  event.coalesced = entry->coalesced;
+  if (entry->snapshot && event.type != core::HealthEvent::Type::kSnapshotComplete) {
+    event.type = core::HealthEvent::Type::kSnapshot;
+    event.previous_health.reset();
+    event.status = withLiveFigures(std::move(event.status), entry->live.get());
+  }
+  return event;
 }
 
 uint64_t WatchSubscription::droppedEvents() {
@@ -15,47 +53,28 @@ uint64_t WatchSubscription::droppedEvents() {
   return queue_.droppedEvents();
 }
 
-void HealthBus::deliver(const core::HealthEvent& event,
-                        const std::map<std::string, std::string>& labels,
-                        std::vector<std::shared_ptr<WatchSubscription>>& woken) {
+core::EndpointStatus HealthBus::EndpointState::currentStatus() const {
+  return withLiveFigures(latest->status, live.get());
+}
+
+void HealthBus::deliver(EndpointState& state, std::shared_ptr<core::HealthEvent> event,
+                        std::vector<std::shared_ptr<WatchSubscription>>& woken,
+                        const std::map<std::string, std::string>* old_labels) {
+  state.latest = std::move(event);
+  const core::HealthEvent& published = *state.latest;
   for (const auto& subscription : subscriptions_) {
-    if (!subscription->filter_.matches(event.endpoint_id, labels)) continue;
+    const WatchFilter& filter = subscription->filter_;
+    if (!filter.matches(published.endpoint_id, published.labels) &&
+        (old_labels == nullptr || !filter.matches(published.endpoint_id, *old_labels))) {
+      continue;
+    }
     {
       std::lock_guard<std::mutex> lock(subscription->mu_);
-      subscription->queue_.push(event);
+      subscription->queue_.push(state.latest);
     }
     woken.push_back(subscription);
   }
 }
-
-core::EndpointStatus HealthBus::EndpointState::currentStatus() const {
-  core::EndpointStatus current = status;
-  if (!live) return current;
-  const int64_t last = live->last_rtt_ns.load(std::memory_order_relaxed);
-  const int64_t smoothed = live->smoothed_rtt_ns.load(std::memory_order_relaxed);
-  if (last != LiveStats::kNone) current.last_rtt = core::Duration(last);
-  if (smoothed != LiveStats::kNone) current.smoothed_rtt = core::Duration(smoothed);
-  current.heartbeats_sent =
-      std::max(current.heartbeats_sent, live->heartbeats_sent.load(std::memory_order_relaxed));
-  return current;
-}
-
-namespace {
-
-// The event that announces `state`, the state of endpoint `id` as of its last change.
-core::HealthEvent eventOf(core::HealthEvent::Type type, const std::string& id,
-                          const HealthBus::EndpointState& state) {
-  core::HealthEvent event;
-  event.type = type;
-  event.revision = state.revision;
-  event.endpoint_id = id;
-  event.labels = state.labels;
-  event.status = state.status;
-  event.time = state.changed_at;
-  return event;
-}
-
-}  // namespace
 
 void HealthBus::publishRegistered(const std::string& id, uint64_t incarnation,
                                   std::map<std::string, std::string> labels,
@@ -66,12 +85,11 @@ void HealthBus::publishRegistered(const std::string& id, uint64_t incarnation,
     std::lock_guard<std::mutex> lock(mu_);
     EndpointState& state = endpoints_[id];
     state.incarnation = incarnation;
-    state.labels = std::move(labels);
-    state.status = status;
     state.live = std::move(live);
-    state.revision = ++revision_;
-    state.changed_at = at;
-    deliver(eventOf(core::HealthEvent::Type::kRegistered, id, state), state.labels, woken);
+    auto event = newEvent(core::HealthEvent::Type::kRegistered, id, ++revision_, at);
+    event->labels = std::move(labels);
+    event->status = status;
+    deliver(state, std::move(event), woken);
   }
   for (const auto& subscription : woken) subscription->wake_();
 }
@@ -84,13 +102,11 @@ void HealthBus::publishChanged(const std::string& id, uint64_t incarnation,
     auto it = endpoints_.find(id);
     if (it == endpoints_.end() || it->second.incarnation != incarnation) return;
     EndpointState& state = it->second;
-    const core::Health previous = state.status.health;
-    state.status = status;
-    state.revision = ++revision_;
-    state.changed_at = at;
-    core::HealthEvent event = eventOf(core::HealthEvent::Type::kChanged, id, state);
-    event.previous_health = previous;
-    deliver(event, state.labels, woken);
+    auto event = newEvent(core::HealthEvent::Type::kChanged, id, ++revision_, at);
+    event->labels = state.labels();
+    event->status = status;
+    event->previous_health = state.latest->status.health;
+    deliver(state, std::move(event), woken);
   }
   for (const auto& subscription : woken) subscription->wake_();
 }
@@ -103,12 +119,12 @@ void HealthBus::publishUnregistered(const std::string& id, uint64_t incarnation,
     auto it = endpoints_.find(id);
     if (it == endpoints_.end() || it->second.incarnation != incarnation) return;
     EndpointState& state = it->second;
-    state.revision = ++revision_;
-    state.changed_at = at;
-    core::HealthEvent event = eventOf(core::HealthEvent::Type::kUnregistered, id, state);
-    event.status.phase = core::ConnectionPhase::kStopped;
-    event.status.next_attempt.reset();
-    deliver(event, state.labels, woken);
+    auto event = newEvent(core::HealthEvent::Type::kUnregistered, id, ++revision_, at);
+    event->labels = state.labels();
+    event->status = state.latest->status;
+    event->status.phase = core::ConnectionPhase::kStopped;
+    event->status.next_attempt.reset();
+    deliver(state, std::move(event), woken);
     endpoints_.erase(it);
   }
   for (const auto& subscription : woken) subscription->wake_();
@@ -124,32 +140,18 @@ void HealthBus::replaceRegistration(const std::string& id, uint64_t incarnation,
     auto it = endpoints_.find(id);
     if (it == endpoints_.end()) return;
     EndpointState& state = it->second;
-    const core::Health previous = state.status.health;
     state.incarnation = incarnation;
-    // A watcher filtering on labels sees the event if either the old or the new labels match,
-    // so that an endpoint leaving its selection is not silently lost.
-    std::map<std::string, std::string> old_labels = std::move(state.labels);
-    state.labels = std::move(labels);
-    if (status) state.status = *status;
     if (live) state.live = std::move(live);
-    state.revision = ++revision_;
-    state.changed_at = at;
-    core::HealthEvent event = eventOf(core::HealthEvent::Type::kChanged, id, state);
-    event.previous_health = previous;
-    deliver(event, state.labels, woken);
-    if (old_labels != state.labels) {
-      std::vector<std::shared_ptr<WatchSubscription>> old_match;
-      for (const auto& subscription : subscriptions_) {
-        if (std::find(woken.begin(), woken.end(), subscription) != woken.end()) continue;
-        if (!subscription->filter_.matches(id, old_labels)) continue;
-        {
-          std::lock_guard<std::mutex> queue_lock(subscription->mu_);
-          subscription->queue_.push(event);
-        }
-        old_match.push_back(subscription);
-      }
-      woken.insert(woken.end(), old_match.begin(), old_match.end());
-    }
+    auto event = newEvent(core::HealthEvent::Type::kChanged, id, ++revision_, at);
+    event->labels = std::move(labels);
+    event->status = status ? *status : state.latest->status;
+    event->previous_health = state.latest->status.health;
+    // A watcher filtering on labels sees the event if either the old or the new labels match,
+    // so that an endpoint leaving its selection is not silently lost. `previous` keeps the old
+    // labels alive while deliver() replaces the latest event.
+    const SharedHealthEvent previous = state.latest;
+    const bool labels_changed = previous->labels != event->labels;
+    deliver(state, std::move(event), woken, labels_changed ? &previous->labels : nullptr);
   }
   for (const auto& subscription : woken) subscription->wake_();
 }
@@ -164,7 +166,9 @@ std::optional<HealthBus::EndpointState> HealthBus::state(const std::string& id) 
 std::array<size_t, 3> HealthBus::countByHealth() const {
   std::array<size_t, 3> counts{};
   std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [id, state] : endpoints_) ++counts[static_cast<size_t>(state.status.health)];
+  for (const auto& [id, state] : endpoints_) {
+    ++counts[static_cast<size_t>(state.latest->status.health)];
+  }
   return counts;
 }
 
@@ -179,17 +183,17 @@ std::shared_ptr<WatchSubscription> HealthBus::subscribe(WatchFilter filter, size
       std::make_shared<WatchSubscription>(std::move(filter), live_capacity, std::move(wake));
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // Only pointers are copied under the bus lock; the events are built when they are sent
+    // (WatchSubscription::next), so a large snapshot does not hold up publishers.
     std::lock_guard<std::mutex> queue_lock(subscription->mu_);
     for (const auto& [id, state] : endpoints_) {
-      if (!subscription->filter_.matches(id, state.labels)) continue;
-      core::HealthEvent event = eventOf(core::HealthEvent::Type::kSnapshot, id, state);
-      event.status = state.currentStatus();
-      subscription->queue_.pushSnapshot(std::move(event));
+      if (!subscription->filter_.matches(id, state.labels())) continue;
+      subscription->queue_.pushSnapshot(state.latest, state.live);
     }
-    core::HealthEvent complete;
-    complete.type = core::HealthEvent::Type::kSnapshotComplete;
-    complete.revision = revision_;
-    subscription->queue_.pushSnapshot(std::move(complete));
+    auto complete = std::make_shared<core::HealthEvent>();
+    complete->type = core::HealthEvent::Type::kSnapshotComplete;
+    complete->revision = revision_;
+    subscription->queue_.pushSnapshot(std::move(complete), nullptr);
     subscriptions_.push_back(subscription);
   }
   subscription->wake_();

@@ -37,7 +37,8 @@ class WatchSubscription {
   WatchSubscription(WatchFilter filter, size_t live_capacity, std::function<void()> wake)
       : filter_(std::move(filter)), queue_(live_capacity), wake_(std::move(wake)) {}
 
-  // The next event to deliver, or nullopt when none is waiting. Thread-safe.
+  // The next event to deliver, or nullopt when none is waiting. Thread-safe; the event is built
+  // on the caller's thread, outside every lock the publishers take.
   std::optional<core::HealthEvent> next();
   uint64_t droppedEvents();
 
@@ -60,14 +61,15 @@ class HealthBus {
  public:
   struct EndpointState {
     uint64_t incarnation = 0;
-    std::map<std::string, std::string> labels;
-    core::EndpointStatus status;
-    uint64_t revision = 0;        // of the last change
-    core::WallTime changed_at{};  // when the last change was published
+    // The endpoint's last change as it was published (labels, status, revision, time). Shared
+    // and immutable: handing out a state or a snapshot copies a pointer, not the labels.
+    SharedHealthEvent latest;
     // Figures that change with every heartbeat (RTT, heartbeats sent) are not published as
     // changes; they are read from here whenever a state is handed out.
     std::shared_ptr<const LiveStats> live;
 
+    const std::map<std::string, std::string>& labels() const { return latest->labels; }
+    uint64_t revision() const { return latest->revision; }
     // The published status with the live figures filled in.
     core::EndpointStatus currentStatus() const;
   };
@@ -103,8 +105,11 @@ class HealthBus {
   size_t subscriptionCount() const;
 
  private:
-  void deliver(const core::HealthEvent& event, const std::map<std::string, std::string>& labels,
-               std::vector<std::shared_ptr<WatchSubscription>>& woken);
+  // Publishes `event` as `state`'s latest change to every matching subscription (by `labels`,
+  // and also by `old_labels` when given). Requires mu_.
+  void deliver(EndpointState& state, std::shared_ptr<core::HealthEvent> event,
+               std::vector<std::shared_ptr<WatchSubscription>>& woken,
+               const std::map<std::string, std::string>* old_labels = nullptr);
 
   mutable std::mutex mu_;
   uint64_t revision_ = 0;

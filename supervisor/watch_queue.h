@@ -3,26 +3,43 @@
 #include <cstddef>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "supervisor/core/health_event.h"
+#include "supervisor/live_stats.h"
 
 namespace wsvisor {
+
+// One published event, shared read-only by every watcher it goes to: publishing to M watchers
+// costs M pointer copies, not M copies of the labels and strings.
+using SharedHealthEvent = std::shared_ptr<const core::HealthEvent>;
+
+// An entry of a watcher's queue.
+struct QueuedHealthEvent {
+  SharedHealthEvent event;
+  // Snapshot entries point at the endpoint's last change and are delivered as SNAPSHOT events
+  // with the live figures (RTT, heartbeats) read when they are delivered, not when queued.
+  bool snapshot = false;
+  std::shared_ptr<const LiveStats> live;
+  bool coalesced = false;
+};
 
 // The events waiting for one watcher. Bounded: once `live_capacity` live events are queued, later
 // events are coalesced — only the latest per endpoint is kept and it is delivered marked
 // `coalesced` — so a slow watcher costs at most one event per endpoint and never slows the
-// supervisor. Snapshot events queued at subscription do not count against the capacity.
+// supervisor. Snapshot entries queued at subscription do not count against the capacity.
 //
 // Not thread-safe; the owner locks.
 class WatchQueue {
  public:
   explicit WatchQueue(size_t live_capacity) : live_capacity_(live_capacity) {}
 
-  void pushSnapshot(core::HealthEvent event);
-  void push(core::HealthEvent event);
-  std::optional<core::HealthEvent> pop();
+  // `event` is the endpoint's last change (or the snapshot-complete marker).
+  void pushSnapshot(SharedHealthEvent event, std::shared_ptr<const LiveStats> live);
+  void push(SharedHealthEvent event);
+  std::optional<QueuedHealthEvent> pop();
 
   bool empty() const { return fifo_.empty() && coalesced_.empty(); }
   size_t size() const { return fifo_.size() + coalesced_.size(); }
@@ -32,9 +49,9 @@ class WatchQueue {
  private:
   size_t live_capacity_;
   size_t live_in_fifo_ = 0;
-  std::deque<core::HealthEvent> fifo_;
+  std::deque<QueuedHealthEvent> fifo_;
   // Latest event per endpoint once the FIFO is full, delivered oldest revision first.
-  std::map<std::string, core::HealthEvent> coalesced_;
+  std::map<std::string, SharedHealthEvent> coalesced_;
   std::map<uint64_t, std::string> coalesced_by_revision_;
   uint64_t dropped_ = 0;
 };

@@ -5,11 +5,11 @@
 namespace wsvisor {
 namespace {
 
-core::HealthEvent change(const std::string& id, uint64_t revision) {
-  core::HealthEvent e;
-  e.type = core::HealthEvent::Type::kChanged;
-  e.endpoint_id = id;
-  e.revision = revision;
+SharedHealthEvent change(const std::string& id, uint64_t revision) {
+  auto e = std::make_shared<core::HealthEvent>();
+  e->type = core::HealthEvent::Type::kChanged;
+  e->endpoint_id = id;
+  e->revision = revision;
   return e;
 }
 
@@ -17,22 +17,24 @@ TEST(WatchQueueTest, DeliversInOrderWhileUnderCapacity) {
   WatchQueue q(3);
   q.push(change("a", 1));
   q.push(change("b", 2));
-  EXPECT_EQ(q.pop()->revision, 1u);
-  EXPECT_EQ(q.pop()->revision, 2u);
+  EXPECT_EQ(q.pop()->event->revision, 1u);
+  EXPECT_EQ(q.pop()->event->revision, 2u);
   EXPECT_FALSE(q.pop().has_value());
 }
 
 TEST(WatchQueueTest, SnapshotDoesNotCountAgainstCapacity) {
   WatchQueue q(1);
-  for (int i = 0; i < 5; ++i) {
-    core::HealthEvent e = change("s" + std::to_string(i), i);
-    e.type = core::HealthEvent::Type::kSnapshot;
-    q.pushSnapshot(e);
-  }
+  for (int i = 0; i < 5; ++i) q.pushSnapshot(change("s" + std::to_string(i), i), nullptr);
   q.push(change("a", 10));
   EXPECT_EQ(q.size(), 6u);
-  for (int i = 0; i < 5; ++i) EXPECT_FALSE(q.pop()->coalesced);
-  EXPECT_FALSE(q.pop()->coalesced);
+  for (int i = 0; i < 5; ++i) {
+    auto entry = q.pop();
+    EXPECT_TRUE(entry->snapshot);
+    EXPECT_FALSE(entry->coalesced);
+  }
+  auto live = q.pop();
+  EXPECT_FALSE(live->snapshot);
+  EXPECT_FALSE(live->coalesced);
 }
 
 TEST(WatchQueueTest, OverflowKeepsOnlyTheLatestPerEndpointMarkedCoalesced) {
@@ -44,13 +46,13 @@ TEST(WatchQueueTest, OverflowKeepsOnlyTheLatestPerEndpointMarkedCoalesced) {
   q.push(change("a", 5));  // replaces revision 3
   EXPECT_EQ(q.size(), 4u);
   EXPECT_EQ(q.droppedEvents(), 1u);
-  EXPECT_EQ(q.pop()->revision, 1u);
-  EXPECT_EQ(q.pop()->revision, 2u);
+  EXPECT_EQ(q.pop()->event->revision, 1u);
+  EXPECT_EQ(q.pop()->event->revision, 2u);
   auto c = q.pop();
-  EXPECT_EQ(c->revision, 4u);  // oldest remaining revision first
+  EXPECT_EQ(c->event->revision, 4u);  // oldest remaining revision first
   EXPECT_TRUE(c->coalesced);
   auto a = q.pop();
-  EXPECT_EQ(a->revision, 5u);
+  EXPECT_EQ(a->event->revision, 5u);
   EXPECT_TRUE(a->coalesced);
   EXPECT_TRUE(q.empty());
 }
