@@ -75,6 +75,17 @@ void SupervisedEndpoint::onTransportEvent(uint64_t attempt, const ConnectionRef&
 
 void SupervisedEndpoint::onTimer(core::MonoTime deadline) {
   if (armed_for_ == deadline) armed_for_.reset();
+  if (deferred_for_ != deadline && session_.heartbeatFailsAt(core::MonoClock::now()) &&
+      shard_.transport.hasUnreadInput(connection_)) {
+    // Bytes are waiting in our own socket: the loop is behind, not necessarily the upstream.
+    // Re-arm for now: Asio runs socket completions found in a reactor pass before the timers
+    // that expire in it, so the waiting answer is read before the verdict. Once per deadline,
+    // so a peer that floods cannot put it off for ever.
+    deferred_for_ = deadline;
+    armed_for_ = deadline;
+    waitFor(core::MonoClock::now(), deadline);
+    return;
+  }
   handle(core::event::TimerFired{});
 }
 
@@ -170,8 +181,12 @@ void SupervisedEndpoint::armTimer() {
     timer_.cancel();
     return;
   }
-  timer_.expires_at(*deadline);  // cancels the previous wait
-  timer_.async_wait([shard = &shard_, key = key_, deadline = *deadline](const std::error_code& ec) {
+  waitFor(*deadline, *deadline);
+}
+
+void SupervisedEndpoint::waitFor(core::MonoTime expiry, core::MonoTime deadline) {
+  timer_.expires_at(expiry);  // cancels the previous wait
+  timer_.async_wait([shard = &shard_, key = key_, deadline](const std::error_code& ec) {
     if (ec == asio::error::operation_aborted) return;
     shard->timer_fired(key, deadline);
   });

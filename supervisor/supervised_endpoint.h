@@ -60,6 +60,8 @@ class SupervisedEndpoint {
   void handle(const core::SessionEvent& event);
   void apply(const core::SessionActions& actions);
   void armTimer();
+  // Arms the timer to expire at `expiry` and report `deadline` to onTimer().
+  void waitFor(core::MonoTime expiry, core::MonoTime deadline);
   void recordMetrics(const core::SessionActions& actions, core::ConnectionPhase phase_before);
 
   const uint64_t key_;
@@ -72,6 +74,8 @@ class SupervisedEndpoint {
   core::Session session_;
   asio::steady_timer timer_;
   std::optional<core::MonoTime> armed_for_;
+  // The deadline whose failure verdict was put off once to read input that had already arrived.
+  std::optional<core::MonoTime> deferred_for_;
   uint64_t attempt_ = 0;  // the connection attempt whose events reach the session
   ConnectionRef connection_;
 };

@@ -377,6 +377,15 @@ void WebSocketTransport::sendPing(const ConnectionRef& ref, const std::string& p
   });
 }
 
+bool WebSocketTransport::hasUnreadInput(const ConnectionRef& ref) {
+  bool unread = false;
+  clients_->withConnection(ref, [&](auto& con) {
+    std::error_code ec;
+    unread = con.get_raw_socket().available(ec) > 0 && !ec;
+  });
+  return unread;
+}
+
 void WebSocketTransport::sendText(const ConnectionRef& ref, const std::string& payload) {
   clients_->withConnection(ref, [&](auto& con) {
     // A failed send shows up as a missing reply: the session decides.

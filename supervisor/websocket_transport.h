@@ -49,6 +49,9 @@ class WebSocketTransport {
 
   void sendPing(const ConnectionRef& ref, const std::string& payload);
   void sendText(const ConnectionRef& ref, const std::string& payload);
+  // True when bytes have arrived on the connection's socket that nobody has read yet (one
+  // FIONREAD): the event loop is behind, and an answer may be waiting in our own buffer.
+  bool hasUnreadInput(const ConnectionRef& ref);
   // Sends a close frame; websocketpp finishes the closing handshake (bounded by its close
   // timeout) on its own. No-op when the connection is not open.
   void close(const ConnectionRef& ref, int code, const std::string& reason);

@@ -56,6 +56,12 @@ std::optional<MonoTime> Session::nextDeadline() const {
   return std::nullopt;
 }
 
+bool Session::heartbeatFailsAt(MonoTime now) const {
+  if (!started_ || status_.phase != ConnectionPhase::kOpen) return false;
+  if (!isHeartbeatSender()) return now >= silence_deadline_;
+  return outstanding_ && now >= reply_deadline_;
+}
+
 void Session::handle(const event::Start& e, MonoTime now, SessionActions& out) {
   if (started_) return;
   started_ = true;

@@ -92,6 +92,11 @@ class Session {
   // more.
   std::optional<MonoTime> nextDeadline() const;
 
+  // True when a TimerFired at `now` would fail a heartbeat (a reply or silence deadline has
+  // passed). The runtime asks before acting on a late timer, so that input that already arrived
+  // is read first.
+  bool heartbeatFailsAt(MonoTime now) const;
+
   const EndpointStatus& status() const { return status_; }
   const HeartbeatPolicy& heartbeatPolicy() const { return heartbeat_; }
   // Payload of the ping last requested by `send_ping` (its sequence number in decimal).

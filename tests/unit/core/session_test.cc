@@ -560,3 +560,40 @@ TEST_F(SessionTest, ModeChangeStartsAFreshHeartbeatOfTheNewMode) {
 
 }  // namespace
 }  // namespace wsvisor::core
+
+namespace wsvisor::core {
+namespace {
+
+class HeartbeatFailsAtTest : public SessionTest {};
+
+TEST_F(HeartbeatFailsAtTest, TrueOnlyOnceAnOutstandingPingIsPastItsDeadline) {
+  spec_.heartbeat.timeout = seconds(2);
+  start();
+  EXPECT_FALSE(session_->heartbeatFailsAt(now_));  // connecting
+  send(event::Connected{});                        // ping 1 out at t0
+  EXPECT_FALSE(session_->heartbeatFailsAt(at(milliseconds(1999))));
+  EXPECT_TRUE(session_->heartbeatFailsAt(at(seconds(2))));
+  now_ = at(milliseconds(5));
+  pong();
+  // Answered: nothing can fail until the next ping is out, however late the timer runs.
+  EXPECT_FALSE(session_->heartbeatFailsAt(at(seconds(30))));
+  advanceTo(at(seconds(10)));  // ping 2
+  EXPECT_FALSE(session_->heartbeatFailsAt(at(milliseconds(11999))));
+  EXPECT_TRUE(session_->heartbeatFailsAt(at(seconds(12))));
+  // The query changes nothing: the ping still fails when the timer fires.
+  const SessionActions actions = advanceTo(at(seconds(12)));
+  ASSERT_TRUE(actions.failure_recorded);
+  EXPECT_EQ(status().last_failure->reason, FailureReason::kPongTimeout);
+}
+
+TEST_F(HeartbeatFailsAtTest, PassiveModeFailsAtItsSilenceDeadline) {
+  spec_.heartbeat.mode = HeartbeatMode::kPassive;
+  spec_.heartbeat.timeout = seconds(20);
+  start();
+  send(event::Connected{});
+  EXPECT_FALSE(session_->heartbeatFailsAt(at(milliseconds(19999))));
+  EXPECT_TRUE(session_->heartbeatFailsAt(at(seconds(20))));
+}
+
+}  // namespace
+}  // namespace wsvisor::core
