@@ -7,7 +7,9 @@
 #include <unordered_set>
 #include <utility>
 #include <websocketpp/client.hpp>
+#include <websocketpp/concurrency/none.hpp>
 #include <websocketpp/config/asio_client.hpp>
+#include <websocketpp/logger/stub.hpp>
 
 #include "supervisor/core/websocket_url.h"
 
@@ -19,11 +21,21 @@ namespace {
 // transport timers must never be the ones that fire.
 constexpr long kTransportTimeoutMs = 5 * 60 * 1000 + 30 * 1000;
 
+// Each io_context is run by exactly one thread and every call into websocketpp is made on it, so
+// websocketpp's locks, per-connection strands and logger work are pure cost: measured at 19,000
+// connections they are a few µs of every heartbeat (bench/README.md).
 template <typename Base>
 struct ClientConfig : public Base {
   typedef ClientConfig type;
   typedef Base base;
+  typedef websocketpp::concurrency::none concurrency_type;
+  typedef websocketpp::log::stub alog_type;
+  typedef websocketpp::log::stub elog_type;
   struct transport_config : public base::transport_config {
+    typedef websocketpp::concurrency::none concurrency_type;
+    typedef websocketpp::log::stub alog_type;
+    typedef websocketpp::log::stub elog_type;
+    static const bool enable_multithreading = false;
     static const long timeout_socket_pre_init = kTransportTimeoutMs;
     static const long timeout_proxy = kTransportTimeoutMs;
     static const long timeout_socket_post_init = kTransportTimeoutMs;
