@@ -40,10 +40,22 @@ core::WallTime toWall(core::MonoTime t) {
       offset);
 }
 
+// google.protobuf.Duration spans +/-10,000 years, core durations (int64 nanoseconds) about
+// +/-292 years. Longer values are refused before the conversion, which would overflow; every
+// limit is far below. One second less than the most, so that any valid nanos part fits too.
+constexpr int64_t kMaxDurationSeconds =
+    std::chrono::duration_cast<std::chrono::seconds>(core::Duration::max()).count() - 1;
+constexpr int32_t kMaxDurationNanos = 999'999'999;
+
 // A duration field: unset keeps the core's "unset" (zero); set must be positive.
 std::optional<core::FieldError> durationField(bool has, const Duration& d, const char* field,
                                               core::Duration& out) {
   if (!has) return std::nullopt;
+  if (d.seconds() > kMaxDurationSeconds || d.seconds() < -kMaxDurationSeconds ||
+      d.nanos() > kMaxDurationNanos || d.nanos() < -kMaxDurationNanos) {
+    return core::FieldError{field, "is out of range, got " + std::to_string(d.seconds()) + "s " +
+                                       std::to_string(d.nanos()) + "ns"};
+  }
   const core::Duration value = fromProto(d);
   if (value <= core::Duration::zero()) {
     return core::FieldError{

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "supervisor/core/spec_validation.h"
+
 namespace wsvisor::core {
 
 bool isSecretHeader(const Header& header) {
@@ -44,7 +46,11 @@ void applyDefaults(EndpointSpec& spec) {
   if (hb.timeout == Duration::zero()) {
     // PASSIVE: the classic rule, dead after two intervals of silence. PING/TEXT: one interval to
     // answer, so a dead peer is declared within 2 x interval of its last answer.
-    hb.timeout = hb.mode == HeartbeatMode::kPassive ? 2 * hb.interval : hb.interval;
+    // The filled spec is stored and validated again on restart, so a default must stay within
+    // the limits: a PASSIVE interval above 30 min gets the longest timeout, 1 h.
+    hb.timeout = hb.mode == HeartbeatMode::kPassive
+                     ? std::min(2 * hb.interval, limits::kMaxHeartbeatDuration)
+                     : hb.interval;
   }
   if (hb.unhealthy_threshold == 0) hb.unhealthy_threshold = defaults::kUnhealthyThreshold;
   if (hb.healthy_threshold == 0) hb.healthy_threshold = defaults::kHealthyThreshold;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <set>
 
 #include "supervisor/core/reply_matcher.h"
@@ -27,6 +28,51 @@ bool isTokenChar(char c) {
 
 bool isToken(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), isTokenChar);
+}
+
+// Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF), which
+// is what a proto3 string must hold. The API's messages cannot carry anything else, but the config
+// file passes raw bytes through, and the store keeps every spec as a serialized EndpointSpec: a
+// spec with other bytes would be stored but could not be read back on restart.
+bool isUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto lead = static_cast<unsigned char>(s[i]);
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t length = 0;
+    uint32_t code_point = 0;
+    uint32_t smallest = 0;  // below it the same code point has a shorter (overlong) form
+    if ((lead & 0xE0) == 0xC0) {
+      length = 2;
+      code_point = lead & 0x1Fu;
+      smallest = 0x80;
+    } else if ((lead & 0xF0) == 0xE0) {
+      length = 3;
+      code_point = lead & 0x0Fu;
+      smallest = 0x800;
+    } else if ((lead & 0xF8) == 0xF0) {
+      length = 4;
+      code_point = lead & 0x07u;
+      smallest = 0x10000;
+    } else {
+      return false;  // a continuation byte without a lead, or 0xF8-0xFF
+    }
+    if (s.size() - i < length) return false;
+    for (size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(s[i + k]);
+      if ((next & 0xC0) != 0x80) return false;
+      code_point = (code_point << 6) | (next & 0x3Fu);
+    }
+    if (code_point < smallest || code_point > 0x10FFFF ||
+        (code_point >= 0xD800 && code_point <= 0xDFFF)) {
+      return false;
+    }
+    i += length;
+  }
+  return true;
 }
 
 bool hasControlChar(std::string_view s) {
@@ -72,6 +118,7 @@ std::optional<FieldError> validateLabels(const std::map<std::string, std::string
       return FieldError{"spec.labels[" + key + "]",
                         "value must be at most 256 bytes without control characters"};
     }
+    if (!isUtf8(value)) return FieldError{"spec.labels[" + key + "]", "value must be UTF-8"};
   }
   return std::nullopt;
 }
@@ -115,6 +162,7 @@ std::optional<FieldError> validateHeaders(const std::vector<Header>& headers) {
     if (has_control) {
       return FieldError{field + ".value", "must not contain CR, LF or other control characters"};
     }
+    if (!isUtf8(h.value)) return FieldError{field + ".value", "must be UTF-8"};
   }
   return std::nullopt;
 }
@@ -157,9 +205,11 @@ std::optional<FieldError> validateHeartbeat(const HeartbeatPolicy& hb) {
   if (hb.payload.size() > limits::kMaxPayloadLength) {
     return FieldError{"spec.heartbeat.payload", "must be at most 4096 bytes"};
   }
+  if (!isUtf8(hb.payload)) return FieldError{"spec.heartbeat.payload", "must be UTF-8"};
   if (hb.expect.size() > limits::kMaxExpectLength) {
     return FieldError{"spec.heartbeat.expect", "must be at most 1024 bytes"};
   }
+  if (!isUtf8(hb.expect)) return FieldError{"spec.heartbeat.expect", "must be UTF-8"};
   if (!hb.expect.empty()) {
     if (auto error = ReplyMatcher::checkExpression(hb.expect)) {
       return FieldError{"spec.heartbeat.expect", "is not a valid regular expression: " + *error};
@@ -208,6 +258,7 @@ std::optional<FieldError> validateTls(const EndpointSpec& spec, bool secure) {
     if (path->size() > limits::kMaxPathLength || hasControlChar(*path)) {
       return FieldError{field, "must be a path of at most 4096 bytes without control characters"};
     }
+    if (!isUtf8(*path)) return FieldError{field, "must be UTF-8"};
   }
   if (tls.client_cert_file.empty() != tls.client_key_file.empty()) {
     return FieldError{
@@ -246,6 +297,7 @@ std::optional<FieldError> validateSpec(const EndpointSpec& spec) {
   if (spec.url.size() > limits::kMaxUrlLength) {
     return FieldError{"spec.url", "must be at most 2048 bytes"};
   }
+  if (!isUtf8(spec.url)) return FieldError{"spec.url", "must be UTF-8"};
   std::string url_error;
   const auto url = parseWebSocketUrl(spec.url, url_error);
   if (!url) return FieldError{"spec.url", url_error};

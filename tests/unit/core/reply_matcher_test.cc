@@ -164,5 +164,66 @@ TEST(ReplyMatcherTest, CheckExpressionRejectsABackReference) {
   EXPECT_THAT(ReplyMatcher::checkExpression("(po)\\1ng"), Optional(Not(std::string())));
 }
 
+// GCC 12 reads a back-reference's number into a long without an overflow check before refusing
+// it: undefined behaviour (reported by the sanitizer pass) unless refused before compiling.
+TEST(ReplyMatcherTest, CheckExpressionRejectsABackReferenceWithAHugeNumber) {
+  EXPECT_THAT(ReplyMatcher::checkExpression("(po)\\99999999999999999999ng"),
+              Optional(Not(std::string())));
+}
+
+// Counts are read the same way: 20 digits were undefined behaviour, and 4294967297 was taken as 1
+// (so that `a{4294967297}` matched "a").
+TEST(ReplyMatcherTest, CheckExpressionRejectsAHugeRepetitionCount) {
+  EXPECT_THAT(ReplyMatcher::checkExpression("a{99999999999999999999}"),
+              Optional(Not(std::string())));
+  EXPECT_THAT(ReplyMatcher::checkExpression("a{1,99999999999999999999}"),
+              Optional(Not(std::string())));
+  EXPECT_THAT(ReplyMatcher::checkExpression("a{4294967297}"), Optional(Not(std::string())));
+}
+
+// Written out, `(?:a*){24000}` is 48000 elements: seconds per 4096-byte reply, for 14 bytes.
+TEST(ReplyMatcherTest, CheckExpressionRejectsCountsBeyondTheExpandedLimit) {
+  EXPECT_EQ(ReplyMatcher::kMaxExpandedElements, 1024u);
+  EXPECT_THAT(ReplyMatcher::checkExpression("(?:a*){24000}"), Optional(Not(std::string())));
+  EXPECT_THAT(ReplyMatcher::checkExpression("a{1025}"), Optional(Not(std::string())));
+  EXPECT_THAT(ReplyMatcher::checkExpression("a{0,1025}"), Optional(Not(std::string())));
+  EXPECT_THAT(ReplyMatcher::checkExpression("a{1025,}"), Optional(Not(std::string())));
+}
+
+TEST(ReplyMatcherTest, CheckExpressionMultipliesNestedCounts) {
+  // (1 + 2 x 20) x 20 = 820 elements; (1 + 2 x 40) x 40 = 3240.
+  EXPECT_EQ(ReplyMatcher::checkExpression("(?:(?:a){20}){20}"), std::nullopt);
+  EXPECT_THAT(ReplyMatcher::checkExpression("(?:(?:a){40}){40}"), Optional(Not(std::string())));
+}
+
+TEST(ReplyMatcherTest, CheckExpressionAcceptsCountsWithinTheExpandedLimit) {
+  EXPECT_EQ(ReplyMatcher::checkExpression("a{1024}"), std::nullopt);
+  EXPECT_EQ(ReplyMatcher::checkExpression("[0-9a-f]{32}"), std::nullopt);
+  EXPECT_EQ(ReplyMatcher::checkExpression("(?:\\d{1,3}\\.){3}\\d{1,3}"), std::nullopt);
+  EXPECT_EQ(ReplyMatcher::checkExpression(".{0,1000}"), std::nullopt);
+  EXPECT_EQ(ReplyMatcher::checkExpression("[[:alpha:]]{3}[{]{2}"), std::nullopt);
+}
+
+TEST(ReplyMatcherTest, CheckExpressionAcceptsLookaheadsAtTheStart) {
+  EXPECT_EQ(ReplyMatcher::checkExpression("(?=.*ok).*"), std::nullopt);
+  EXPECT_EQ(ReplyMatcher::checkExpression("^(?=.*ok)(?!.*error).*$"), std::nullopt);
+  EXPECT_EQ(ReplyMatcher::checkExpression("pong|(?=ok)\\w+"), std::nullopt);
+}
+
+// Anywhere else a lookahead runs over the rest of the reply at every byte: `(?:(?=.*a)a)*` took
+// reply^2 steps, and nested once more, minutes per 4096-byte reply.
+TEST(ReplyMatcherTest, CheckExpressionRejectsLookaheadsAfterTheStart) {
+  EXPECT_THAT(ReplyMatcher::checkExpression("(?:(?=.*a)a)*"), Optional(Not(std::string())));
+  EXPECT_THAT(ReplyMatcher::checkExpression("(?:(?=(?:(?=.*a)a)*)a)*"),
+              Optional(Not(std::string())));
+  EXPECT_THAT(ReplyMatcher::checkExpression(".*(?!err).*"), Optional(Not(std::string())));
+  EXPECT_THAT(ReplyMatcher::checkExpression("(?=(?=a)a).*"), Optional(Not(std::string())));
+}
+
+TEST(ReplyMatcherTest, CheckExpressionTellsALookaheadFromEscapedAndBracketedParentheses) {
+  EXPECT_EQ(ReplyMatcher::checkExpression("a\\(?=b"), std::nullopt);
+  EXPECT_EQ(ReplyMatcher::checkExpression("a[(?=]b"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace wsvisor::core

@@ -745,6 +745,86 @@ TEST(SpecValidationTest, ServerNameLongerThan253CharactersIsRejected) {
   EXPECT_EQ(firstErrorField(spec), "spec.tls.server_name");
 }
 
+// Text fields must be UTF-8, as proto3 strings are: specs are stored as serialized EndpointSpec
+// messages, and one with other bytes (possible from the config file) could not be read back.
+
+TEST(SpecValidationTest, UrlPathInUtf8IsValid) {
+  EndpointSpec spec = minimalSpec();
+  spec.url = "ws://echo.example.com/caf\xC3\xA9";
+  EXPECT_EQ(firstErrorField(spec), kValid);
+}
+
+TEST(SpecValidationTest, UrlPathInLatin1IsRejected) {
+  EndpointSpec spec = minimalSpec();
+  spec.url = "ws://echo.example.com/caf\xE9";
+  EXPECT_EQ(firstErrorField(spec), "spec.url");
+  EXPECT_EQ(firstErrorMessage(spec), "must be UTF-8");
+}
+
+TEST(SpecValidationTest, LabelValueNotInUtf8NamesTheLabel) {
+  EndpointSpec spec = minimalSpec();
+  spec.labels["env"] = "Z\xFCrich";
+  EXPECT_EQ(firstErrorField(spec), "spec.labels[env]");
+}
+
+TEST(SpecValidationTest, HeaderValueNotInUtf8IsRejected) {
+  EndpointSpec spec = minimalSpec();
+  spec.headers = {{"X-Name", "M\xFCller"}};
+  EXPECT_EQ(firstErrorField(spec), "spec.headers[0].value");
+}
+
+TEST(SpecValidationTest, TextPayloadNotInUtf8IsRejected) {
+  EndpointSpec spec = minimalSpec();
+  spec.heartbeat.mode = HeartbeatMode::kText;
+  spec.heartbeat.payload = "\xFF";
+  EXPECT_EQ(firstErrorField(spec), "spec.heartbeat.payload");
+}
+
+TEST(SpecValidationTest, TextExpectNotInUtf8IsRejected) {
+  EndpointSpec spec = minimalSpec();
+  spec.heartbeat.mode = HeartbeatMode::kText;
+  spec.heartbeat.expect = "pong\x80";
+  EXPECT_EQ(firstErrorField(spec), "spec.heartbeat.expect");
+}
+
+TEST(SpecValidationTest, CaFileNotInUtf8IsRejected) {
+  EndpointSpec spec = minimalSpec();
+  spec.url = "wss://echo.example.com/";
+  spec.tls.ca_file = "/etc/ca-\xE9.pem";
+  EXPECT_EQ(firstErrorField(spec), "spec.tls.ca_file");
+}
+
+TEST(SpecValidationTest, Utf8OfEveryLengthIsValid) {
+  EndpointSpec spec = minimalSpec();
+  // U+00E9, U+20AC, U+1F600 and the last code point, U+10FFFF.
+  spec.labels["text"] = "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xF4\x8F\xBF\xBF";
+  EXPECT_EQ(firstErrorField(spec), kValid);
+}
+
+TEST(SpecValidationTest, Utf8SurrogateIsRejected) {
+  EndpointSpec spec = minimalSpec();
+  spec.labels["text"] = "\xED\xA0\x80";  // U+D800
+  EXPECT_EQ(firstErrorField(spec), "spec.labels[text]");
+}
+
+TEST(SpecValidationTest, OverlongUtf8IsRejected) {
+  EndpointSpec spec = minimalSpec();
+  spec.labels["text"] = "\xC0\xAF";  // '/' in two bytes
+  EXPECT_EQ(firstErrorField(spec), "spec.labels[text]");
+}
+
+TEST(SpecValidationTest, Utf8AboveTheLastCodePointIsRejected) {
+  EndpointSpec spec = minimalSpec();
+  spec.labels["text"] = "\xF4\x90\x80\x80";  // U+110000
+  EXPECT_EQ(firstErrorField(spec), "spec.labels[text]");
+}
+
+TEST(SpecValidationTest, TruncatedUtf8IsRejected) {
+  EndpointSpec spec = minimalSpec();
+  spec.labels["text"] = "\xE2\x82";
+  EXPECT_EQ(firstErrorField(spec), "spec.labels[text]");
+}
+
 // applyDefaults()
 
 TEST(ApplyDefaultsTest, EmptySpecGetsEveryDefault) {
@@ -797,6 +877,27 @@ TEST(ApplyDefaultsTest, PassiveTimeoutDefaultsToTwiceTheDefaultInterval) {
   applyDefaults(spec);
   EXPECT_EQ(spec.heartbeat.interval, seconds(10));
   EXPECT_EQ(spec.heartbeat.timeout, seconds(20));
+}
+
+// The filled spec is stored, and validated again when wsvisor restarts: a default beyond the
+// limits would keep it from starting.
+TEST(ApplyDefaultsTest, PassiveTimeoutDefaultIsAtMostTheLongestTimeout) {
+  EndpointSpec spec = minimalSpec();
+  spec.heartbeat.mode = HeartbeatMode::kPassive;
+  spec.heartbeat.interval = hours(1);
+  ASSERT_EQ(firstErrorField(spec), kValid);
+  applyDefaults(spec);
+  EXPECT_EQ(spec.heartbeat.timeout, hours(1));
+  EXPECT_EQ(firstErrorField(spec), kValid);
+}
+
+TEST(ApplyDefaultsTest, PassiveTimeoutDefaultIsTwiceAHalfHourInterval) {
+  EndpointSpec spec = minimalSpec();
+  spec.heartbeat.mode = HeartbeatMode::kPassive;
+  spec.heartbeat.interval = minutes(30);
+  applyDefaults(spec);
+  EXPECT_EQ(spec.heartbeat.timeout, hours(1));
+  EXPECT_EQ(firstErrorField(spec), kValid);
 }
 
 TEST(ApplyDefaultsTest, ExplicitTimeoutIsKept) {

@@ -1,0 +1,90 @@
+// specFromProto() turns a requested spec into the core's; the core validates the rest.
+
+#include "service/proto_conversions.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <variant>
+
+namespace wsvisor::service {
+namespace {
+
+v1::EndpointSpec minimalSpec() {
+  v1::EndpointSpec spec;
+  spec.set_id("echo-1");
+  spec.set_url("ws://echo.example.com/ws");
+  return spec;
+}
+
+// The field named by the conversion error, or "(converted)".
+std::string conversionErrorField(const v1::EndpointSpec& spec) {
+  const auto converted = specFromProto(spec);
+  if (const auto* error = std::get_if<core::FieldError>(&converted)) return error->field;
+  return "(converted)";
+}
+
+TEST(SpecFromProtoTest, DurationIsConvertedToNanoseconds) {
+  v1::EndpointSpec spec = minimalSpec();
+  spec.mutable_heartbeat()->mutable_interval()->set_seconds(1);
+  spec.mutable_heartbeat()->mutable_interval()->set_nanos(500'000'000);
+  const auto converted = specFromProto(spec);
+  ASSERT_TRUE(std::holds_alternative<core::EndpointSpec>(converted));
+  EXPECT_EQ(std::get<core::EndpointSpec>(converted).heartbeat.interval,
+            std::chrono::milliseconds(1500));
+}
+
+TEST(SpecFromProtoTest, UnsetDurationStaysUnset) {
+  const auto converted = specFromProto(minimalSpec());
+  ASSERT_TRUE(std::holds_alternative<core::EndpointSpec>(converted));
+  EXPECT_EQ(std::get<core::EndpointSpec>(converted).heartbeat.interval, core::Duration::zero());
+}
+
+TEST(SpecFromProtoTest, ZeroDurationIsRefused) {
+  v1::EndpointSpec spec = minimalSpec();
+  spec.mutable_backoff()->mutable_max();
+  EXPECT_EQ(conversionErrorField(spec), "spec.backoff.max");
+}
+
+// Seconds times 10^9 used to overflow int64 nanoseconds (undefined behaviour, in practice a
+// wrapped and possibly valid-looking duration).
+TEST(SpecFromProtoTest, DurationLongerThanNanosecondsCanHoldIsRefused) {
+  v1::EndpointSpec spec = minimalSpec();
+  spec.mutable_heartbeat()->mutable_interval()->set_seconds(20'000'000'000);
+  EXPECT_EQ(conversionErrorField(spec), "spec.heartbeat.interval");
+}
+
+TEST(SpecFromProtoTest, LargestProtobufDurationIsRefused) {
+  v1::EndpointSpec spec = minimalSpec();
+  spec.mutable_connect_timeout()->set_seconds(315'576'000'000);
+  spec.mutable_connect_timeout()->set_nanos(999'999'999);
+  EXPECT_EQ(conversionErrorField(spec), "spec.connect_timeout");
+}
+
+TEST(SpecFromProtoTest, MostNegativeDurationIsRefused) {
+  v1::EndpointSpec spec = minimalSpec();
+  spec.mutable_backoff()->mutable_initial()->set_seconds(std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(conversionErrorField(spec), "spec.backoff.initial");
+}
+
+TEST(SpecFromProtoTest, NanosOutsideTheProtobufRangeAreRefused) {
+  v1::EndpointSpec spec = minimalSpec();
+  spec.mutable_backoff()->mutable_reset_after()->set_seconds(9'223'372'035);
+  spec.mutable_backoff()->mutable_reset_after()->set_nanos(std::numeric_limits<int32_t>::max());
+  EXPECT_EQ(conversionErrorField(spec), "spec.backoff.reset_after");
+}
+
+TEST(SpecFromProtoTest, LongestConvertibleDurationIsConvertedAndLeftToValidation) {
+  v1::EndpointSpec spec = minimalSpec();
+  spec.mutable_heartbeat()->mutable_timeout()->set_seconds(9'223'372'035);
+  spec.mutable_heartbeat()->mutable_timeout()->set_nanos(999'999'999);
+  const auto converted = specFromProto(spec);
+  ASSERT_TRUE(std::holds_alternative<core::EndpointSpec>(converted));
+  EXPECT_EQ(std::get<core::EndpointSpec>(converted).heartbeat.timeout,
+            std::chrono::seconds(9'223'372'035) + std::chrono::nanoseconds(999'999'999));
+}
+
+}  // namespace
+}  // namespace wsvisor::service
