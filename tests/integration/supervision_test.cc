@@ -303,6 +303,10 @@ TEST(SupervisionShutdownTest, ShutdownClosesUpstreamsWithGoingAwayAndEndsWatches
   }
   ASSERT_TRUE(waitUntil([&] { return upstream.openConnections() == 2; }, milliseconds(2000)));
   wsvisor->server().shutdown();
+  // shutdown() returns once wsvisor has finished both closing handshakes; the upstream records a
+  // code when its close handler runs, which may be a moment later on its own io thread.
+  EXPECT_TRUE(
+      waitUntil([&] { return upstream.closeCodesReceived().size() >= 2; }, milliseconds(2000)));
   EXPECT_EQ(upstream.closeCodesReceived(), (std::vector<int>{1001, 1001}));
   ASSERT_TRUE(watch.waitForEnd(milliseconds(2000)));
   EXPECT_EQ(watch.finalStatus()->error_code(), grpc::StatusCode::UNAVAILABLE);

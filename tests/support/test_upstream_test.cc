@@ -263,6 +263,10 @@ TEST(TestUpstreamTest, CloseAllReachesClientAndIsNotCountedAsClientClose) {
   TestClient client;
   client.connect(upstream.url());
   ASSERT_TRUE(client.waitOpen());
+  // The client can see the connection open before the upstream does: the 101 reply reaches the
+  // client before the upstream's write of it has completed. closeAll() and dropAll() act on
+  // connections the upstream considers open.
+  ASSERT_TRUE(waitUntil([&] { return upstream.openConnections() == 1; }, kEventually));
 
   upstream.closeAll(4000, "bye");
   ASSERT_TRUE(waitUntil([&] { return client.observed().closed; }, kEventually));
@@ -290,6 +294,7 @@ TEST(TestUpstreamTest, DropAllEndsConnectionWithoutCloseFrame) {
   TestClient client;
   client.connect(upstream.url());
   ASSERT_TRUE(client.waitOpen());
+  ASSERT_TRUE(waitUntil([&] { return upstream.openConnections() == 1; }, kEventually));  // as above
 
   upstream.dropAll();
   ASSERT_TRUE(waitUntil([&] { return client.observed().closed; }, kEventually));
