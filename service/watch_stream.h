@@ -79,10 +79,6 @@ class WatchStream : public grpc::ServerWriteReactor<v1::HealthEvent> {
 
   HealthBus& bus_;
   WatchStreamSet& streams_;
-  // Addresses that stand for two orderings gRPC guarantees, for ThreadSanitizer (see
-  // supervisor/happens_before.h): construction before every reaction, reactions before OnDone().
-  const char constructed_ = 0;
-  const char reactions_done_ = 0;
   std::shared_ptr<Shared> shared_;
   std::shared_ptr<WatchSubscription> subscription_;
 };
