@@ -512,7 +512,7 @@ Commands:
       --mode ping|text|passive   heartbeat mode (default ping)
       --interval D               time between heartbeats (default 10s)
       --timeout D                wait for a heartbeat's answer, or silence allowed in passive
-                                 mode (default: interval; passive: 2 x interval)
+                                 mode (default: interval; passive: 2 x interval, at most 1h)
       --unhealthy-threshold N    failed heartbeats in a row that mark it unhealthy (default 1)
       --healthy-threshold N      successful heartbeats in a row that mark it healthy (default 1)
       --payload S                text mode: message sent (default "heartbeat")
