@@ -110,6 +110,7 @@ bool Server::startGrpcServers(std::string& error) {
   grpc_server_ = builder.BuildAndStart();
   if (!grpc_server_ || grpc_port_ == 0) {
     error = "cannot listen for gRPC on " + options_.listen;
+    grpc_server_.reset();  // nothing was served: shutdown() has nothing to stop
     return false;
   }
   if (options_.health_listen.empty()) return true;
@@ -121,6 +122,8 @@ bool Server::startGrpcServers(std::string& error) {
   if (!health_server_ || health_port_ == 0) {
     error = "cannot listen for gRPC health on " + options_.health_listen;
     grpc_server_->Shutdown(std::chrono::system_clock::now());
+    grpc_server_.reset();
+    health_server_.reset();
     return false;
   }
   return true;

@@ -16,6 +16,7 @@ by hand: /usr/bin/python3 tests/e2e/test_api_security.py
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -357,6 +358,14 @@ class BadSecurityFilesTest(unittest.TestCase):
             (("--auth-token-file", os.path.join(self.work_dir, "none")), 1,
              "cannot read the token file"),
         ]
+        # A health port that is taken stops start-up too, instead of serving without probes.
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_address = f"127.0.0.1:{taken.getsockname()[1]}"
+        cases.append((("--health-listen", taken_address), 1,
+                      f"cannot listen for gRPC health on {taken_address}"))
         for args, status, message in cases:
             with self.subTest(" ".join(args)):
                 code, log = self.start_fails(*args)
