@@ -68,8 +68,8 @@ core::Duration duration(const YAML::Node& node, const std::string& path) {
 
 void parseHeartbeat(const YAML::Node& node, const std::string& path, core::HeartbeatPolicy& hb) {
   checkKeys(node, path,
-            {"mode", "interval", "timeout", "unhealthy_threshold", "healthy_threshold", "payload",
-             "expect"});
+            {"mode", "interval", "timeout", "unhealthy_interval", "unhealthy_threshold",
+             "healthy_threshold", "payload", "expect"});
   if (node["mode"]) {
     const std::string mode = scalar(node["mode"], path + ".mode");
     if (mode == "ping") {
@@ -78,12 +78,17 @@ void parseHeartbeat(const YAML::Node& node, const std::string& path, core::Heart
       hb.mode = core::HeartbeatMode::kText;
     } else if (mode == "passive") {
       hb.mode = core::HeartbeatMode::kPassive;
+    } else if (mode == "none") {
+      hb.mode = core::HeartbeatMode::kNone;
     } else {
-      fail(path + ".mode", "must be ping, text or passive, got '" + mode + "'");
+      fail(path + ".mode", "must be ping, text, passive or none, got '" + mode + "'");
     }
   }
   if (node["interval"]) hb.interval = duration(node["interval"], path + ".interval");
   if (node["timeout"]) hb.timeout = duration(node["timeout"], path + ".timeout");
+  if (node["unhealthy_interval"]) {
+    hb.unhealthy_interval = duration(node["unhealthy_interval"], path + ".unhealthy_interval");
+  }
   if (node["unhealthy_threshold"]) {
     hb.unhealthy_threshold =
         number<uint32_t>(node["unhealthy_threshold"], path + ".unhealthy_threshold");
@@ -103,6 +108,16 @@ void parseBackoff(const YAML::Node& node, const std::string& path, core::Backoff
   if (node["no_jitter"]) bo.jitter_enabled = !boolean(node["no_jitter"], path + ".no_jitter");
   if (node["max"]) bo.max = duration(node["max"], path + ".max");
   if (node["reset_after"]) bo.reset_after = duration(node["reset_after"], path + ".reset_after");
+}
+
+void parseFlapping(const YAML::Node& node, const std::string& path, core::FlapPolicy& flap) {
+  checkKeys(node, path, {"threshold", "window", "quiet_period", "disabled"});
+  if (node["threshold"]) flap.threshold = number<uint32_t>(node["threshold"], path + ".threshold");
+  if (node["window"]) flap.window = duration(node["window"], path + ".window");
+  if (node["quiet_period"]) {
+    flap.quiet_period = duration(node["quiet_period"], path + ".quiet_period");
+  }
+  if (node["disabled"]) flap.enabled = !boolean(node["disabled"], path + ".disabled");
 }
 
 void parseTls(const YAML::Node& node, const std::string& path, core::TlsOptions& tls) {
@@ -126,7 +141,7 @@ void parseTls(const YAML::Node& node, const std::string& path, core::TlsOptions&
 core::EndpointSpec parseEndpoint(const YAML::Node& node, const std::string& path) {
   checkKeys(node, path,
             {"id", "url", "labels", "headers", "subprotocols", "heartbeat", "backoff",
-             "connect_timeout", "max_message_bytes", "tls"});
+             "connect_timeout", "max_message_bytes", "tls", "flapping"});
   core::EndpointSpec spec;
   if (!node["id"]) fail(path + ".id", "is required");
   spec.id = scalar(node["id"], path + ".id");
@@ -167,6 +182,7 @@ core::EndpointSpec parseEndpoint(const YAML::Node& node, const std::string& path
         number<uint64_t>(node["max_message_bytes"], path + ".max_message_bytes");
   }
   if (node["tls"]) parseTls(node["tls"], path + ".tls", spec.tls);
+  if (node["flapping"]) parseFlapping(node["flapping"], path + ".flapping", spec.flapping);
   return spec;
 }
 

@@ -20,6 +20,11 @@ void toProto(core::Duration d, Duration* out) {
   out->set_nanos(static_cast<int32_t>((d - seconds).count()));
 }
 
+template <typename Message>
+void setIfPositive(core::Duration d, Message* message, Duration* (Message::*field)()) {
+  if (d > core::Duration::zero()) toProto(d, (message->*field)());
+}
+
 void toProto(core::WallTime t, Timestamp* out) {
   const auto since_epoch = t.time_since_epoch();
   const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
@@ -90,10 +95,13 @@ std::variant<core::EndpointSpec, core::FieldError> specFromProto(const v1::Endpo
     case v1::HEARTBEAT_MODE_PASSIVE:
       spec.heartbeat.mode = core::HeartbeatMode::kPassive;
       break;
+    case v1::HEARTBEAT_MODE_NONE:
+      spec.heartbeat.mode = core::HeartbeatMode::kNone;
+      break;
     default:
       return core::FieldError{"spec.heartbeat.mode",
                               "unknown mode " + std::to_string(static_cast<int>(hb.mode())) +
-                                  "; use PING, TEXT or PASSIVE"};
+                                  "; use PING, TEXT, PASSIVE or NONE"};
   }
   if (auto e = durationField(hb.has_interval(), hb.interval(), "spec.heartbeat.interval",
                              spec.heartbeat.interval)) {
@@ -101,6 +109,11 @@ std::variant<core::EndpointSpec, core::FieldError> specFromProto(const v1::Endpo
   }
   if (auto e = durationField(hb.has_timeout(), hb.timeout(), "spec.heartbeat.timeout",
                              spec.heartbeat.timeout)) {
+    return *e;
+  }
+  if (auto e =
+          durationField(hb.has_unhealthy_interval(), hb.unhealthy_interval(),
+                        "spec.heartbeat.unhealthy_interval", spec.heartbeat.unhealthy_interval)) {
     return *e;
   }
   spec.heartbeat.unhealthy_threshold = hb.unhealthy_threshold();
@@ -134,6 +147,18 @@ std::variant<core::EndpointSpec, core::FieldError> specFromProto(const v1::Endpo
   spec.tls.client_cert_file = proto.tls().client_cert_file();
   spec.tls.client_key_file = proto.tls().client_key_file();
   spec.max_message_bytes = proto.max_message_bytes();
+
+  const v1::FlapPolicy& flap = proto.flapping();
+  spec.flapping.threshold = flap.threshold();
+  if (auto e = durationField(flap.has_window(), flap.window(), "spec.flapping.window",
+                             spec.flapping.window)) {
+    return *e;
+  }
+  if (auto e = durationField(flap.has_quiet_period(), flap.quiet_period(),
+                             "spec.flapping.quiet_period", spec.flapping.quiet_period)) {
+    return *e;
+  }
+  spec.flapping.enabled = !flap.disabled();
   return spec;
 }
 
@@ -161,9 +186,15 @@ void specToProto(const core::EndpointSpec& spec, v1::EndpointSpec* proto, Secret
     case core::HeartbeatMode::kPassive:
       hb->set_mode(v1::HEARTBEAT_MODE_PASSIVE);
       break;
+    case core::HeartbeatMode::kNone:
+      hb->set_mode(v1::HEARTBEAT_MODE_NONE);
+      break;
   }
-  toProto(spec.heartbeat.interval, hb->mutable_interval());
-  toProto(spec.heartbeat.timeout, hb->mutable_timeout());
+  // Durations without meaning in a mode stay zero in the core and unset here.
+  setIfPositive(spec.heartbeat.interval, hb, &v1::HeartbeatPolicy::mutable_interval);
+  setIfPositive(spec.heartbeat.timeout, hb, &v1::HeartbeatPolicy::mutable_timeout);
+  setIfPositive(spec.heartbeat.unhealthy_interval, hb,
+                &v1::HeartbeatPolicy::mutable_unhealthy_interval);
   hb->set_unhealthy_threshold(spec.heartbeat.unhealthy_threshold);
   hb->set_healthy_threshold(spec.heartbeat.healthy_threshold);
   hb->set_payload(spec.heartbeat.payload);
@@ -187,6 +218,12 @@ void specToProto(const core::EndpointSpec& spec, v1::EndpointSpec* proto, Secret
     tls->set_client_key_file(spec.tls.client_key_file);
   }
   proto->set_max_message_bytes(spec.max_message_bytes);
+
+  v1::FlapPolicy* flap = proto->mutable_flapping();
+  flap->set_threshold(spec.flapping.threshold);
+  setIfPositive(spec.flapping.window, flap, &v1::FlapPolicy::mutable_window);
+  setIfPositive(spec.flapping.quiet_period, flap, &v1::FlapPolicy::mutable_quiet_period);
+  flap->set_disabled(!spec.flapping.enabled);
 }
 
 v1::Owner ownerToProto(EndpointOwner owner) {
@@ -224,6 +261,8 @@ v1::Health healthToProto(core::Health health) {
       return v1::HEALTH_HEALTHY;
     case core::Health::kUnhealthy:
       return v1::HEALTH_UNHEALTHY;
+    case core::Health::kFlapping:
+      return v1::HEALTH_FLAPPING;
   }
   return v1::HEALTH_UNKNOWN;
 }
@@ -311,6 +350,8 @@ void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto
   if (status.next_attempt)
     toProto(toWall(*status.next_attempt), proto->mutable_next_attempt_time());
   proto->set_heartbeats_sent(status.heartbeats_sent);
+  proto->set_underlying_health(healthToProto(status.underlying_health));
+  proto->set_transition_reason(status.transition_reason);
 }
 
 void healthEventToProto(const core::HealthEvent& event, v1::HealthEvent* proto) {

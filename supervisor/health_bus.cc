@@ -163,8 +163,8 @@ std::optional<HealthBus::EndpointState> HealthBus::state(const std::string& id) 
   return it->second;
 }
 
-std::array<size_t, 3> HealthBus::countByHealth() const {
-  std::array<size_t, 3> counts{};
+std::array<size_t, core::kHealthCount> HealthBus::countByHealth() const {
+  std::array<size_t, core::kHealthCount> counts{};
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [id, state] : endpoints_) {
     ++counts[static_cast<size_t>(state.latest->status.health)];

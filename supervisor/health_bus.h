@@ -92,7 +92,7 @@ class HealthBus {
 
   std::optional<EndpointState> state(const std::string& id) const;
   // Registered endpoints per health, indexed by core::Health.
-  std::array<size_t, 3> countByHealth() const;
+  std::array<size_t, core::kHealthCount> countByHealth() const;
   uint64_t revision() const;
 
   // Queues the current state of every matching endpoint and the snapshot-complete marker, then

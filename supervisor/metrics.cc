@@ -100,7 +100,8 @@ Metrics::Metrics(MetricsOptions options)
                           .Name("wsvisor_health_transitions_total")
                           .Help("Health transitions of endpoints, by the health entered.")
                           .Register(registry);
-  for (auto health : {core::Health::kUnknown, core::Health::kHealthy, core::Health::kUnhealthy}) {
+  for (auto health : {core::Health::kUnknown, core::Health::kHealthy, core::Health::kUnhealthy,
+                      core::Health::kFlapping}) {
     transitions_[static_cast<size_t>(health)] = &transitions.Add({{"to", core::toString(health)}});
   }
 

@@ -116,7 +116,7 @@ class Metrics {
   prometheus::Counter* heartbeats_sent_;
   std::array<prometheus::Counter*, core::kFailureReasonCount> failures_{};
   std::array<prometheus::Counter*, core::kFailureReasonCount> attempts_{};  // [kNone] = success
-  std::array<prometheus::Counter*, 3> transitions_{};
+  std::array<prometheus::Counter*, core::kHealthCount> transitions_{};
   prometheus::Gauge* max_endpoints_;
   prometheus::Counter* config_applied_;
   prometheus::Counter* config_rejected_;

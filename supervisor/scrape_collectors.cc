@@ -83,7 +83,8 @@ std::vector<prometheus::MetricFamily> HealthStateCollector::Collect() const {
   auto endpoints = family("wsvisor_endpoints", "Registered endpoints in each health state.",
                           prometheus::MetricType::Gauge);
   const auto counts = bus_.countByHealth();
-  for (auto health : {core::Health::kUnknown, core::Health::kHealthy, core::Health::kUnhealthy}) {
+  for (auto health : {core::Health::kUnknown, core::Health::kHealthy, core::Health::kUnhealthy,
+                      core::Health::kFlapping}) {
     addGauge(endpoints, static_cast<double>(counts[static_cast<size_t>(health)]),
              {{"health", core::toString(health)}});
   }

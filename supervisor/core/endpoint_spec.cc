@@ -19,7 +19,7 @@ bool isSecretHeader(const Header& header) {
 bool HeartbeatPolicy::operator==(const HeartbeatPolicy& o) const {
   return mode == o.mode && interval == o.interval && timeout == o.timeout &&
          unhealthy_threshold == o.unhealthy_threshold && healthy_threshold == o.healthy_threshold &&
-         payload == o.payload && expect == o.expect;
+         payload == o.payload && expect == o.expect && unhealthy_interval == o.unhealthy_interval;
 }
 
 bool BackoffPolicy::operator==(const BackoffPolicy& o) const {
@@ -37,20 +37,27 @@ bool EndpointSpec::operator==(const EndpointSpec& o) const {
   return id == o.id && url == o.url && labels == o.labels && headers == o.headers &&
          subprotocols == o.subprotocols && heartbeat == o.heartbeat && backoff == o.backoff &&
          connect_timeout == o.connect_timeout && tls == o.tls &&
-         max_message_bytes == o.max_message_bytes;
+         max_message_bytes == o.max_message_bytes && flapping == o.flapping;
 }
 
 void applyDefaults(EndpointSpec& spec) {
   HeartbeatPolicy& hb = spec.heartbeat;
-  if (hb.interval == Duration::zero()) hb.interval = defaults::kInterval;
-  if (hb.timeout == Duration::zero()) {
-    // PASSIVE: the classic rule, dead after two intervals of silence. PING/TEXT: one interval to
-    // answer, so a dead peer is declared within 2 x interval of its last answer.
-    // The filled spec is stored and validated again on restart, so a default must stay within
-    // the limits: a PASSIVE interval above 30 min gets the longest timeout, 1 h.
-    hb.timeout = hb.mode == HeartbeatMode::kPassive
-                     ? std::min(2 * hb.interval, limits::kMaxHeartbeatDuration)
-                     : hb.interval;
+  // NONE sends and times nothing: its durations stay unset.
+  if (hb.mode != HeartbeatMode::kNone) {
+    if (hb.interval == Duration::zero()) hb.interval = defaults::kInterval;
+    if (hb.timeout == Duration::zero()) {
+      // PASSIVE: the classic rule, dead after two intervals of silence. PING/TEXT: one interval
+      // to answer, so a dead peer is declared within 2 x interval of its last answer.
+      // The filled spec is stored and validated again on restart, so a default must stay within
+      // the limits: a PASSIVE interval above 30 min gets the longest timeout, 1 h.
+      hb.timeout = hb.mode == HeartbeatMode::kPassive
+                       ? std::min(2 * hb.interval, limits::kMaxHeartbeatDuration)
+                       : hb.interval;
+    }
+  }
+  const bool sends_heartbeats = hb.mode == HeartbeatMode::kPing || hb.mode == HeartbeatMode::kText;
+  if (sends_heartbeats && hb.unhealthy_interval == Duration::zero()) {
+    hb.unhealthy_interval = hb.interval;
   }
   if (hb.unhealthy_threshold == 0) hb.unhealthy_threshold = defaults::kUnhealthyThreshold;
   if (hb.healthy_threshold == 0) hb.healthy_threshold = defaults::kHealthyThreshold;
@@ -69,6 +76,13 @@ void applyDefaults(EndpointSpec& spec) {
 
   if (spec.connect_timeout == Duration::zero()) spec.connect_timeout = defaults::kConnectTimeout;
   if (spec.max_message_bytes == 0) spec.max_message_bytes = defaults::kMaxMessageBytes;
+
+  FlapPolicy& flap = spec.flapping;
+  if (flap.enabled) {
+    if (flap.threshold == 0) flap.threshold = defaults::kFlapThreshold;
+    if (flap.window == Duration::zero()) flap.window = defaults::kFlapWindow;
+    if (flap.quiet_period == Duration::zero()) flap.quiet_period = defaults::kFlapQuietPeriod;
+  }
 }
 
 }  // namespace wsvisor::core

@@ -10,7 +10,7 @@
 
 namespace wsvisor::core {
 
-enum class HeartbeatMode { kPing, kText, kPassive };
+enum class HeartbeatMode { kPing, kText, kPassive, kNone };
 
 // How liveness of an open connection is checked. See proto/wsvisor/v1/supervisor.proto for the
 // meaning, default and range of every field; `applyDefaults()` fills unset (zero) fields.
@@ -20,8 +20,9 @@ struct HeartbeatPolicy {
   Duration timeout{0};
   uint32_t unhealthy_threshold = 0;
   uint32_t healthy_threshold = 0;
-  std::string payload;  // TEXT only
-  std::string expect;   // TEXT only: regex; empty = reply must equal payload
+  std::string payload;             // TEXT only
+  std::string expect;              // TEXT only: regex; empty = reply must equal payload
+  Duration unhealthy_interval{0};  // PING/TEXT: the interval while not HEALTHY
 
   bool operator==(const HeartbeatPolicy& o) const;
   bool operator!=(const HeartbeatPolicy& o) const { return !(*this == o); }
@@ -38,6 +39,20 @@ struct BackoffPolicy {
 
   bool operator==(const BackoffPolicy& o) const;
   bool operator!=(const BackoffPolicy& o) const { return !(*this == o); }
+};
+
+// When an endpoint whose health keeps changing is reported FLAPPING, and for how long.
+struct FlapPolicy {
+  uint32_t threshold = 0;  // more changes than this within `window` → FLAPPING
+  Duration window{0};
+  Duration quiet_period{0};  // FLAPPING ends after this long without a change
+  bool enabled = true;
+
+  bool operator==(const FlapPolicy& o) const {
+    return threshold == o.threshold && window == o.window && quiet_period == o.quiet_period &&
+           enabled == o.enabled;
+  }
+  bool operator!=(const FlapPolicy& o) const { return !(*this == o); }
 };
 
 struct TlsOptions {
@@ -79,6 +94,7 @@ struct EndpointSpec {
   Duration connect_timeout{0};
   TlsOptions tls;
   uint64_t max_message_bytes = 0;
+  FlapPolicy flapping;
 
   bool operator==(const EndpointSpec& o) const;
   bool operator!=(const EndpointSpec& o) const { return !(*this == o); }
@@ -97,6 +113,9 @@ inline constexpr Duration kBackoffMax = std::chrono::seconds(120);
 inline constexpr Duration kBackoffResetAfter = std::chrono::seconds(10);
 inline constexpr Duration kConnectTimeout = std::chrono::seconds(20);
 inline constexpr uint64_t kMaxMessageBytes = 1024 * 1024;
+inline constexpr uint32_t kFlapThreshold = 5;
+inline constexpr Duration kFlapWindow = std::chrono::minutes(2);
+inline constexpr Duration kFlapQuietPeriod = std::chrono::minutes(1);
 }  // namespace defaults
 
 // Fills every unset (zero) field with its default. Idempotent. Call after validation: the timeout

@@ -13,6 +13,8 @@ const char* toString(Health health) {
       return "healthy";
     case Health::kUnhealthy:
       return "unhealthy";
+    case Health::kFlapping:
+      return "flapping";
   }
   return "unknown";
 }

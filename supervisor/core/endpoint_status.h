@@ -9,7 +9,9 @@
 
 namespace wsvisor::core {
 
-enum class Health { kUnknown, kHealthy, kUnhealthy };
+enum class Health { kUnknown, kHealthy, kUnhealthy, kFlapping };
+
+inline constexpr int kHealthCount = static_cast<int>(Health::kFlapping) + 1;
 
 enum class ConnectionPhase { kConnecting, kOpen, kBackingOff, kStopped };
 
@@ -64,6 +66,10 @@ struct EndpointStatus {
   uint32_t reconnect_attempts = 0;
   std::optional<MonoTime> next_attempt;
   uint64_t heartbeats_sent = 0;
+  // The health by the heartbeat thresholds alone; differs from `health` only while kFlapping.
+  Health underlying_health = Health::kUnknown;
+  // Why `health` last changed ("heartbeat failed: pong_timeout", "6 changes within 2m", ...).
+  std::string transition_reason;
 };
 
 }  // namespace wsvisor::core

@@ -168,6 +168,7 @@ void Session::handle(const event::MessageReceived& e, MonoTime now, SessionActio
       }
       return;
     case HeartbeatMode::kPing:
+    case HeartbeatMode::kNone:
       return;  // application traffic does not answer a ping
   }
 }

@@ -183,6 +183,31 @@ std::optional<FieldError> validateSubprotocols(const std::vector<std::string>& s
 }
 
 std::optional<FieldError> validateHeartbeat(const HeartbeatPolicy& hb) {
+  if (hb.mode == HeartbeatMode::kNone) {
+    // Connect only: nothing is sent or timed, so no setting of the heartbeat has a meaning.
+    // Thresholds may be 1, the value a stored spec carries, so that it can be sent back.
+    const std::pair<const char*, Duration> unused[] = {
+        {"spec.heartbeat.interval", hb.interval},
+        {"spec.heartbeat.timeout", hb.timeout},
+        {"spec.heartbeat.unhealthy_interval", hb.unhealthy_interval}};
+    for (const auto& [field, value] : unused) {
+      if (value != Duration::zero()) return FieldError{field, "must be unset in NONE mode"};
+    }
+    if (hb.unhealthy_threshold > 1) {
+      return FieldError{"spec.heartbeat.unhealthy_threshold", "must be unset or 1 in NONE mode"};
+    }
+    if (hb.healthy_threshold > 1) {
+      return FieldError{"spec.heartbeat.healthy_threshold", "must be unset or 1 in NONE mode"};
+    }
+  }
+  if (hb.mode == HeartbeatMode::kPassive && hb.unhealthy_interval != Duration::zero()) {
+    return FieldError{"spec.heartbeat.unhealthy_interval",
+                      "is only used in PING and TEXT modes (PASSIVE sends no heartbeats)"};
+  }
+  if (auto e = checkDurationRange("spec.heartbeat.unhealthy_interval", hb.unhealthy_interval,
+                                  limits::kMinHeartbeatDuration, limits::kMaxHeartbeatDuration)) {
+    return e;
+  }
   if (auto e = checkDurationRange("spec.heartbeat.interval", hb.interval,
                                   limits::kMinHeartbeatDuration, limits::kMaxHeartbeatDuration)) {
     return e;
@@ -243,6 +268,29 @@ std::optional<FieldError> validateBackoff(const BackoffPolicy& bo) {
   }
   return checkDurationRange("spec.backoff.reset_after", bo.reset_after, limits::kMinBackoff,
                             limits::kMaxBackoff);
+}
+
+std::optional<FieldError> validateFlapping(const FlapPolicy& flap) {
+  if (!flap.enabled) {
+    if (flap.threshold != 0 || flap.window != Duration::zero() ||
+        flap.quiet_period != Duration::zero()) {
+      return FieldError{"spec.flapping",
+                        "threshold, window and quiet_period must be unset when "
+                        "disabled is set"};
+    }
+    return std::nullopt;
+  }
+  if (flap.threshold > limits::kMaxFlapThreshold) {
+    return FieldError{"spec.flapping.threshold", "must be between 1 and " +
+                                                     std::to_string(limits::kMaxFlapThreshold) +
+                                                     ", got " + std::to_string(flap.threshold)};
+  }
+  if (auto e = checkDurationRange("spec.flapping.window", flap.window, limits::kMinFlapDuration,
+                                  limits::kMaxFlapDuration)) {
+    return e;
+  }
+  return checkDurationRange("spec.flapping.quiet_period", flap.quiet_period,
+                            limits::kMinFlapDuration, limits::kMaxFlapDuration);
 }
 
 std::optional<FieldError> validateTls(const EndpointSpec& spec, bool secure) {
@@ -314,6 +362,7 @@ std::optional<FieldError> validateSpec(const EndpointSpec& spec) {
                                       spec.max_message_bytes > limits::kMaxMessageBytes)) {
     return FieldError{"spec.max_message_bytes", "must be between 125 and 67108864"};
   }
+  if (auto e = validateFlapping(spec.flapping)) return e;
   return validateTls(spec, url->secure);
 }
 

@@ -41,6 +41,9 @@ inline constexpr Duration kMinConnectTimeout = std::chrono::milliseconds(100);
 inline constexpr Duration kMaxConnectTimeout = std::chrono::minutes(5);
 inline constexpr uint64_t kMinMessageBytes = 125;
 inline constexpr uint64_t kMaxMessageBytes = 64ull * 1024 * 1024;
+inline constexpr uint32_t kMaxFlapThreshold = 1000;
+inline constexpr Duration kMinFlapDuration = std::chrono::milliseconds(10);
+inline constexpr Duration kMaxFlapDuration = std::chrono::hours(24);
 }  // namespace limits
 
 // Checks an endpoint id: 1-128 characters of [a-z0-9._-]. `field` names it in the error.

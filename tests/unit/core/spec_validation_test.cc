@@ -972,13 +972,18 @@ TEST(ApplyDefaultsTest, ExplicitValuesAreKept) {
   spec.backoff.reset_after = seconds(60);
   spec.connect_timeout = seconds(5);
   spec.max_message_bytes = 4096;
+  spec.heartbeat.unhealthy_interval = seconds(1);
+  spec.flapping.threshold = 3;
+  spec.flapping.window = seconds(30);
+  spec.flapping.quiet_period = seconds(20);
   const EndpointSpec before = spec;
   applyDefaults(spec);
   EXPECT_EQ(spec, before);
 }
 
 TEST(ApplyDefaultsTest, IsIdempotent) {
-  for (HeartbeatMode mode : {HeartbeatMode::kPing, HeartbeatMode::kText, HeartbeatMode::kPassive}) {
+  for (HeartbeatMode mode : {HeartbeatMode::kPing, HeartbeatMode::kText, HeartbeatMode::kPassive,
+                             HeartbeatMode::kNone}) {
     EndpointSpec once = minimalSpec();
     once.heartbeat.mode = mode;
     once.backoff.jitter_enabled = mode != HeartbeatMode::kText;
