@@ -265,6 +265,7 @@ void Session::sendHeartbeat(MonoTime now, SessionActions& out) {
 void Session::heartbeatSucceeded(MonoTime now, std::optional<Duration> rtt, SessionActions& out) {
   outstanding_ = false;
   failures_on_connection_ = 0;
+  out.heartbeat_succeeded = true;
   if (consecutive_successes_ < UINT32_MAX) ++consecutive_successes_;
   if (rtt) {
     rtt_.addSample(*rtt);

@@ -45,6 +45,9 @@ struct SessionActions {
   bool status_changed = false;
   // A heartbeat was answered: status().last_rtt and smoothed_rtt are new.
   bool rtt_sampled = false;
+  // A heartbeat succeeded: answered (PING, TEXT), a message arrived (PASSIVE), or the connection
+  // opened (NONE, where the open connection is the only check).
+  bool heartbeat_succeeded = false;
   // A heartbeat or connection failed: status().last_failure is new.
   bool failure_recorded = false;
   std::optional<HealthTransition> transition;
