@@ -26,7 +26,8 @@ SupervisedEndpoint::SupervisedEndpoint(uint64_t key, uint64_t incarnation,
       live_(std::move(live)),
       shard_(shard),
       series_(shard.metrics.endpointSeries(spec_->id, spec_->labels)),
-      session_(spec_->heartbeat, spec_->backoff, spec_->connect_timeout, shard.jitter),
+      session_(spec_->heartbeat, spec_->backoff, spec_->connect_timeout, shard.jitter,
+               spec_->flapping),
       timer_(shard.io) {
   if (series_) {
     series_->setUp(false);
@@ -55,8 +56,12 @@ void SupervisedEndpoint::updateSpec(std::shared_ptr<const core::EndpointSpec> sp
   series_ = shard_.metrics.endpointSeries(spec_->id, spec_->labels);
   if (series_) series_->setUp(session_.status().health == core::Health::kHealthy);
   const core::ConnectionPhase phase_before = session_.status().phase;
-  const core::SessionActions actions = session_.updatePolicy(
-      spec_->heartbeat, spec_->backoff, spec_->connect_timeout, core::MonoClock::now());
+  const core::MonoTime now = core::MonoClock::now();
+  core::SessionActions actions =
+      session_.updatePolicy(spec_->heartbeat, spec_->backoff, spec_->connect_timeout, now);
+  apply(actions);
+  recordMetrics(actions, phase_before);
+  actions = session_.updateFlapPolicy(spec_->flapping, now);
   apply(actions);
   recordMetrics(actions, phase_before);
 }
@@ -156,8 +161,9 @@ void SupervisedEndpoint::apply(const core::SessionActions& actions) {
     if (logEnabled(level)) {
       LogLine line(level);
       line.stream() << "endpoint " << spec_->id << " " << core::toString(actions.transition->from)
-                    << " -> " << core::toString(actions.transition->to);
-      if (actions.transition->to != core::Health::kHealthy && status.last_failure) {
+                    << " -> " << core::toString(actions.transition->to) << " why=\""
+                    << status.transition_reason << "\"";
+      if (status.underlying_health != core::Health::kHealthy && status.last_failure) {
         line.stream() << " reason=" << core::toString(status.last_failure->reason) << " detail=\""
                       << status.last_failure->detail << "\"";
       } else if (status.last_rtt) {

@@ -98,8 +98,11 @@ bool setMode(std::string_view value, v1::HeartbeatPolicy& heartbeat, std::string
     heartbeat.set_mode(v1::HEARTBEAT_MODE_TEXT);
   } else if (mode == "passive") {
     heartbeat.set_mode(v1::HEARTBEAT_MODE_PASSIVE);
+  } else if (mode == "none") {
+    heartbeat.set_mode(v1::HEARTBEAT_MODE_NONE);
   } else {
-    error = "--mode: unknown heartbeat mode " + quoted(value) + " (want ping, text or passive)";
+    error =
+        "--mode: unknown heartbeat mode " + quoted(value) + " (want ping, text, passive or none)";
     return false;
   }
   return true;
@@ -121,6 +124,32 @@ std::vector<Flag> specFlags(v1::EndpointSpec& spec) {
       {"--timeout", true,
        [&spec](std::string_view v, std::string& e) {
          return setDuration("--timeout", v, spec.mutable_heartbeat()->mutable_timeout(), e);
+       }},
+      {"--unhealthy-interval", true,
+       [&spec](std::string_view v, std::string& e) {
+         return setDuration("--unhealthy-interval", v,
+                            spec.mutable_heartbeat()->mutable_unhealthy_interval(), e);
+       }},
+      {"--flap-threshold", true,
+       [&spec](std::string_view v, std::string& e) {
+         uint32_t n = 0;
+         if (!setUnsigned("--flap-threshold", v, n, e)) return false;
+         spec.mutable_flapping()->set_threshold(n);
+         return true;
+       }},
+      {"--flap-window", true,
+       [&spec](std::string_view v, std::string& e) {
+         return setDuration("--flap-window", v, spec.mutable_flapping()->mutable_window(), e);
+       }},
+      {"--flap-quiet-period", true,
+       [&spec](std::string_view v, std::string& e) {
+         return setDuration("--flap-quiet-period", v,
+                            spec.mutable_flapping()->mutable_quiet_period(), e);
+       }},
+      {"--no-flap-detection", false,
+       [&spec](std::string_view, std::string&) {
+         spec.mutable_flapping()->set_disabled(true);
+         return true;
        }},
       {"--unhealthy-threshold", true,
        [&spec](std::string_view v, std::string& e) {
@@ -509,10 +538,15 @@ Usage: wsvisorctl [global flags] COMMAND [arguments] [flags]
 
 Commands:
   register ID URL [flags]      start supervising a ws:// or wss:// endpoint
-      --mode ping|text|passive   heartbeat mode (default ping)
+      --mode ping|text|passive|none
+                                 heartbeat mode (default ping); none: connect only, an open
+                                 connection is healthy (cannot see a silently dead peer)
       --interval D               time between heartbeats (default 10s)
       --timeout D                wait for a heartbeat's answer, or silence allowed in passive
-                                 mode (default: interval; passive: 2 x interval, at most 1h)
+                                 mode (default: interval; passive: 2 x interval, at most 1h);
+                                 longer than --interval: several heartbeats outstanding
+      --unhealthy-interval D     time between heartbeats while not healthy or after a failed
+                                 heartbeat (default: --interval)
       --unhealthy-threshold N    failed heartbeats in a row that mark it unhealthy (default 1)
       --healthy-threshold N      successful heartbeats in a row that mark it healthy (default 1)
       --payload S                text mode: message sent (default "heartbeat")
@@ -533,6 +567,11 @@ Commands:
       --backoff-max D            largest reconnect delay (default 2m)
       --backoff-reset-after D    healthy time that restarts the schedule (default 10s)
       --no-jitter                exact reconnect delays
+      --flap-threshold N         more health changes than N within the window: flapping
+                                 (default 5)
+      --flap-window D            window in which changes are counted (default 2m)
+      --flap-quiet-period D      flapping ends after this long without a change (default 1m)
+      --no-flap-detection        never report flapping
   update ID URL [flags]        replace an endpoint's spec: takes the register flags, and a flag
                                left out takes its default (the current value is not kept)
       --expected-generation N    update only if the endpoint is still at generation N (as shown

@@ -60,6 +60,15 @@ std::string healthWord(v1::Health health) {
   return enumWord(v1::Health_Name(health), "HEALTH_", "health_", health);
 }
 
+// "flapping(unhealthy)": while flapping, whether the endpoint is up or down right now.
+std::string healthCell(const v1::EndpointStatus& status) {
+  std::string cell = healthWord(status.health());
+  if (status.health() == v1::HEALTH_FLAPPING) {
+    cell += "(" + healthWord(status.underlying_health()) + ")";
+  }
+  return cell;
+}
+
 std::string phaseWord(v1::ConnectionPhase phase) {
   return enumWord(v1::ConnectionPhase_Name(phase), "CONNECTION_PHASE_", "phase_", phase);
 }
@@ -112,7 +121,7 @@ void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, EndpointTabl
   for (const v1::Endpoint& endpoint : endpoints) {
     const v1::EndpointStatus& status = endpoint.status();
     std::vector<std::string> row = {endpoint.spec().id(),
-                                    healthWord(status.health()),
+                                    healthCell(status),
                                     phaseCell(status.phase()),
                                     smoothedRtt(status),
                                     std::to_string(status.consecutive_failures()),
@@ -138,7 +147,7 @@ std::string formatWatchLine(const v1::HealthEvent& event) {
   if (event.type() == v1::HealthEvent::TYPE_CHANGED && event.previous_health() != status.health()) {
     line += healthWord(event.previous_health()) + "->";
   }
-  line += healthWord(status.health()) + "  " + phaseCell(status.phase());
+  line += healthCell(status) + "  " + phaseCell(status.phase());
   const bool failure_is_news =
       status.health() != v1::HEALTH_HEALTHY || status.consecutive_failures() > 0;
   if (status.has_last_failure() && failure_is_news) {

@@ -22,6 +22,8 @@ enum class OutputFormat {
 // "backing_off", "pong_timeout", "snapshot_complete". A value this build does not know (sent by
 // a newer server) prints as its number, e.g. "reason_12", rather than as nothing.
 std::string healthWord(v1::Health health);
+// The health word; while flapping with the health of the moment: "flapping(unhealthy)".
+std::string healthCell(const v1::EndpointStatus& status);
 std::string phaseWord(v1::ConnectionPhase phase);
 std::string failureReasonWord(v1::FailureReason reason);
 std::string eventTypeWord(v1::HealthEvent::Type type);

@@ -48,6 +48,11 @@ struct FlapPolicy {
   Duration quiet_period{0};  // FLAPPING ends after this long without a change
   bool enabled = true;
 
+  static FlapPolicy off() {
+    FlapPolicy policy;
+    policy.enabled = false;
+    return policy;
+  }
   bool operator==(const FlapPolicy& o) const {
     return threshold == o.threshold && window == o.window && quiet_period == o.quiet_period &&
            enabled == o.enabled;

@@ -13,19 +13,28 @@ std::string formatDuration(Duration d) {
   return std::to_string(ms) + "ms";
 }
 
+// For reasons people read: "2m", "30s", "1500ms".
+std::string formatRoundDuration(Duration d) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  if (ms != 0 && ms % 60000 == 0) return std::to_string(ms / 60000) + "m";
+  if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
 // Heartbeat replies quoted in a failure detail are cut to this length.
 constexpr size_t kQuotedReplyBytes = 64;
 
 }  // namespace
 
 Session::Session(const HeartbeatPolicy& heartbeat, const BackoffPolicy& backoff,
-                 Duration connect_timeout, JitterSource& jitter)
+                 Duration connect_timeout, JitterSource& jitter, const FlapPolicy& flapping)
     : heartbeat_(heartbeat),
       reset_after_(backoff.reset_after),
       connect_timeout_(connect_timeout),
       backoff_(backoff),
       jitter_(jitter),
-      reply_matcher_(heartbeat.payload, heartbeat.expect) {}
+      reply_matcher_(heartbeat.payload, heartbeat.expect),
+      flap_(flapping) {}
 
 SessionActions Session::onEvent(const SessionEvent& event, MonoTime now) {
   SessionActions out;
@@ -33,33 +42,46 @@ SessionActions Session::onEvent(const SessionEvent& event, MonoTime now) {
   return out;
 }
 
+Duration Session::currentInterval() const {
+  const bool down = status_.underlying_health != Health::kHealthy || failures_on_connection_ > 0;
+  if (down && heartbeat_.unhealthy_interval > Duration::zero())
+    return heartbeat_.unhealthy_interval;
+  return heartbeat_.interval;
+}
+
 std::optional<MonoTime> Session::nextDeadline() const {
   if (!started_) return std::nullopt;
+  std::optional<MonoTime> due;
   switch (status_.phase) {
     case ConnectionPhase::kConnecting:
-      return connect_deadline_;
+      due = connect_deadline_;
+      break;
     case ConnectionPhase::kBackingOff:
-      return retry_at_;
-    case ConnectionPhase::kOpen: {
-      MonoTime due;
-      if (!isHeartbeatSender()) {
+      due = retry_at_;
+      break;
+    case ConnectionPhase::kOpen:
+      if (heartbeat_.mode == HeartbeatMode::kPassive) {
         due = silence_deadline_;
-      } else {
-        due = outstanding_ ? reply_deadline_ : next_send_at_;
+      } else if (isHeartbeatSender()) {
+        if (maySendMore()) due = nextSendAt();
+        if (!sent_times_.empty()) {
+          const MonoTime reply_deadline = sent_times_.front() + heartbeat_.timeout;
+          due = due ? std::min(*due, reply_deadline) : reply_deadline;
+        }
       }
-      if (stable_deadline_) due = std::min(due, *stable_deadline_);
-      return due;
-    }
+      if (stable_deadline_) due = due ? std::min(*due, *stable_deadline_) : *stable_deadline_;
+      break;
     case ConnectionPhase::kStopped:
       return std::nullopt;
   }
-  return std::nullopt;
+  if (const auto quiet = flap_.quietDeadline()) due = due ? std::min(*due, *quiet) : *quiet;
+  return due;
 }
 
 bool Session::heartbeatFailsAt(MonoTime now) const {
   if (!started_ || status_.phase != ConnectionPhase::kOpen) return false;
-  if (!isHeartbeatSender()) return now >= silence_deadline_;
-  return outstanding_ && now >= reply_deadline_;
+  if (heartbeat_.mode == HeartbeatMode::kPassive) return now >= silence_deadline_;
+  return !sent_times_.empty() && now >= sent_times_.front() + heartbeat_.timeout;
 }
 
 void Session::handle(const event::Start& e, MonoTime now, SessionActions& out) {
@@ -96,19 +118,33 @@ SessionActions Session::updatePolicy(const HeartbeatPolicy& heartbeat, const Bac
   if (status_.phase != ConnectionPhase::kOpen) return out;
   if (mode_changed) {
     // A heartbeat of the old mode cannot be answered in the new one: start afresh now.
-    outstanding_ = false;
-    if (isHeartbeatSender()) {
-      sendHeartbeat(now, out);
-    } else {
-      silence_deadline_ = now + heartbeat_.timeout;
+    sent_times_.clear();
+    switch (heartbeat_.mode) {
+      case HeartbeatMode::kPing:
+      case HeartbeatMode::kText:
+        sendHeartbeat(now, out);
+        break;
+      case HeartbeatMode::kPassive:
+        silence_deadline_ = now + heartbeat_.timeout;
+        break;
+      case HeartbeatMode::kNone:
+        heartbeatSucceeded(now, std::nullopt, out);  // the open connection is the check
+        break;
     }
     return out;
   }
-  if (outstanding_) reply_deadline_ = outstanding_sent_at_ + heartbeat_.timeout;
-  if (isHeartbeatSender()) {
-    next_send_at_ = outstanding_sent_at_ + heartbeat_.interval;
-  } else {
+  // Outstanding heartbeats keep their send times and are judged by the new timeout; the next one
+  // follows the new interval from the last send (both read at their moment of use).
+  if (heartbeat_.mode == HeartbeatMode::kPassive) {
     silence_deadline_ = std::min(silence_deadline_, now + heartbeat_.timeout);
+  }
+  return out;
+}
+
+SessionActions Session::updateFlapPolicy(const FlapPolicy& flapping, MonoTime now) {
+  SessionActions out;
+  if (flap_.setPolicy(flapping)) {
+    report(status_.underlying_health, "flap detection turned off", now, out);
   }
   return out;
 }
@@ -131,12 +167,20 @@ void Session::handle(const event::Connected&, MonoTime now, SessionActions& out)
   status_.phase = ConnectionPhase::kOpen;
   failures_on_connection_ = 0;
   consecutive_successes_ = 0;
-  outstanding_ = false;
+  sent_times_.clear();
+  mismatched_reply_.reset();
   out.status_changed = true;
-  if (isHeartbeatSender()) {
-    sendHeartbeat(now, out);
-  } else {
-    silence_deadline_ = now + heartbeat_.timeout;
+  switch (heartbeat_.mode) {
+    case HeartbeatMode::kPing:
+    case HeartbeatMode::kText:
+      sendHeartbeat(now, out);
+      break;
+    case HeartbeatMode::kPassive:
+      silence_deadline_ = now + heartbeat_.timeout;
+      break;
+    case HeartbeatMode::kNone:
+      heartbeatSucceeded(now, std::nullopt, out);
+      break;
   }
 }
 
@@ -160,9 +204,12 @@ void Session::handle(const event::MessageReceived& e, MonoTime now, SessionActio
       heartbeatSucceeded(now, std::nullopt, out);
       return;
     case HeartbeatMode::kText:
-      if (!outstanding_) return;  // unsolicited or late: neither success nor failure
+      if (sent_times_.empty()) return;  // unsolicited or late: neither success nor failure
       if (reply_matcher_.matches(e.payload)) {
-        heartbeatSucceeded(now, now - outstanding_sent_at_, out);
+        // Replies carry no id: a matching one answers the oldest outstanding heartbeat.
+        const MonoTime sent_at = sent_times_.front();
+        sent_times_.erase(sent_times_.begin());
+        heartbeatSucceeded(now, now - sent_at, out);
       } else {
         mismatched_reply_ = std::string(e.payload.substr(0, kQuotedReplyBytes));
       }
@@ -173,15 +220,39 @@ void Session::handle(const event::MessageReceived& e, MonoTime now, SessionActio
   }
 }
 
+size_t Session::pingsAnsweredBy(std::string_view payload) const {
+  if (sent_times_.empty()) return 0;
+  // Payloads are sequence numbers in decimal without leading zeros.
+  uint64_t sequence = 0;
+  if (payload.empty() || payload.size() > 20 || payload[0] == '0') return 0;
+  for (char c : payload) {
+    if (c < '0' || c > '9') return 0;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (sequence > (UINT64_MAX - digit) / 10) return 0;
+    sequence = sequence * 10 + digit;
+  }
+  const uint64_t oldest = ping_sequence_ - sent_times_.size() + 1;
+  if (sequence < oldest || sequence > ping_sequence_) return 0;
+  return static_cast<size_t>(sequence - oldest + 1);
+}
+
 void Session::handle(const event::PongReceived& e, MonoTime now, SessionActions& out) {
   if (status_.phase != ConnectionPhase::kOpen || heartbeat_.mode != HeartbeatMode::kPing) return;
-  // Only the pong of the outstanding ping counts; unsolicited pongs (RFC 6455 allows them) and
-  // late pongs of timed-out pings carry another payload.
-  if (!outstanding_ || e.payload != ping_payload_) return;
-  heartbeatSucceeded(now, now - outstanding_sent_at_, out);
+  // Only the pong of an outstanding ping counts; unsolicited pongs (RFC 6455 allows them) and
+  // late pongs of timed-out pings carry another payload. A pong answers its ping and the older
+  // ones: a peer may answer only the latest of several pings.
+  const size_t answered = pingsAnsweredBy(e.payload);
+  if (answered == 0) return;
+  const MonoTime sent_at = sent_times_[answered - 1];
+  sent_times_.erase(sent_times_.begin(), sent_times_.begin() + static_cast<ptrdiff_t>(answered));
+  heartbeatSucceeded(now, now - sent_at, out);
 }
 
 void Session::handle(const event::TimerFired&, MonoTime now, SessionActions& out) {
+  if (flap_.settle(now)) {
+    report(status_.underlying_health,
+           "no change for " + formatRoundDuration(flap_.policy().quiet_period), now, out);
+  }
   switch (status_.phase) {
     case ConnectionPhase::kConnecting:
       if (now >= connect_deadline_) {
@@ -210,19 +281,31 @@ void Session::handle(const event::TimerFired&, MonoTime now, SessionActions& out
     }
   }
 
-  if (!isHeartbeatSender()) {
-    if (now >= silence_deadline_) {
-      const Duration silent_for = now - (silence_deadline_ - heartbeat_.timeout);
-      silence_deadline_ = now + heartbeat_.timeout;  // the next window starts now
-      heartbeatFailed(
-          Failure::make(FailureReason::kSilence, "no message for " + formatDuration(silent_for)),
-          now, out);
-    }
-    return;
+  switch (heartbeat_.mode) {
+    case HeartbeatMode::kNone:
+      return;
+    case HeartbeatMode::kPassive:
+      if (now >= silence_deadline_) {
+        const Duration silent_for = now - (silence_deadline_ - heartbeat_.timeout);
+        silence_deadline_ = now + heartbeat_.timeout;  // the next window starts now
+        heartbeatFailed(
+            Failure::make(FailureReason::kSilence, "no message for " + formatDuration(silent_for)),
+            now, out);
+      }
+      return;
+    case HeartbeatMode::kPing:
+    case HeartbeatMode::kText:
+      failOverdueHeartbeats(now, out);
+      if (status_.phase != ConnectionPhase::kOpen) return;
+      if (maySendMore() && now >= nextSendAt()) sendHeartbeat(now, out);
+      return;
   }
+}
 
-  if (outstanding_ && now >= reply_deadline_) {
-    const std::string waited = formatDuration(now - outstanding_sent_at_);
+void Session::failOverdueHeartbeats(MonoTime now, SessionActions& out) {
+  while (!sent_times_.empty() && now >= sent_times_.front() + heartbeat_.timeout) {
+    const std::string waited = formatDuration(now - sent_times_.front());
+    sent_times_.erase(sent_times_.begin());
     Failure failure =
         mismatched_reply_
             ? Failure::make(
@@ -235,7 +318,6 @@ void Session::handle(const event::TimerFired&, MonoTime now, SessionActions& out
     heartbeatFailed(std::move(failure), now, out);
     if (status_.phase != ConnectionPhase::kOpen) return;
   }
-  if (!outstanding_ && now >= next_send_at_) sendHeartbeat(now, out);
 }
 
 void Session::beginAttempt(MonoTime now, SessionActions& out) {
@@ -248,23 +330,24 @@ void Session::beginAttempt(MonoTime now, SessionActions& out) {
 }
 
 void Session::sendHeartbeat(MonoTime now, SessionActions& out) {
-  outstanding_ = true;
-  outstanding_sent_at_ = now;
-  reply_deadline_ = now + heartbeat_.timeout;
-  next_send_at_ = now + heartbeat_.interval;
-  mismatched_reply_.reset();
+  // A TEXT mismatch is quoted by the failure of the round it belongs to; a round starts when
+  // nothing is outstanding.
+  if (sent_times_.empty()) mismatched_reply_.reset();
+  sent_times_.push_back(now);
+  last_sent_at_ = now;
   ++status_.heartbeats_sent;
   if (heartbeat_.mode == HeartbeatMode::kPing) {
     ping_payload_ = std::to_string(++ping_sequence_);
     out.send_ping = true;
   } else {
+    ++ping_sequence_;
     out.send_text = true;
   }
 }
 
 void Session::heartbeatSucceeded(MonoTime now, std::optional<Duration> rtt, SessionActions& out) {
-  outstanding_ = false;
   failures_on_connection_ = 0;
+  mismatched_reply_.reset();
   out.heartbeat_succeeded = true;
   if (consecutive_successes_ < UINT32_MAX) ++consecutive_successes_;
   if (rtt) {
@@ -277,33 +360,62 @@ void Session::heartbeatSucceeded(MonoTime now, std::optional<Duration> rtt, Sess
     status_.consecutive_failures = 0;
     out.status_changed = true;
   }
-  if (status_.health != Health::kHealthy &&
+  if (status_.underlying_health != Health::kHealthy &&
       consecutive_successes_ >= heartbeat_.healthy_threshold) {
-    setHealth(Health::kHealthy, now, out);
+    std::string reason;
+    switch (heartbeat_.mode) {
+      case HeartbeatMode::kNone:
+        reason = "connection open";
+        break;
+      case HeartbeatMode::kPassive:
+        reason = heartbeat_.healthy_threshold == 1
+                     ? "message received"
+                     : std::to_string(heartbeat_.healthy_threshold) + " messages received";
+        break;
+      case HeartbeatMode::kPing:
+      case HeartbeatMode::kText:
+        reason = heartbeat_.healthy_threshold == 1
+                     ? "heartbeat answered"
+                     : std::to_string(heartbeat_.healthy_threshold) + " heartbeats answered";
+        break;
+    }
+    setHealth(Health::kHealthy, std::move(reason), now, out);
     stable_deadline_ = now + reset_after_;
   }
-  // An answer that came after the next send time (timeout > interval) releases the next
+  // An answer that comes after the next send time (all slots were taken) releases the next
   // heartbeat at once.
-  if (isHeartbeatSender() && now >= next_send_at_) sendHeartbeat(now, out);
+  if (isHeartbeatSender() && status_.phase == ConnectionPhase::kOpen && maySendMore() &&
+      now >= nextSendAt()) {
+    sendHeartbeat(now, out);
+  }
 }
 
 void Session::heartbeatFailed(Failure failure, MonoTime now, SessionActions& out) {
-  outstanding_ = false;
   consecutive_successes_ = 0;
   if (failures_on_connection_ < UINT32_MAX) ++failures_on_connection_;
-  const std::string why = std::string("heartbeat failed: ") + toString(failure.reason);
+  const char* reason = toString(failure.reason);
   recordFailure(std::move(failure), now, out);
   if (failures_on_connection_ < heartbeat_.unhealthy_threshold) return;
-  setHealth(Health::kUnhealthy, now, out);
+  const std::string why = std::string("heartbeat failed: ") + reason;
+  setHealth(Health::kUnhealthy,
+            heartbeat_.unhealthy_threshold == 1
+                ? why
+                : std::to_string(heartbeat_.unhealthy_threshold) +
+                      " heartbeats failed in a row, last: " + reason,
+            now, out);
   out.close = CloseRequest{kCloseNormal, why};
+  sent_times_.clear();
   enterBackoff(now, out);
 }
 
 void Session::connectionLost(Failure failure, MonoTime now, SessionActions& out) {
+  const bool was_open = status_.phase == ConnectionPhase::kOpen;
   consecutive_successes_ = 0;
-  outstanding_ = false;
+  sent_times_.clear();
+  const std::string reason =
+      std::string(was_open ? "connection lost: " : "connect failed: ") + toString(failure.reason);
   recordFailure(std::move(failure), now, out);
-  setHealth(Health::kUnhealthy, now, out);
+  setHealth(Health::kUnhealthy, reason, now, out);
   enterBackoff(now, out);
 }
 
@@ -315,12 +427,33 @@ void Session::recordFailure(Failure failure, MonoTime now, SessionActions& out) 
   out.failure_recorded = true;
 }
 
-void Session::setHealth(Health health, MonoTime now, SessionActions& out) {
+void Session::setHealth(Health health, std::string reason, MonoTime now, SessionActions& out) {
   if (health != Health::kHealthy) stable_deadline_.reset();
+  const Health before = status_.underlying_health;
+  if (before == health) return;
+  status_.underlying_health = health;
+  out.status_changed = true;
+  // Only changes between HEALTHY and UNHEALTHY count; the first verdict after UNKNOWN does not.
+  if (before != Health::kUnknown) {
+    const bool was_flapping = flap_.flapping();
+    if (flap_.recordChange(now)) {
+      report(Health::kFlapping,
+             std::to_string(flap_.policy().threshold + 1) + " changes within " +
+                 formatRoundDuration(flap_.policy().window),
+             now, out);
+      return;
+    }
+    if (was_flapping) return;  // still FLAPPING: the quiet period starts again
+  }
+  report(health, std::move(reason), now, out);
+}
+
+void Session::report(Health health, std::string reason, MonoTime now, SessionActions& out) {
   if (status_.health == health) return;
   out.transition = HealthTransition{status_.health, health};
   status_.health = health;
   status_.last_transition = now;
+  status_.transition_reason = std::move(reason);
   out.status_changed = true;
 }
 

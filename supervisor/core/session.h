@@ -3,10 +3,13 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "supervisor/core/backoff_schedule.h"
 #include "supervisor/core/endpoint_spec.h"
 #include "supervisor/core/endpoint_status.h"
+#include "supervisor/core/flap_detector.h"
 #include "supervisor/core/jitter_source.h"
 #include "supervisor/core/reply_matcher.h"
 #include "supervisor/core/rtt_estimator.h"
@@ -24,10 +27,15 @@ struct CloseRequest {
   std::string reason;
 };
 
+// A change of the reported health; status().transition_reason says why.
 struct HealthTransition {
   Health from;
   Health to;
 };
+
+// Heartbeats that may be outstanding at once (timeout > interval); while this many are, the next
+// one waits for an answer or a timeout.
+inline constexpr size_t kMaxOutstandingHeartbeats = 16;
 
 // What the runtime must do after one event, in this order: close or abandon the current
 // connection, send the heartbeat, start a new connection, then publish the status and re-arm the
@@ -60,19 +68,26 @@ struct SessionActions {
 //
 // Heartbeat schedule (PING and TEXT), with interval I and timeout T:
 //   - the first heartbeat goes out the moment the connection opens, at t0;
-//   - heartbeat k+1 goes out at send(k) + I, but never while heartbeat k is outstanding: if k is
-//     still unanswered at that moment, k+1 goes out as soon as k is answered or times out;
+//   - heartbeat k+1 goes out at send(k) + I, whether or not k has been answered (at most
+//     kMaxOutstandingHeartbeats outstanding: beyond that the next one waits for an answer or a
+//     timeout);
 //   - heartbeat k fails if no answer arrives by send(k) + T; an answer after that is ignored.
+//     A pong answers its own ping and every older one still outstanding (RFC 6455 lets a peer
+//     answer only the latest ping); a TEXT reply answers the oldest outstanding heartbeat.
+//   - I is `unhealthy_interval` instead while the endpoint is not HEALTHY by its thresholds or
+//     its last heartbeat failed, so a failure is confirmed and a recovery seen on that cadence.
 //   Example, I = T = 10 s, peer dies at 12 s: pings at 0, 10 (answered), 20; the ping of 20 s
 //   times out at 30 s → with unhealthy_threshold 1 the endpoint is UNHEALTHY at 30 s, i.e.
 //   within I + T of the last answer.
 // PASSIVE: every message is a successful heartbeat; T of silence is one failed heartbeat, and the
 // silence clock restarts after each failure.
+// NONE: the open connection is the heartbeat: HEALTHY on open, UNHEALTHY when it is lost.
 //
 // Health: `unhealthy_threshold` failed heartbeats in a row on one connection → UNHEALTHY, close
 // (code 1000) and redial after backoff. A lost or failed connection → UNHEALTHY at once.
 // `healthy_threshold` successful heartbeats in a row → HEALTHY. A connection that stays HEALTHY
 // for `reset_after` resets the backoff schedule; a bare TCP or WebSocket connect does not.
+// That is the underlying health; the reported one is FLAPPING instead while FlapDetector says so.
 //
 // Backoff: the next attempt starts at max(now, start of the failed attempt + delay), where the
 // delay comes from BackoffSchedule, as in gRPC's connection-backoff spec. The connect timeout
@@ -80,7 +95,7 @@ struct SessionActions {
 class Session {
  public:
   Session(const HeartbeatPolicy& heartbeat, const BackoffPolicy& backoff, Duration connect_timeout,
-          JitterSource& jitter);
+          JitterSource& jitter, const FlapPolicy& flapping = FlapPolicy::off());
 
   SessionActions onEvent(const SessionEvent& event, MonoTime now);
 
@@ -89,6 +104,8 @@ class Session {
   // interval from the last send. Thresholds apply from the next heartbeat on.
   SessionActions updatePolicy(const HeartbeatPolicy& heartbeat, const BackoffPolicy& backoff,
                               Duration connect_timeout, MonoTime now);
+  // Applies a new flap policy to the changes already seen. Turning detection off ends FLAPPING.
+  SessionActions updateFlapPolicy(const FlapPolicy& flapping, MonoTime now);
 
   // The earliest moment at which a TimerFired event has work to do; nullopt when stopped. Timers
   // that fire early or late are harmless: onEvent(TimerFired) does what is due at `now` and no
@@ -121,9 +138,21 @@ class Session {
   void heartbeatFailed(Failure failure, MonoTime now, SessionActions& out);
   void connectionLost(Failure failure, MonoTime now, SessionActions& out);
   void recordFailure(Failure failure, MonoTime now, SessionActions& out);
-  void setHealth(Health health, MonoTime now, SessionActions& out);
+  // Sets the underlying health; the reported one follows unless the endpoint is flapping.
+  void setHealth(Health health, std::string reason, MonoTime now, SessionActions& out);
+  void report(Health health, std::string reason, MonoTime now, SessionActions& out);
   void enterBackoff(MonoTime now, SessionActions& out);
-  bool isHeartbeatSender() const { return heartbeat_.mode != HeartbeatMode::kPassive; }
+  // PING/TEXT: times out every outstanding heartbeat whose deadline has passed, oldest first.
+  void failOverdueHeartbeats(MonoTime now, SessionActions& out);
+  // The pong's payload names an outstanding ping: how many outstanding ones it answers.
+  size_t pingsAnsweredBy(std::string_view payload) const;
+  bool isHeartbeatSender() const {
+    return heartbeat_.mode == HeartbeatMode::kPing || heartbeat_.mode == HeartbeatMode::kText;
+  }
+  // The interval in force: `unhealthy_interval` while not HEALTHY or after a failed heartbeat.
+  Duration currentInterval() const;
+  MonoTime nextSendAt() const { return last_sent_at_ + currentInterval(); }
+  bool maySendMore() const { return sent_times_.size() < kMaxOutstandingHeartbeats; }
 
   HeartbeatPolicy heartbeat_;
   Duration reset_after_;
@@ -142,16 +171,17 @@ class Session {
   uint32_t failures_on_connection_ = 0;
   uint32_t consecutive_successes_ = 0;
   std::optional<MonoTime> stable_deadline_;  // backoff resets here if still HEALTHY
-  MonoTime next_send_at_{};                  // PING/TEXT
-  bool outstanding_ = false;                 // PING/TEXT: a heartbeat awaits its answer
-  MonoTime outstanding_sent_at_{};
-  MonoTime reply_deadline_{};
+  // PING/TEXT: send times of the outstanding heartbeats, oldest first. Their sequence numbers
+  // are consecutive and end at ping_sequence_.
+  std::vector<MonoTime> sent_times_;
+  MonoTime last_sent_at_{};
   uint64_t ping_sequence_ = 0;
   std::string ping_payload_;
-  std::optional<std::string> mismatched_reply_;  // TEXT: last non-matching reply this round
+  std::optional<std::string> mismatched_reply_;  // TEXT: last non-matching reply
   MonoTime silence_deadline_{};                  // PASSIVE
   // BACKING_OFF
   MonoTime retry_at_{};
+  FlapDetector flap_;
 };
 
 }  // namespace wsvisor::core

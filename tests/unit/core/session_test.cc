@@ -31,8 +31,8 @@ class SessionTest : public ::testing::Test {
   // Builds the session from spec_ (after the test has adjusted it) and starts it at now_.
   SessionActions start() {
     applyDefaults(spec_);
-    session_ =
-        std::make_unique<Session>(spec_.heartbeat, spec_.backoff, spec_.connect_timeout, jitter_);
+    session_ = std::make_unique<Session>(spec_.heartbeat, spec_.backoff, spec_.connect_timeout,
+                                         jitter_, spec_.flapping);
     return send(event::Start{});
   }
   SessionActions send(const SessionEvent& e) { return session_->onEvent(e, now_); }
@@ -215,18 +215,280 @@ TEST_F(SessionTest, LatePongOfATimedOutPingDoesNotCount) {
   EXPECT_EQ(status().consecutive_failures, 1u);
 }
 
-TEST_F(SessionTest, WithTimeoutLongerThanIntervalTheNextPingWaitsForTheOutstandingOne) {
+TEST_F(SessionTest, WithTimeoutLongerThanIntervalSeveralPingsAreOutstandingEachWithItsDeadline) {
   spec_.heartbeat.interval = seconds(1);
   spec_.heartbeat.timeout = seconds(3);
   start();
   send(event::Connected{});  // ping 1 at 0
-  // At 1 s the next ping is due, but ping 1 is outstanding: the deadline is its timeout.
-  EXPECT_EQ(session_->nextDeadline(), at(seconds(3)));
-  now_ = at(milliseconds(2500));
-  const SessionActions a = pong();  // answered late but in time: ping 2 goes out now
-  EXPECT_TRUE(a.send_ping);
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(1)));
+  EXPECT_TRUE(advanceTo(at(seconds(1))).send_ping);  // ping 2, ping 1 still outstanding
   EXPECT_EQ(session_->pingPayload(), "2");
-  EXPECT_EQ(session_->nextDeadline(), at(milliseconds(2500) + seconds(3)));
+  EXPECT_TRUE(advanceTo(at(seconds(2))).send_ping);  // ping 3
+  // The pong of ping 2 answers ping 1 as well (a peer may answer only the latest ping).
+  now_ = at(milliseconds(2500));
+  const SessionActions a = send(event::PongReceived{"2"});
+  EXPECT_TRUE(a.heartbeat_succeeded);
+  EXPECT_EQ(status().health, Health::kHealthy);
+  EXPECT_EQ(status().last_rtt, milliseconds(1500));
+  // Ping 3 (sent at 2 s) is now the oldest outstanding one: its deadline is 5 s.
+  EXPECT_TRUE(advanceTo(at(seconds(3))).send_ping);  // ping 4
+  EXPECT_TRUE(advanceTo(at(seconds(4))).send_ping);  // ping 5
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(5)));
+  const SessionActions failed = advanceTo(at(seconds(5)));
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+  EXPECT_EQ(status().last_failure->reason, FailureReason::kPongTimeout);
+  EXPECT_EQ(status().last_failure->detail, "no pong within 3000ms");
+  EXPECT_TRUE(failed.close.has_value());
+  EXPECT_FALSE(failed.send_ping);  // the connection is closed, nothing more goes out on it
+}
+
+TEST_F(SessionTest, EveryOutstandingHeartbeatFailsOnItsOwnDeadline) {
+  spec_.heartbeat.interval = seconds(1);
+  spec_.heartbeat.timeout = seconds(3);
+  spec_.heartbeat.unhealthy_threshold = 3;
+  openAndAnswerFirstPing(milliseconds(1));  // ping 1 answered; the peer then goes silent
+  for (int s = 1; s <= 4; ++s) advanceTo(at(seconds(s)));  // pings 2-5 at 1, 2, 3, 4 s
+  EXPECT_EQ(status().consecutive_failures, 1u);            // ping 2 failed at 4 s
+  advanceTo(at(seconds(5)));                               // ping 3 fails
+  EXPECT_EQ(status().consecutive_failures, 2u);
+  EXPECT_EQ(status().health, Health::kHealthy);
+  advanceTo(at(seconds(6)));  // ping 4 fails: the third in a row
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+  EXPECT_EQ(status().transition_reason, "3 heartbeats failed in a row, last: pong_timeout");
+}
+
+TEST_F(SessionTest, AtMostSixteenHeartbeatsAreOutstanding) {
+  spec_.heartbeat.interval = milliseconds(10);
+  spec_.heartbeat.timeout = seconds(60);
+  start();
+  send(event::Connected{});  // ping 1
+  for (int i = 1; i < 40; ++i) advanceTo(at(milliseconds(10 * i)));
+  EXPECT_EQ(status().heartbeats_sent, kMaxOutstandingHeartbeats);
+  // Only the oldest heartbeat's deadline is left to wait for.
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(60)));
+  now_ = at(milliseconds(395));
+  const SessionActions a = send(event::PongReceived{"16"});  // frees every slot
+  EXPECT_TRUE(a.send_ping);  // the next one was due long ago: it goes out at once
+  EXPECT_EQ(session_->pingPayload(), "17");
+}
+
+TEST_F(SessionTest, PongOfAPingThatIsNotOutstandingIsIgnored) {
+  spec_.heartbeat.interval = seconds(1);
+  spec_.heartbeat.timeout = seconds(3);
+  start();
+  send(event::Connected{});
+  advanceTo(at(seconds(1)));  // pings 1 and 2 outstanding
+  now_ = at(milliseconds(1100));
+  for (const char* payload : {"3", "0", "01", "", "x1", "99999999999999999999999"}) {
+    EXPECT_FALSE(send(event::PongReceived{payload}).heartbeat_succeeded) << payload;
+  }
+  EXPECT_EQ(status().health, Health::kUnknown);
+}
+
+TEST_F(SessionTest, TextReplyAnswersTheOldestOutstandingHeartbeat) {
+  spec_.heartbeat.mode = HeartbeatMode::kText;
+  spec_.heartbeat.interval = seconds(1);
+  spec_.heartbeat.timeout = seconds(3);
+  start();
+  send(event::Connected{});   // text 1 at 0
+  advanceTo(at(seconds(1)));  // text 2 at 1 s
+  now_ = at(milliseconds(1500));
+  send(event::MessageReceived{"heartbeat"});
+  EXPECT_EQ(status().last_rtt, milliseconds(1500));
+  now_ = at(milliseconds(1700));
+  send(event::MessageReceived{"heartbeat"});
+  EXPECT_EQ(status().last_rtt, milliseconds(700));
+}
+
+TEST_F(SessionTest, UnhealthyIntervalProbesADownEndpointOnItsOwnCadence) {
+  spec_.heartbeat.interval = seconds(10);
+  spec_.heartbeat.unhealthy_interval = seconds(1);
+  spec_.heartbeat.healthy_threshold = 3;
+  spec_.heartbeat.unhealthy_threshold = 2;
+  start();
+  send(event::Connected{});  // ping 1 at 0; not HEALTHY yet: the next goes 1 s later
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(1)));
+  now_ = at(milliseconds(5));
+  pong();
+  advanceTo(at(seconds(1)));
+  now_ = at(milliseconds(1005));
+  pong();
+  advanceTo(at(seconds(2)));
+  now_ = at(milliseconds(2005));
+  pong();  // the third answer: HEALTHY, back to the 10 s cadence
+  EXPECT_EQ(status().health, Health::kHealthy);
+  EXPECT_EQ(status().transition_reason, "3 heartbeats answered");
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(12)));
+  advanceTo(at(seconds(12)));  // ping 4, never answered
+  advanceTo(at(seconds(22)));  // ping 4 fails (1 of 2); ping 5 goes out at once
+  EXPECT_EQ(status().consecutive_failures, 1u);
+  EXPECT_EQ(status().health, Health::kHealthy);
+  // After a failed heartbeat the next ones follow the unhealthy interval: ping 6 goes out at
+  // 23 s while ping 5 (timeout 10 s, the interval's default) is still outstanding.
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(23)));
+  advanceTo(at(seconds(23)));
+  EXPECT_EQ(status().heartbeats_sent, 6u);
+}
+
+TEST_F(SessionTest, UnhealthyIntervalDoesNotChangeTheBackoffOfRedials) {
+  spec_.heartbeat.unhealthy_interval = milliseconds(100);
+  spec_.backoff.initial = seconds(2);
+  start();
+  now_ = at(milliseconds(10));
+  send(event::ConnectFailed{Failure::make(FailureReason::kConnectionRefused, "refused")});
+  EXPECT_EQ(session_->nextDeadline(), at(seconds(2)));
+  EXPECT_EQ(status().transition_reason, "connect failed: connection_refused");
+}
+
+TEST_F(SessionTest, NoneModeIsHealthyWhileTheConnectionIsOpen) {
+  spec_.heartbeat = HeartbeatPolicy{};
+  spec_.heartbeat.mode = HeartbeatMode::kNone;
+  spec_.backoff.reset_after = seconds(30);
+  start();
+  now_ = at(milliseconds(4));
+  const SessionActions opened = send(event::Connected{});
+  EXPECT_FALSE(opened.send_ping);
+  EXPECT_FALSE(opened.send_text);
+  ASSERT_TRUE(opened.transition.has_value());
+  EXPECT_EQ(status().health, Health::kHealthy);
+  EXPECT_EQ(status().transition_reason, "connection open");
+  EXPECT_EQ(status().heartbeats_sent, 0u);
+  EXPECT_FALSE(status().last_rtt.has_value());
+  // Nothing is timed but the backoff reset.
+  EXPECT_EQ(session_->nextDeadline(), at(milliseconds(4) + seconds(30)));
+  advanceTo(at(seconds(31)));
+  EXPECT_EQ(session_->nextDeadline(), std::nullopt);
+  advanceTo(at(std::chrono::hours(5)));  // hours of silence change nothing
+  EXPECT_EQ(status().health, Health::kHealthy);
+  now_ = at(std::chrono::hours(6));
+  send(event::Closed{Failure::make(FailureReason::kClosedByPeer, "1001", 0, 1001)});
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+  EXPECT_EQ(status().transition_reason, "connection lost: closed_by_peer");
+  EXPECT_EQ(status().phase, ConnectionPhase::kBackingOff);
+}
+
+TEST_F(SessionTest, TransitionReasonsSayWhy) {
+  openAndAnswerFirstPing();
+  EXPECT_EQ(status().transition_reason, "heartbeat answered");
+  advanceTo(at(seconds(10)));
+  advanceTo(at(seconds(20)));
+  EXPECT_EQ(status().transition_reason, "heartbeat failed: pong_timeout");
+  EXPECT_EQ(status().underlying_health, Health::kUnhealthy);
+}
+
+// Flapping: the upstream bounces between up and down. Threshold 2, window 10 s, quiet 5 s.
+class FlappingSessionTest : public SessionTest {
+ protected:
+  FlappingSessionTest() {
+    spec_.heartbeat.interval = seconds(1);
+    spec_.backoff.initial = milliseconds(100);
+    spec_.backoff.multiplier = 1.0;
+    spec_.flapping.threshold = 2;
+    spec_.flapping.window = seconds(10);
+    spec_.flapping.quiet_period = seconds(5);
+  }
+  // From BACKING_OFF or CONNECTING: the next attempt opens and its first ping is answered.
+  SessionActions comeUp(MonoTime t) {
+    if (status().phase == ConnectionPhase::kBackingOff) advanceTo(t);
+    now_ = t;
+    send(event::Connected{});
+    now_ = t + milliseconds(1);
+    return pong();
+  }
+  SessionActions goDown(MonoTime t) {
+    now_ = t;
+    return send(event::Closed{Failure::make(FailureReason::kClosedByPeer, "1006", 0, 1006)});
+  }
+};
+
+TEST_F(FlappingSessionTest, MoreChangesThanTheThresholdWithinTheWindowIsFlapping) {
+  start();
+  comeUp(at(seconds(0)));  // UNKNOWN -> HEALTHY: not a change between up and down
+  goDown(at(seconds(1)));  // change 1
+  comeUp(at(seconds(2)));  // change 2
+  EXPECT_EQ(status().health, Health::kHealthy);
+  const SessionActions third = goDown(at(seconds(3)));  // change 3 > threshold 2
+  ASSERT_TRUE(third.transition.has_value());
+  EXPECT_EQ(third.transition->from, Health::kHealthy);
+  EXPECT_EQ(third.transition->to, Health::kFlapping);
+  EXPECT_EQ(status().health, Health::kFlapping);
+  EXPECT_EQ(status().underlying_health, Health::kUnhealthy);
+  EXPECT_EQ(status().transition_reason, "3 changes within 10s");
+  EXPECT_EQ(status().last_transition, at(seconds(3)));
+  // Further bounces keep it FLAPPING and are not reported as transitions.
+  const SessionActions up = comeUp(at(seconds(4)));
+  EXPECT_FALSE(up.transition.has_value());
+  EXPECT_TRUE(up.status_changed);  // the underlying health is news for watchers
+  EXPECT_EQ(status().health, Health::kFlapping);
+  EXPECT_EQ(status().underlying_health, Health::kHealthy);
+}
+
+TEST_F(FlappingSessionTest, FlappingEndsAfterTheQuietPeriodInTheCurrentState) {
+  start();
+  comeUp(at(seconds(0)));
+  goDown(at(seconds(1)));
+  comeUp(at(seconds(2)));
+  goDown(at(seconds(3)));  // FLAPPING, quiet until 8 s
+  comeUp(at(seconds(4)));  // a change (at 4.001 s) while flapping: quiet until 9.001 s
+  EXPECT_LE(session_->nextDeadline(), at(seconds(9) + milliseconds(1)));
+  for (int s = 5; s <= 8; ++s) {
+    advanceTo(at(seconds(s)));
+    now_ = at(seconds(s) + milliseconds(1));
+    pong();
+  }
+  EXPECT_EQ(status().health, Health::kFlapping);
+  EXPECT_FALSE(advanceTo(at(seconds(9))).transition.has_value());
+  EXPECT_EQ(status().health, Health::kFlapping);
+  const SessionActions settled = advanceTo(at(seconds(9) + milliseconds(1)));
+  ASSERT_TRUE(settled.transition.has_value());
+  EXPECT_EQ(settled.transition->from, Health::kFlapping);
+  EXPECT_EQ(settled.transition->to, Health::kHealthy);
+  EXPECT_EQ(status().transition_reason, "no change for 5s");
+  // Counting starts afresh: two more changes are not flapping.
+  goDown(at(seconds(10)));
+  comeUp(at(seconds(11)));
+  EXPECT_EQ(status().health, Health::kHealthy);
+}
+
+TEST_F(FlappingSessionTest, AnEndpointThatStaysDownLeavesFlappingAsUnhealthy) {
+  start();
+  comeUp(at(seconds(0)));
+  goDown(at(seconds(1)));
+  comeUp(at(seconds(2)));
+  goDown(at(seconds(3)));  // FLAPPING while down
+  // Every redial fails from now on: no change of health, so the quiet period runs out.
+  for (MonoTime t = at(seconds(3)); t < at(seconds(8));) {
+    advanceTo(*session_->nextDeadline());
+    if (status().phase == ConnectionPhase::kConnecting) {
+      send(event::ConnectFailed{Failure::make(FailureReason::kConnectionRefused, "refused")});
+    }
+    t = now_;
+  }
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+  EXPECT_EQ(status().underlying_health, Health::kUnhealthy);
+}
+
+TEST_F(FlappingSessionTest, ChangesSpreadWiderThanTheWindowAreNotFlapping) {
+  start();
+  comeUp(at(seconds(0)));
+  goDown(at(seconds(1)));
+  comeUp(at(seconds(6)));
+  goDown(at(seconds(12)));  // three changes, but over 11 s > the 10 s window
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+}
+
+TEST_F(FlappingSessionTest, TurningDetectionOffEndsFlapping) {
+  start();
+  comeUp(at(seconds(0)));
+  goDown(at(seconds(1)));
+  comeUp(at(seconds(2)));
+  goDown(at(seconds(3)));
+  ASSERT_EQ(status().health, Health::kFlapping);
+  now_ = at(seconds(4));
+  const SessionActions a = session_->updateFlapPolicy(FlapPolicy::off(), now_);
+  ASSERT_TRUE(a.transition.has_value());
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+  EXPECT_EQ(status().transition_reason, "flap detection turned off");
 }
 
 TEST_F(SessionTest, ConnectTimeoutAbandonsTheAttempt) {

@@ -1002,3 +1002,103 @@ TEST(ApplyDefaultsTest, DefaultedMinimalSpecStillValidates) {
 
 }  // namespace
 }  // namespace wsvisor::core
+
+namespace wsvisor::core {
+namespace {
+
+// Health semantics: NONE mode, unhealthy_interval, flap policy.
+
+TEST(HealthSemanticsValidationTest, NoneModeTakesNoHeartbeatSettings) {
+  EndpointSpec spec = minimalSpec();
+  spec.heartbeat.mode = HeartbeatMode::kNone;
+  EXPECT_EQ(firstErrorField(spec), kValid);
+  spec.heartbeat.unhealthy_threshold = 1;  // what a stored spec carries: sent back, accepted
+  spec.heartbeat.healthy_threshold = 1;
+  EXPECT_EQ(firstErrorField(spec), kValid);
+  spec.heartbeat.interval = seconds(1);
+  EXPECT_EQ(firstErrorField(spec), "spec.heartbeat.interval");
+  EXPECT_EQ(firstErrorMessage(spec), "must be unset in NONE mode");
+  spec.heartbeat.interval = Duration::zero();
+  spec.heartbeat.timeout = seconds(1);
+  EXPECT_EQ(firstErrorField(spec), "spec.heartbeat.timeout");
+  spec.heartbeat.timeout = Duration::zero();
+  spec.heartbeat.healthy_threshold = 2;
+  EXPECT_EQ(firstErrorField(spec), "spec.heartbeat.healthy_threshold");
+  EXPECT_EQ(firstErrorMessage(spec), "must be unset or 1 in NONE mode");
+  spec.heartbeat.healthy_threshold = 0;
+  spec.heartbeat.payload = "x";
+  EXPECT_EQ(firstErrorField(spec), "spec.heartbeat.payload");
+}
+
+TEST(HealthSemanticsValidationTest, NoneModeDefaultsLeaveTheDurationsUnset) {
+  EndpointSpec spec = minimalSpec();
+  spec.heartbeat.mode = HeartbeatMode::kNone;
+  applyDefaults(spec);
+  EXPECT_EQ(spec.heartbeat.interval, Duration::zero());
+  EXPECT_EQ(spec.heartbeat.timeout, Duration::zero());
+  EXPECT_EQ(spec.heartbeat.unhealthy_interval, Duration::zero());
+  EXPECT_EQ(firstErrorField(spec), kValid);  // the stored form validates again on restart
+}
+
+TEST(HealthSemanticsValidationTest, UnhealthyIntervalRangeAndModes) {
+  EndpointSpec spec = minimalSpec();
+  spec.heartbeat.unhealthy_interval = milliseconds(10);
+  EXPECT_EQ(firstErrorField(spec), kValid);
+  spec.heartbeat.unhealthy_interval = milliseconds(9);
+  EXPECT_EQ(firstErrorField(spec), "spec.heartbeat.unhealthy_interval");
+  spec.heartbeat.unhealthy_interval = hours(1) + milliseconds(1);
+  EXPECT_EQ(firstErrorField(spec), "spec.heartbeat.unhealthy_interval");
+  spec.heartbeat.unhealthy_interval = seconds(1);
+  spec.heartbeat.mode = HeartbeatMode::kPassive;
+  EXPECT_EQ(firstErrorField(spec), "spec.heartbeat.unhealthy_interval");
+  EXPECT_THAT(firstErrorMessage(spec), HasSubstr("only used in PING and TEXT"));
+}
+
+TEST(HealthSemanticsValidationTest, UnhealthyIntervalDefaultsToTheInterval) {
+  EndpointSpec spec = minimalSpec();
+  spec.heartbeat.interval = seconds(3);
+  applyDefaults(spec);
+  EXPECT_EQ(spec.heartbeat.unhealthy_interval, seconds(3));
+  EndpointSpec passive = minimalSpec();
+  passive.heartbeat.mode = HeartbeatMode::kPassive;
+  applyDefaults(passive);
+  EXPECT_EQ(passive.heartbeat.unhealthy_interval, Duration::zero());
+}
+
+TEST(HealthSemanticsValidationTest, FlapPolicyLimits) {
+  EndpointSpec spec = minimalSpec();
+  spec.flapping.threshold = 1000;
+  spec.flapping.window = hours(24);
+  spec.flapping.quiet_period = milliseconds(10);
+  EXPECT_EQ(firstErrorField(spec), kValid);
+  spec.flapping.threshold = 1001;
+  EXPECT_EQ(firstErrorField(spec), "spec.flapping.threshold");
+  spec.flapping.threshold = 0;
+  spec.flapping.window = hours(24) + milliseconds(1);
+  EXPECT_EQ(firstErrorField(spec), "spec.flapping.window");
+  spec.flapping.window = Duration::zero();
+  spec.flapping.quiet_period = milliseconds(9);
+  EXPECT_EQ(firstErrorField(spec), "spec.flapping.quiet_period");
+}
+
+TEST(HealthSemanticsValidationTest, DisabledFlapDetectionTakesNoSettings) {
+  EndpointSpec spec = minimalSpec();
+  spec.flapping.enabled = false;
+  EXPECT_EQ(firstErrorField(spec), kValid);
+  applyDefaults(spec);
+  EXPECT_EQ(spec.flapping, FlapPolicy::off());  // nothing filled in
+  spec.flapping.threshold = 3;
+  EXPECT_EQ(firstErrorField(spec), "spec.flapping");
+}
+
+TEST(HealthSemanticsValidationTest, FlapDefaults) {
+  EndpointSpec spec = minimalSpec();
+  applyDefaults(spec);
+  EXPECT_TRUE(spec.flapping.enabled);
+  EXPECT_EQ(spec.flapping.threshold, 5u);
+  EXPECT_EQ(spec.flapping.window, minutes(2));
+  EXPECT_EQ(spec.flapping.quiet_period, minutes(1));
+}
+
+}  // namespace
+}  // namespace wsvisor::core

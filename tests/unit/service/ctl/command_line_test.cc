@@ -208,9 +208,23 @@ TEST(CommandLineTest, ModesAreCaseInsensitiveWords) {
   EXPECT_EQ(registeredSpec({"--mode=PASSIVE"}).heartbeat().mode(), v1::HEARTBEAT_MODE_PASSIVE);
 }
 
+TEST(CommandLineTest, HealthSemanticsFlags) {
+  const v1::EndpointSpec spec =
+      registeredSpec({"--unhealthy-interval", "250ms", "--flap-threshold", "3", "--flap-window",
+                      "30s", "--flap-quiet-period", "10s"});
+  EXPECT_EQ(spec.heartbeat().unhealthy_interval().nanos(), 250'000'000);
+  EXPECT_EQ(spec.flapping().threshold(), 3u);
+  EXPECT_EQ(spec.flapping().window().seconds(), 30);
+  EXPECT_EQ(spec.flapping().quiet_period().seconds(), 10);
+  EXPECT_FALSE(spec.flapping().disabled());
+  EXPECT_TRUE(registeredSpec({"--no-flap-detection"}).flapping().disabled());
+  EXPECT_EQ(registeredSpec({"--mode", "none"}).heartbeat().mode(), v1::HEARTBEAT_MODE_NONE);
+  EXPECT_FALSE(registeredSpec({}).has_flapping());  // unset: every default
+}
+
 TEST(CommandLineTest, UnknownModeNamesTheFlag) {
   EXPECT_EQ(parseError({"register", "a", "ws://h", "--mode", "pong"}),
-            "--mode: unknown heartbeat mode \"pong\" (want ping, text or passive)");
+            "--mode: unknown heartbeat mode \"pong\" (want ping, text, passive or none)");
 }
 
 TEST(CommandLineTest, BadDurationNamesTheFlag) {
