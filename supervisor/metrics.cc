@@ -126,6 +126,11 @@ Metrics::Metrics(MetricsOptions options)
                       .Name("wsvisor_endpoint_up")
                       .Help("1 while the endpoint is HEALTHY, else 0.")
                       .Register(registry);
+  endpoint_flapping_ =
+      &BuildGauge()
+           .Name("wsvisor_endpoint_flapping")
+           .Help("1 while the endpoint is FLAPPING (its health keeps changing), else 0.")
+           .Register(registry);
   endpoint_rtt_ = &BuildHistogram()
                        .Name("wsvisor_heartbeat_rtt_seconds")
                        .Help("Round-trip time of answered heartbeats (PING and TEXT modes).")
@@ -191,6 +196,7 @@ std::shared_ptr<EndpointSeries> Metrics::endpointSeries(
   auto series = std::make_shared<EndpointSeries>();
   series->key_ = key;
   series->up_ = &endpoint_up_->Add(series_labels);
+  series->flapping_ = &endpoint_flapping_->Add(series_labels);
   series->rtt_ = &endpoint_rtt_->Add(series_labels, rttBucketsSeconds());
   series->last_transition_ = &endpoint_last_transition_->Add(series_labels);
   // Owned by this registry only now that every Add() succeeded: a throwing Add() must not run
@@ -204,6 +210,7 @@ void Metrics::removeSeriesLocked(EndpointSeries& series) {
   if (series.removed_) return;
   series.removed_ = true;
   endpoint_up_->Remove(series.up_);
+  endpoint_flapping_->Remove(series.flapping_);
   endpoint_rtt_->Remove(series.rtt_);
   endpoint_last_transition_->Remove(series.last_transition_);
 }

@@ -46,6 +46,7 @@ class EndpointSeries {
   ~EndpointSeries();
   void observeRtt(double seconds) { rtt_->Observe(seconds); }
   void setUp(bool up) { up_->Set(up ? 1 : 0); }
+  void setFlapping(bool flapping) { flapping_->Set(flapping ? 1 : 0); }
   void setLastTransition(double unix_seconds) { last_transition_->Set(unix_seconds); }
 
  private:
@@ -54,6 +55,7 @@ class EndpointSeries {
   std::string key_;
   bool removed_ = false;  // guarded by Metrics::mu_
   prometheus::Gauge* up_ = nullptr;
+  prometheus::Gauge* flapping_ = nullptr;
   prometheus::Histogram* rtt_ = nullptr;
   prometheus::Gauge* last_transition_ = nullptr;
 };
@@ -63,7 +65,8 @@ class EndpointSeries {
 //   wsvisor_build_info, wsvisor_heartbeats_sent_total, wsvisor_heartbeat_failures_total{reason},
 //   wsvisor_connection_attempts_total{result}, wsvisor_health_transitions_total{to},
 //   wsvisor_config_reloads_total{result}, wsvisor_max_endpoints,
-//   wsvisor_endpoint_up{endpoint}, wsvisor_heartbeat_rtt_seconds{endpoint},
+//   wsvisor_endpoint_up{endpoint}, wsvisor_endpoint_flapping{endpoint},
+//   wsvisor_heartbeat_rtt_seconds{endpoint},
 //   wsvisor_endpoint_last_transition_timestamp_seconds{endpoint},
 //   grpc_server_started_total, grpc_server_handled_total, grpc_server_handling_seconds;
 //   scrape time: wsvisor_endpoints{health}, wsvisor_watch_streams, process_*.
@@ -121,6 +124,7 @@ class Metrics {
   prometheus::Counter* config_applied_;
   prometheus::Counter* config_rejected_;
   prometheus::Family<prometheus::Gauge>* endpoint_up_;
+  prometheus::Family<prometheus::Gauge>* endpoint_flapping_;
   prometheus::Family<prometheus::Histogram>* endpoint_rtt_;
   prometheus::Family<prometheus::Gauge>* endpoint_last_transition_;
   prometheus::Family<prometheus::Counter>* grpc_started_;

@@ -54,7 +54,10 @@ void SupervisedEndpoint::updateSpec(std::shared_ptr<const core::EndpointSpec> sp
   spec_ = std::move(spec);
   // Copied labels may have changed; the series of the old values goes when nobody holds it.
   series_ = shard_.metrics.endpointSeries(spec_->id, spec_->labels);
-  if (series_) series_->setUp(session_.status().health == core::Health::kHealthy);
+  if (series_) {
+    series_->setUp(session_.status().health == core::Health::kHealthy);
+    series_->setFlapping(session_.status().health == core::Health::kFlapping);
+  }
   const core::ConnectionPhase phase_before = session_.status().phase;
   const core::MonoTime now = core::MonoClock::now();
   core::SessionActions actions =
@@ -123,6 +126,7 @@ void SupervisedEndpoint::recordMetrics(const core::SessionActions& actions,
   }
   if (actions.transition) {
     series_->setUp(actions.transition->to == core::Health::kHealthy);
+    series_->setFlapping(actions.transition->to == core::Health::kFlapping);
     series_->setLastTransition(unixSeconds(wallNow()));
   }
 }

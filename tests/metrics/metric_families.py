@@ -12,6 +12,7 @@ describes each family for users.
 # name -> (type, labels other than the copied endpoint labels and Prometheus' job/instance)
 FAMILIES = {
     "wsvisor_endpoint_up": ("gauge", ("endpoint",)),
+    "wsvisor_endpoint_flapping": ("gauge", ("endpoint",)),
     "wsvisor_endpoints": ("gauge", ("health",)),
     "wsvisor_heartbeat_rtt_seconds": ("histogram", ("endpoint",)),
     "wsvisor_heartbeats_sent_total": ("counter", ()),
@@ -39,6 +40,7 @@ FAMILIES = {
 # --metrics-per-endpoint=false.
 PER_ENDPOINT_FAMILIES = (
     "wsvisor_endpoint_up",
+    "wsvisor_endpoint_flapping",
     "wsvisor_heartbeat_rtt_seconds",
     "wsvisor_endpoint_last_transition_timestamp_seconds",
 )
@@ -46,7 +48,7 @@ PER_ENDPOINT_FAMILIES = (
 # The values of the fixed label sets, as the exposition spells them.
 CONNECTION_RESULTS = ("success", "dns", "connection_refused", "connect_timeout", "tls",
                       "handshake_rejected", "network_error")
-HEALTH_VALUES = ("unknown", "healthy", "unhealthy")
+HEALTH_VALUES = ("unknown", "healthy", "unhealthy", "flapping")
 
 # prometheus-cpp's Exposer adds families about itself (exposer_scrapes_total, ...); they are not
 # wsvisor's and are left out of the checks.

@@ -478,7 +478,7 @@ class ExpositionTest(MetricsTestCase):
 
         self.assertEqual({h: scrape.value("wsvisor_endpoints", health=h)
                           for h in metric_families.HEALTH_VALUES},
-                         {"healthy": 3, "unhealthy": 1, "unknown": 0})
+                         {"healthy": 3, "unhealthy": 1, "unknown": 0, "flapping": 0})
         self.assertEqual({i: scrape.value("wsvisor_endpoint_up", endpoint=i)
                           for i in (*ids, "refused")},
                          {"alpha": 1, "beta": 1, "gamma": 1, "refused": 0})
