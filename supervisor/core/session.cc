@@ -51,7 +51,9 @@ Duration Session::currentInterval() const {
 
 std::optional<MonoTime> Session::nextDeadline() const {
   if (!started_) return std::nullopt;
-  std::optional<MonoTime> due;
+  // Plain times with "never" as the largest one: this runs several times per heartbeat.
+  constexpr MonoTime kNever = MonoTime::max();
+  MonoTime due = kNever;
   switch (status_.phase) {
     case ConnectionPhase::kConnecting:
       due = connect_deadline_;
@@ -64,17 +66,15 @@ std::optional<MonoTime> Session::nextDeadline() const {
         due = silence_deadline_;
       } else if (isHeartbeatSender()) {
         if (maySendMore()) due = nextSendAt();
-        if (!sent_times_.empty()) {
-          const MonoTime reply_deadline = sent_times_.front() + heartbeat_.timeout;
-          due = due ? std::min(*due, reply_deadline) : reply_deadline;
-        }
+        if (!sent_times_.empty()) due = std::min(due, sent_times_.front() + heartbeat_.timeout);
       }
-      if (stable_deadline_) due = due ? std::min(*due, *stable_deadline_) : *stable_deadline_;
+      if (stable_deadline_) due = std::min(due, *stable_deadline_);
       break;
     case ConnectionPhase::kStopped:
       return std::nullopt;
   }
-  if (const auto quiet = flap_.quietDeadline()) due = due ? std::min(*due, *quiet) : *quiet;
+  if (const auto quiet = flap_.quietDeadline()) due = std::min(due, *quiet);
+  if (due == kNever) return std::nullopt;
   return due;
 }
 
@@ -222,6 +222,7 @@ void Session::handle(const event::MessageReceived& e, MonoTime now, SessionActio
 
 size_t Session::pingsAnsweredBy(std::string_view payload) const {
   if (sent_times_.empty()) return 0;
+  if (payload == ping_payload_) return sent_times_.size();  // the usual case: the latest ping
   // Payloads are sequence numbers in decimal without leading zeros.
   uint64_t sequence = 0;
   if (payload.empty() || payload.size() > 20 || payload[0] == '0') return 0;
@@ -244,7 +245,11 @@ void Session::handle(const event::PongReceived& e, MonoTime now, SessionActions&
   const size_t answered = pingsAnsweredBy(e.payload);
   if (answered == 0) return;
   const MonoTime sent_at = sent_times_[answered - 1];
-  sent_times_.erase(sent_times_.begin(), sent_times_.begin() + static_cast<ptrdiff_t>(answered));
+  if (answered == sent_times_.size()) {
+    sent_times_.clear();  // the usual case, without a call to memmove
+  } else {
+    sent_times_.erase(sent_times_.begin(), sent_times_.begin() + static_cast<ptrdiff_t>(answered));
+  }
   heartbeatSucceeded(now, now - sent_at, out);
 }
 
