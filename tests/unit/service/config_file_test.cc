@@ -39,10 +39,16 @@ endpoints:
     connect_timeout: 5s
     max_message_bytes: 4096
     tls: {ca_file: /etc/ca.pem, server_name: feed.example.com, insecure_skip_verify: false}
+    flapping: {threshold: 3, window: 30s, quiet_period: 10s}
   - id: plain
     url: ws://127.0.0.1:9000/
+    heartbeat: {mode: none}
+    flapping: {disabled: true}
+  - id: recheck
+    url: ws://127.0.0.1:9000/
+    heartbeat: {unhealthy_interval: 500ms}
 )");
-  ASSERT_EQ(specs.size(), 2u);
+  ASSERT_EQ(specs.size(), 3u);
   const core::EndpointSpec& s = specs[0];
   EXPECT_EQ(s.id, "prices");
   EXPECT_EQ(s.labels.at("env"), "prod");
@@ -57,8 +63,15 @@ endpoints:
   EXPECT_EQ(s.connect_timeout, std::chrono::seconds(5));
   EXPECT_EQ(s.max_message_bytes, 4096u);
   EXPECT_EQ(s.tls.server_name, "feed.example.com");
+  EXPECT_EQ(s.flapping.threshold, 3u);
+  EXPECT_EQ(s.flapping.window, std::chrono::seconds(30));
+  EXPECT_EQ(s.flapping.quiet_period, std::chrono::seconds(10));
+  EXPECT_TRUE(s.flapping.enabled);
   // Unset fields stay unset: defaults are applied after validation, as for the API.
   EXPECT_EQ(specs[1].heartbeat.interval, core::Duration::zero());
+  EXPECT_EQ(specs[1].heartbeat.mode, core::HeartbeatMode::kNone);
+  EXPECT_FALSE(specs[1].flapping.enabled);
+  EXPECT_EQ(specs[2].heartbeat.unhealthy_interval, std::chrono::milliseconds(500));
 }
 
 TEST(ConfigFileTest, EmptyFileAndEmptyListMeanNoEndpoints) {

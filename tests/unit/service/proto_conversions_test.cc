@@ -9,6 +9,8 @@
 #include <limits>
 #include <variant>
 
+#include "supervisor/core/spec_validation.h"
+
 namespace wsvisor::service {
 namespace {
 
@@ -40,6 +42,59 @@ TEST(SpecFromProtoTest, UnsetDurationStaysUnset) {
   const auto converted = specFromProto(minimalSpec());
   ASSERT_TRUE(std::holds_alternative<core::EndpointSpec>(converted));
   EXPECT_EQ(std::get<core::EndpointSpec>(converted).heartbeat.interval, core::Duration::zero());
+}
+
+TEST(SpecFromProtoTest, HealthSemanticsFieldsSurviveTheStoreRoundTrip) {
+  v1::EndpointSpec spec = minimalSpec();
+  spec.mutable_heartbeat()->mutable_unhealthy_interval()->set_nanos(250'000'000);
+  spec.mutable_flapping()->set_threshold(3);
+  spec.mutable_flapping()->mutable_window()->set_seconds(30);
+  spec.mutable_flapping()->mutable_quiet_period()->set_seconds(10);
+  auto converted = specFromProto(spec);
+  ASSERT_TRUE(std::holds_alternative<core::EndpointSpec>(converted));
+  core::EndpointSpec core_spec = std::get<core::EndpointSpec>(converted);
+  core::applyDefaults(core_spec);
+  EXPECT_EQ(core_spec.heartbeat.unhealthy_interval, std::chrono::milliseconds(250));
+  const ProtoSpecCodec codec;
+  std::string error;
+  const auto decoded = codec.decode(codec.encode(core_spec), error);
+  ASSERT_TRUE(decoded.has_value()) << error;
+  EXPECT_EQ(*decoded, core_spec);
+}
+
+TEST(SpecFromProtoTest, NoneModeStoresNoDurationsAndDisabledFlappingNoSettings) {
+  v1::EndpointSpec spec = minimalSpec();
+  spec.mutable_heartbeat()->set_mode(v1::HEARTBEAT_MODE_NONE);
+  spec.mutable_flapping()->set_disabled(true);
+  auto converted = specFromProto(spec);
+  ASSERT_TRUE(std::holds_alternative<core::EndpointSpec>(converted));
+  core::EndpointSpec core_spec = std::get<core::EndpointSpec>(converted);
+  EXPECT_EQ(core_spec.heartbeat.mode, core::HeartbeatMode::kNone);
+  core::applyDefaults(core_spec);
+  v1::EndpointSpec shown;
+  specToProto(core_spec, &shown, SecretHeaders::kShown);
+  EXPECT_EQ(shown.heartbeat().mode(), v1::HEARTBEAT_MODE_NONE);
+  EXPECT_FALSE(shown.heartbeat().has_interval());
+  EXPECT_FALSE(shown.heartbeat().has_timeout());
+  EXPECT_FALSE(shown.heartbeat().has_unhealthy_interval());
+  EXPECT_TRUE(shown.flapping().disabled());
+  EXPECT_FALSE(shown.flapping().has_window());
+  // What the API shows can be sent back as it is.
+  auto again = specFromProto(shown);
+  ASSERT_TRUE(std::holds_alternative<core::EndpointSpec>(again));
+  EXPECT_FALSE(core::validateSpec(std::get<core::EndpointSpec>(again)).has_value());
+}
+
+TEST(StatusToProtoTest, FlappingWithItsUnderlyingHealthAndReason) {
+  core::EndpointStatus status;
+  status.health = core::Health::kFlapping;
+  status.underlying_health = core::Health::kUnhealthy;
+  status.transition_reason = "6 changes within 2m";
+  v1::EndpointStatus proto;
+  statusToProto(status, &proto);
+  EXPECT_EQ(proto.health(), v1::HEALTH_FLAPPING);
+  EXPECT_EQ(proto.underlying_health(), v1::HEALTH_UNHEALTHY);
+  EXPECT_EQ(proto.transition_reason(), "6 changes within 2m");
 }
 
 TEST(SpecFromProtoTest, ZeroDurationIsRefused) {
