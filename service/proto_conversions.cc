@@ -331,20 +331,21 @@ v1::HealthEvent::Type eventTypeToProto(core::HealthEvent::Type type) {
 
 }  // namespace
 
+void failureToProto(const core::Failure& failure, v1::Failure* proto) {
+  proto->set_reason(failureReasonToProto(failure.reason));
+  proto->set_detail(failure.detail);
+  proto->set_http_status(failure.http_status);
+  proto->set_close_code(failure.close_code);
+  toProto(toWall(failure.at), proto->mutable_time());
+}
+
 void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto) {
   proto->set_health(healthToProto(status.health));
   proto->set_phase(phaseToProto(status.phase));
   if (status.last_rtt) toProto(*status.last_rtt, proto->mutable_last_rtt());
   if (status.smoothed_rtt) toProto(*status.smoothed_rtt, proto->mutable_smoothed_rtt());
   proto->set_consecutive_failures(status.consecutive_failures);
-  if (status.last_failure) {
-    v1::Failure* failure = proto->mutable_last_failure();
-    failure->set_reason(failureReasonToProto(status.last_failure->reason));
-    failure->set_detail(status.last_failure->detail);
-    failure->set_http_status(status.last_failure->http_status);
-    failure->set_close_code(status.last_failure->close_code);
-    toProto(toWall(status.last_failure->at), failure->mutable_time());
-  }
+  if (status.last_failure) failureToProto(*status.last_failure, proto->mutable_last_failure());
   toProto(toWall(status.last_transition), proto->mutable_last_transition_time());
   proto->set_reconnect_attempts(status.reconnect_attempts);
   if (status.next_attempt)
@@ -364,6 +365,21 @@ void healthEventToProto(const core::HealthEvent& event, v1::HealthEvent* proto) 
   if (event.previous_health) proto->set_previous_health(healthToProto(*event.previous_health));
   proto->set_coalesced(event.coalesced);
   if (event.time != core::WallTime{}) toProto(event.time, proto->mutable_time());
+}
+
+void historyToProto(const EndpointHistory& history, v1::GetEndpointHistoryResponse* proto) {
+  for (const HealthTransition& transition : history.transitions) {
+    v1::HealthTransition* entry = proto->add_transitions();
+    if (transition.time != core::WallTime{}) toProto(transition.time, entry->mutable_time());
+    entry->set_previous_health(healthToProto(transition.previous_health));
+    entry->set_health(healthToProto(transition.health));
+    entry->set_reason(transition.reason);
+    if (transition.failure) failureToProto(*transition.failure, entry->mutable_failure());
+    if (transition.last_rtt) toProto(*transition.last_rtt, entry->mutable_last_rtt());
+    if (transition.smoothed_rtt) toProto(*transition.smoothed_rtt, entry->mutable_smoothed_rtt());
+    entry->set_revision(transition.revision);
+  }
+  proto->set_dropped(history.dropped);
 }
 
 }  // namespace wsvisor::service

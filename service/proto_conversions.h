@@ -7,6 +7,7 @@
 #include "supervisor/core/health_event.h"
 #include "supervisor/core/spec_validation.h"
 #include "supervisor/endpoint_store.h"
+#include "supervisor/health_history.h"
 #include "wsvisor/v1/supervisor.pb.h"
 
 namespace wsvisor::service {
@@ -24,8 +25,10 @@ void specToProto(const core::EndpointSpec& spec, v1::EndpointSpec* proto,
                  SecretHeaders secrets = SecretHeaders::kShown);
 
 // Monotonic times in the core become wall-clock timestamps here.
+void failureToProto(const core::Failure& failure, v1::Failure* proto);
 void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto);
 void healthEventToProto(const core::HealthEvent& event, v1::HealthEvent* proto);
+void historyToProto(const EndpointHistory& history, v1::GetEndpointHistoryResponse* proto);
 
 v1::Health healthToProto(core::Health health);
 v1::Owner ownerToProto(EndpointOwner owner);

@@ -19,9 +19,16 @@ namespace {
 // metrics scrapes, logs.
 constexpr size_t kReservedFds = 100;
 
+HealthBusOptions busOptions(const ServerOptions& options) {
+  HealthBusOptions bus;
+  bus.history_size = options.history_size;
+  bus.replay_log_size = options.replay_log_size;
+  return bus;
+}
+
 }  // namespace
 
-Server::Server(ServerOptions options) : options_(std::move(options)) {}
+Server::Server(ServerOptions options) : options_(std::move(options)), bus_(busOptions(options_)) {}
 
 Server::~Server() { shutdown(); }
 

@@ -83,6 +83,12 @@ Flags:
                            open-files limit may lower it (logged at start-up). Default 100000.
   --shutdown-grace D       On SIGTERM/SIGINT, how long to wait for upstream connections to
                            close (e.g. 500ms, 10s). Default 10s.
+  --history-size N         Health transitions kept in memory per endpoint for
+                           GetEndpointHistory (0-1024; 0 keeps none). Default 64. Endpoints
+                           whose health never changes cost nothing.
+  --replay-log-size N      Changes kept in memory so that a WatchHealth stream can resume
+                           from a revision (0-1048576; 0 keeps none). About 0.4 KiB per
+                           change plus its labels: 6 MiB at the default 16384.
   --log-level LEVEL        debug, info, warning or error. Default info.
   --help                   Print this help.
 )";
@@ -175,6 +181,16 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
     } else if (name == "--shutdown-grace") {
       if (!parseMillis(v, options.shutdown_grace)) {
         error = "--shutdown-grace must be a duration like 500ms, 10s or 1m, got '" + v + "'";
+        return std::nullopt;
+      }
+    } else if (name == "--history-size") {
+      if (!parseCount(v, 0, 1024, options.history_size)) {
+        error = "--history-size must be a number from 0 to 1024, got '" + v + "'";
+        return std::nullopt;
+      }
+    } else if (name == "--replay-log-size") {
+      if (!parseCount(v, 0, 1048576, options.replay_log_size)) {
+        error = "--replay-log-size must be a number from 0 to 1048576, got '" + v + "'";
         return std::nullopt;
       }
     } else if (name == "--log-level") {

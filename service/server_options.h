@@ -30,6 +30,8 @@ struct ServerOptions {
   LogLevel log_level = LogLevel::kInfo;
   size_t max_endpoints = 100000;
   std::chrono::milliseconds shutdown_grace{10000};
+  size_t history_size = 64;        // health transitions kept per endpoint; 0: none
+  size_t replay_log_size = 16384;  // published events kept for resuming watches; 0: none
 };
 
 // Parses `wsvisor` flags (`--name=value` or `--name value`). Returns nullopt with `error` set on a

@@ -134,6 +134,13 @@ grpc::ServerUnaryReactor* SupervisorService::ListEndpoints(grpc::CallbackServerC
                 [&] { return doList(*request, response); });
 }
 
+grpc::ServerUnaryReactor* SupervisorService::GetEndpointHistory(
+    grpc::CallbackServerContext* context, const v1::GetEndpointHistoryRequest* request,
+    v1::GetEndpointHistoryResponse* response) {
+  return answer(context, Access::kRead, "GetEndpointHistory",
+                [&] { return doHistory(*request, response); });
+}
+
 grpc::Status SupervisorService::doRegister(const v1::RegisterEndpointRequest& request,
                                            v1::RegisterEndpointResponse* response) {
   if (!request.has_spec()) return invalidArgument({"spec", "is required"});
@@ -203,6 +210,18 @@ grpc::Status SupervisorService::doList(const v1::ListEndpointsRequest& request,
   return grpc::Status::OK;
 }
 
+grpc::Status SupervisorService::doHistory(const v1::GetEndpointHistoryRequest& request,
+                                          v1::GetEndpointHistoryResponse* response) {
+  if (auto error = core::validateEndpointId(request.id(), "id")) return invalidArgument(*error);
+  auto history = bus_.history(request.id());
+  if (!history) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "endpoint '" + request.id() + "' is not registered");
+  }
+  historyToProto(*history, response);
+  return grpc::Status::OK;
+}
+
 grpc::ServerWriteReactor<v1::HealthEvent>* SupervisorService::WatchHealth(
     grpc::CallbackServerContext* context, const v1::WatchHealthRequest* request) {
   auto refuse = [](const grpc::Status& status) {
@@ -230,7 +249,8 @@ grpc::ServerWriteReactor<v1::HealthEvent>* SupervisorService::WatchHealth(
   auto selector = parseSelector(request->label_selector(), "label_selector", status);
   if (!selector) return refuse(status);
   filter.selector = std::move(*selector);
-  return new WatchStream(bus_, watch_streams_, watch_pump_, std::move(filter));
+  return new WatchStream(bus_, watch_streams_, watch_pump_, std::move(filter),
+                         request->since_revision());
 }
 
 }  // namespace wsvisor::service

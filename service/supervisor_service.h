@@ -42,6 +42,9 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
                                           v1::ListEndpointsResponse* response) override;
   grpc::ServerWriteReactor<v1::HealthEvent>* WatchHealth(
       grpc::CallbackServerContext* context, const v1::WatchHealthRequest* request) override;
+  grpc::ServerUnaryReactor* GetEndpointHistory(grpc::CallbackServerContext* context,
+                                               const v1::GetEndpointHistoryRequest* request,
+                                               v1::GetEndpointHistoryResponse* response) override;
 
  private:
   // OK, or UNAUTHENTICATED / PERMISSION_DENIED / UNAVAILABLE (shutting down).
@@ -58,6 +61,8 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
   grpc::Status doUnregister(const v1::UnregisterEndpointRequest& request);
   grpc::Status doGet(const v1::GetEndpointRequest& request, v1::GetEndpointResponse* response);
   grpc::Status doList(const v1::ListEndpointsRequest& request, v1::ListEndpointsResponse* response);
+  grpc::Status doHistory(const v1::GetEndpointHistoryRequest& request,
+                         v1::GetEndpointHistoryResponse* response);
 
   Registry& registry_;
   HealthBus& bus_;

@@ -34,20 +34,41 @@ size_t WatchStreamSet::size() const {
 }
 
 WatchStream::WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pump,
-                         WatchFilter filter)
+                         WatchFilter filter, uint64_t since_revision)
     : bus_(bus), streams_(streams), shared_(std::make_shared<Shared>(pump)) {
   shared_->reactor = this;
   streams_.add(this);
-  // subscribe() queues the snapshot and calls wake() once, which starts the first write.
+  // subscribe() and resume() queue the first events and call wake() once, which starts the
+  // first write.
   std::weak_ptr<Shared> weak = shared_;
-  auto subscription = bus_.subscribe(std::move(filter), kLiveQueueCapacity, [weak] {
+  auto wake_this = [weak] {
     if (auto shared = weak.lock()) wake(shared);
-  });
+  };
+  std::shared_ptr<WatchSubscription> subscription;
+  std::optional<ResumeRefused> refused;
+  if (since_revision == 0) {
+    subscription = bus_.subscribe(std::move(filter), kLiveQueueCapacity, std::move(wake_this));
+  } else {
+    auto resumed =
+        bus_.resume(std::move(filter), since_revision, kLiveQueueCapacity, std::move(wake_this));
+    if (auto* ok = std::get_if<std::shared_ptr<WatchSubscription>>(&resumed)) {
+      subscription = std::move(*ok);
+    } else {
+      refused = std::get<ResumeRefused>(std::move(resumed));
+    }
+  }
   {
-    // Wakes that ran before the assignment found no subscription to read; start the first write.
     std::lock_guard<std::mutex> lock(shared_->mu);
-    subscription_ = std::move(subscription);
-    writeNextLocked();
+    if (refused) {
+      // Nothing was subscribed; OnDone() unsubscribes a null subscription, which is a no-op.
+      shared_->finished = true;
+      Finish(grpc::Status(grpc::StatusCode::OUT_OF_RANGE, refused->message));
+    } else {
+      // Wakes that ran before the assignment found no subscription to read; start the first
+      // write.
+      subscription_ = std::move(subscription);
+      writeNextLocked();
+    }
   }
   // gRPC calls OnWriteDone(), OnCancel() and OnDone() only after WatchHealth() has returned this
   // reactor (ServerCallbackWriterImpl::SetupReactor). ThreadSanitizer cannot see that ordering

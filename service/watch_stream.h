@@ -49,7 +49,10 @@ class WatchStream : public grpc::ServerWriteReactor<v1::HealthEvent> {
   // Live events queued per watcher before coalescing starts.
   static constexpr size_t kLiveQueueCapacity = 1024;
 
-  WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pump, WatchFilter filter);
+  // `since_revision` 0 starts with a snapshot; otherwise the stream resumes after that revision
+  // (HealthBus::resume) or, when the bus refuses, ends at once with OUT_OF_RANGE.
+  WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pump, WatchFilter filter,
+              uint64_t since_revision = 0);
 
   // Ends the stream with `status` as soon as the write in flight (if any) completes.
   void finish(const grpc::Status& status);

@@ -1,6 +1,7 @@
 #include "supervisor/health_bus.h"
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 namespace wsvisor {
@@ -29,7 +30,58 @@ std::shared_ptr<core::HealthEvent> newEvent(core::HealthEvent::Type type, const 
   return event;
 }
 
+uint64_t microsecondsSinceEpoch() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// A down state is one whose failure explains it: UNHEALTHY, or FLAPPING while the thresholds
+// alone say the endpoint is not healthy (a flapping endpoint that is up has no current failure).
+bool isDown(const core::EndpointStatus& status) {
+  const core::Health effective =
+      status.health == core::Health::kFlapping ? status.underlying_health : status.health;
+  return effective != core::Health::kHealthy;
+}
+
+HealthTransition transitionOf(const core::HealthEvent& event, const LiveStats* live) {
+  HealthTransition transition;
+  transition.time = event.time;
+  transition.previous_health = *event.previous_health;
+  transition.health = event.status.health;
+  transition.reason = event.status.transition_reason;
+  if (isDown(event.status)) transition.failure = event.status.last_failure;
+  const core::EndpointStatus figures = withLiveFigures(event.status, live);
+  transition.last_rtt = figures.last_rtt;
+  transition.smoothed_rtt = figures.smoothed_rtt;
+  transition.revision = event.revision;
+  return transition;
+}
+
+// Why a watch cannot resume after `since`, naming the revisions involved.
+std::string resumeRefusal(uint64_t since, uint64_t current, const ReplayLog& log) {
+  std::string message = "since_revision " + std::to_string(since);
+  if (since > current) {
+    message += " is ahead of the current revision " + std::to_string(current) +
+               ": it was not issued by this run of wsvisor";
+  } else {
+    message +=
+        " is too old: the changes after it are no longer kept (the replay log, "
+        "--replay-log-size, ";
+    message += log.size() == 0 ? std::string("keeps none")
+                               : "keeps revisions " + std::to_string(log.firstKept()) + " to " +
+                                     std::to_string(current);
+    message += "; a revision from before a restart of wsvisor is always too old)";
+  }
+  return message + "; resume with since_revision 0 to start again with a fresh snapshot";
+}
+
 }  // namespace
+
+HealthBus::HealthBus(HealthBusOptions options)
+    : revision_(options.start_revision.value_or(microsecondsSinceEpoch())),
+      history_(options.history_size),
+      replay_log_(options.replay_log_size, revision_) {}
 
 std::optional<core::HealthEvent> WatchSubscription::next() {
   std::optional<QueuedHealthEvent> entry;
@@ -59,21 +111,21 @@ core::EndpointStatus HealthBus::EndpointState::currentStatus() const {
 
 void HealthBus::deliver(EndpointState& state, std::shared_ptr<core::HealthEvent> event,
                         std::vector<std::shared_ptr<WatchSubscription>>& woken,
-                        const std::map<std::string, std::string>* old_labels) {
+                        SharedHealthEvent relabelled_from) {
   state.latest = std::move(event);
   const core::HealthEvent& published = *state.latest;
+  if (published.previous_health && *published.previous_health != published.status.health) {
+    history_.record(published.endpoint_id, transitionOf(published, state.live.get()));
+  }
   for (const auto& subscription : subscriptions_) {
-    const WatchFilter& filter = subscription->filter_;
-    if (!filter.matches(published.endpoint_id, published.labels) &&
-        (old_labels == nullptr || !filter.matches(published.endpoint_id, *old_labels))) {
-      continue;
-    }
+    if (!subscription->filter_.matches(published, relabelled_from.get())) continue;
     {
       std::lock_guard<std::mutex> lock(subscription->mu_);
       subscription->queue_.push(state.latest);
     }
     woken.push_back(subscription);
   }
+  replay_log_.append({state.latest, std::move(relabelled_from)});
 }
 
 void HealthBus::publishRegistered(const std::string& id, uint64_t incarnation,
@@ -126,6 +178,7 @@ void HealthBus::publishUnregistered(const std::string& id, uint64_t incarnation,
     event->status.next_attempt.reset();
     deliver(state, std::move(event), woken);
     endpoints_.erase(it);
+    history_.forget(id);
   }
   for (const auto& subscription : woken) subscription->wake_();
 }
@@ -147,11 +200,10 @@ void HealthBus::replaceRegistration(const std::string& id, uint64_t incarnation,
     event->status = status ? *status : state.latest->status;
     event->previous_health = state.latest->status.health;
     // A watcher filtering on labels sees the event if either the old or the new labels match,
-    // so that an endpoint leaving its selection is not silently lost. `previous` keeps the old
-    // labels alive while deliver() replaces the latest event.
-    const SharedHealthEvent previous = state.latest;
+    // so that an endpoint leaving its selection is not silently lost.
+    SharedHealthEvent previous = state.latest;
     const bool labels_changed = previous->labels != event->labels;
-    deliver(state, std::move(event), woken, labels_changed ? &previous->labels : nullptr);
+    deliver(state, std::move(event), woken, labels_changed ? std::move(previous) : nullptr);
   }
   for (const auto& subscription : woken) subscription->wake_();
 }
@@ -172,6 +224,12 @@ std::array<size_t, core::kHealthCount> HealthBus::countByHealth() const {
   return counts;
 }
 
+std::optional<EndpointHistory> HealthBus::history(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (endpoints_.count(id) == 0) return std::nullopt;
+  return history_.get(id);
+}
+
 uint64_t HealthBus::revision() const {
   std::lock_guard<std::mutex> lock(mu_);
   return revision_;
@@ -190,14 +248,39 @@ std::shared_ptr<WatchSubscription> HealthBus::subscribe(WatchFilter filter, size
       if (!subscription->filter_.matches(id, state.labels())) continue;
       subscription->queue_.pushSnapshot(state.latest, state.live);
     }
-    auto complete = std::make_shared<core::HealthEvent>();
-    complete->type = core::HealthEvent::Type::kSnapshotComplete;
-    complete->revision = revision_;
-    subscription->queue_.pushSnapshot(std::move(complete), nullptr);
-    subscriptions_.push_back(subscription);
+    completeSubscriptionLocked(subscription);
   }
   subscription->wake_();
   return subscription;
+}
+
+std::variant<std::shared_ptr<WatchSubscription>, ResumeRefused> HealthBus::resume(
+    WatchFilter filter, uint64_t since_revision, size_t live_capacity, std::function<void()> wake) {
+  auto subscription =
+      std::make_shared<WatchSubscription>(std::move(filter), live_capacity, std::move(wake));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (since_revision > revision_ || !replay_log_.holdsEverythingAfter(since_revision)) {
+      return ResumeRefused{resumeRefusal(since_revision, revision_, replay_log_)};
+    }
+    // Only pointers are copied under the bus lock, as for a snapshot; at most the log's bound.
+    std::lock_guard<std::mutex> queue_lock(subscription->mu_);
+    replay_log_.forEachAfter(since_revision, [&](const LoggedEvent& logged) {
+      if (!subscription->filter_.matches(*logged.event, logged.relabelled_from.get())) return;
+      subscription->queue_.pushReplay(logged.event);
+    });
+    completeSubscriptionLocked(subscription);
+  }
+  subscription->wake_();
+  return subscription;
+}
+
+void HealthBus::completeSubscriptionLocked(const std::shared_ptr<WatchSubscription>& subscription) {
+  auto complete = std::make_shared<core::HealthEvent>();
+  complete->type = core::HealthEvent::Type::kSnapshotComplete;
+  complete->revision = revision_;
+  subscription->queue_.pushSnapshot(std::move(complete), nullptr);
+  subscriptions_.push_back(subscription);
 }
 
 void HealthBus::unsubscribe(const std::shared_ptr<WatchSubscription>& subscription) {

@@ -8,11 +8,14 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "supervisor/core/health_event.h"
 #include "supervisor/core/label_selector.h"
+#include "supervisor/health_history.h"
 #include "supervisor/live_stats.h"
+#include "supervisor/replay_log.h"
 #include "supervisor/watch_queue.h"
 
 namespace wsvisor {
@@ -26,6 +29,30 @@ struct WatchFilter {
   bool matches(const std::string& id, const std::map<std::string, std::string>& labels) const {
     return (ids.empty() || ids.count(id) != 0) && selector.matches(labels);
   }
+  // A published event goes to a watcher matching its labels or, when the event changed them, the
+  // labels before (`relabelled_from`, may be null): an endpoint leaving a selection is not lost.
+  bool matches(const core::HealthEvent& event, const core::HealthEvent* relabelled_from) const {
+    return matches(event.endpoint_id, event.labels) ||
+           (relabelled_from != nullptr && matches(event.endpoint_id, relabelled_from->labels));
+  }
+};
+
+struct HealthBusOptions {
+  // Health transitions kept per endpoint for GetEndpointHistory; 0 keeps none.
+  size_t history_size = 64;
+  // Published events kept for resuming watches (see ReplayLog for the memory per event); 0 keeps
+  // none, so that only a watcher already at the current revision can resume.
+  size_t replay_log_size = 16384;
+  // The revision before the first event. Unset: the bus's start time in microseconds since the
+  // Unix epoch, so that every revision of a later run is higher than those of an earlier one
+  // (as long as a run publishes fewer than a million events per second on average) and a
+  // watcher resuming across a restart is refused rather than handed the wrong events.
+  std::optional<uint64_t> start_revision;
+};
+
+// Why a watch cannot be resumed from the revision it asked for.
+struct ResumeRefused {
+  std::string message;  // names the revisions and says to start again with a snapshot
 };
 
 class HealthBus;
@@ -53,12 +80,16 @@ class WatchSubscription {
 // The ordered record of every endpoint's health. Publishers (the registry and the io threads)
 // report changes; each change gets the next revision and goes, in revision order, to every
 // subscription whose filter matches. Publishing happens only on changes (health, phase, failure),
-// never per heartbeat, so one mutex is enough.
+// never per heartbeat, so one mutex is enough. Under the same mutex the bus keeps the last
+// changes in a ReplayLog (for resume()) and each endpoint's last health transitions in a
+// HealthHistory (for history()).
 //
 // Late publishes from a session that was already unregistered are dropped by comparing the
 // registration's incarnation number.
 class HealthBus {
  public:
+  explicit HealthBus(HealthBusOptions options = {});
+
   struct EndpointState {
     uint64_t incarnation = 0;
     // The endpoint's last change as it was published (labels, status, revision, time). Shared
@@ -91,6 +122,8 @@ class HealthBus {
                            std::shared_ptr<const LiveStats> live, core::WallTime at);
 
   std::optional<EndpointState> state(const std::string& id) const;
+  // The endpoint's last health transitions; nullopt when it is not registered.
+  std::optional<EndpointHistory> history(const std::string& id) const;
   // Registered endpoints per health, indexed by core::Health.
   std::array<size_t, core::kHealthCount> countByHealth() const;
   uint64_t revision() const;
@@ -99,22 +132,38 @@ class HealthBus {
   // every later matching change. `live_capacity` bounds the queued changes (see WatchQueue).
   std::shared_ptr<WatchSubscription> subscribe(WatchFilter filter, size_t live_capacity,
                                                std::function<void()> wake);
+  // Resumes a watch that has seen every change up to `since_revision`: queues every later
+  // matching change from the replay log, with its original type and uncoalesced, then the
+  // snapshot-complete marker with the current revision, then every later matching change.
+  // Refused when the log no longer holds every change after `since_revision`, or when
+  // `since_revision` is greater than the current revision. The check, the replay and the
+  // subscription happen under one lock, so no change falls between replay and live.
+  std::variant<std::shared_ptr<WatchSubscription>, ResumeRefused> resume(
+      WatchFilter filter, uint64_t since_revision, size_t live_capacity,
+      std::function<void()> wake);
   // After this returns, the subscription receives nothing more and `wake` is not called again
   // by publishes that start later.
   void unsubscribe(const std::shared_ptr<WatchSubscription>& subscription);
   size_t subscriptionCount() const;
 
  private:
-  // Publishes `event` as `state`'s latest change to every matching subscription (by `labels`,
-  // and also by `old_labels` when given). Requires mu_.
+  // Publishes `event` as `state`'s latest change: to the replay log, to the endpoint's history
+  // when its health changed, and to every matching subscription (by its labels, and also by
+  // those of `relabelled_from`, the endpoint's previous event, when the event changed them).
+  // Requires mu_.
   void deliver(EndpointState& state, std::shared_ptr<core::HealthEvent> event,
                std::vector<std::shared_ptr<WatchSubscription>>& woken,
-               const std::map<std::string, std::string>* old_labels = nullptr);
+               SharedHealthEvent relabelled_from = nullptr);
+  // Queues the snapshot-complete marker (at the current revision) and starts delivering live
+  // changes to `subscription`. Requires mu_ and the subscription's lock.
+  void completeSubscriptionLocked(const std::shared_ptr<WatchSubscription>& subscription);
 
   mutable std::mutex mu_;
-  uint64_t revision_ = 0;
+  uint64_t revision_;
   std::map<std::string, EndpointState> endpoints_;
   std::vector<std::shared_ptr<WatchSubscription>> subscriptions_;
+  HealthHistory history_;
+  ReplayLog replay_log_;
 };
 
 }  // namespace wsvisor

@@ -12,6 +12,13 @@ void WatchQueue::pushSnapshot(SharedHealthEvent event, std::shared_ptr<const Liv
   fifo_.push_back(std::move(entry));
 }
 
+void WatchQueue::pushReplay(SharedHealthEvent event) {
+  QueuedHealthEvent entry;
+  entry.event = std::move(event);
+  entry.replayed = true;
+  fifo_.push_back(std::move(entry));
+}
+
 void WatchQueue::push(SharedHealthEvent event) {
   // Once coalescing has started, everything goes to the coalesced set until it drains, so that
   // no endpoint's events are delivered out of order.
@@ -37,7 +44,7 @@ std::optional<QueuedHealthEvent> WatchQueue::pop() {
   if (!fifo_.empty()) {
     QueuedHealthEvent entry = std::move(fifo_.front());
     fifo_.pop_front();
-    if (!entry.snapshot) --live_in_fifo_;
+    if (!entry.snapshot && !entry.replayed) --live_in_fifo_;
     return entry;
   }
   if (coalesced_.empty()) return std::nullopt;

@@ -24,12 +24,17 @@ struct QueuedHealthEvent {
   bool snapshot = false;
   std::shared_ptr<const LiveStats> live;
   bool coalesced = false;
+  // Replayed entries (a resumed watch catching up from the replay log) are delivered as they were
+  // published, type and all.
+  bool replayed = false;
 };
 
 // The events waiting for one watcher. Bounded: once `live_capacity` live events are queued, later
 // events are coalesced — only the latest per endpoint is kept and it is delivered marked
 // `coalesced` — so a slow watcher costs at most one event per endpoint and never slows the
-// supervisor. Snapshot entries queued at subscription do not count against the capacity.
+// supervisor. Snapshot and replayed entries queued at subscription do not count against the
+// capacity and are never coalesced: their number is bounded by the endpoints (snapshot) or the
+// replay log (replay), and a resumed watcher must see every change it missed.
 //
 // Not thread-safe; the owner locks.
 class WatchQueue {
@@ -38,6 +43,9 @@ class WatchQueue {
 
   // `event` is the endpoint's last change (or the snapshot-complete marker).
   void pushSnapshot(SharedHealthEvent event, std::shared_ptr<const LiveStats> live);
+  // `event` is a change the watcher missed, replayed from the log when a watch is resumed.
+  // Queued only before the first live push, so that changes stay in revision order.
+  void pushReplay(SharedHealthEvent event);
   void push(SharedHealthEvent event);
   std::optional<QueuedHealthEvent> pop();
 

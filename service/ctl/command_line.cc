@@ -286,6 +286,7 @@ std::optional<Kind> commandKind(std::string_view name) {
   if (name == "get") return Kind::kGet;
   if (name == "list") return Kind::kList;
   if (name == "watch") return Kind::kWatch;
+  if (name == "history") return Kind::kHistory;
   return std::nullopt;
 }
 
@@ -359,6 +360,10 @@ bool takePositionals(std::string_view command_name, const std::vector<std::strin
       return wantExactly({});
     case Kind::kWatch:
       for (const std::string& id : positionals) command.watch_request.add_ids(id);
+      return true;
+    case Kind::kHistory:
+      if (!wantExactly({"ID"})) return false;
+      command.history_request.set_id(positionals[0]);
       return true;
     case Kind::kHelp:
       return true;
@@ -436,7 +441,7 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
       const std::optional<Kind> kind = commandKind(arg);
       if (!kind) {
         error = "unknown command " + quoted(arg) +
-                " (want register, update, unregister, get, list, watch or help)";
+                " (want register, update, unregister, get, list, watch, history or help)";
         return std::nullopt;
       }
       if (*kind == Kind::kHelp) return CtlCommand{};
@@ -458,6 +463,15 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
         command_flags = selectorFlags(command.list_request.mutable_label_selector());
       } else if (*kind == Kind::kWatch) {
         command_flags = selectorFlags(command.watch_request.mutable_label_selector());
+        v1::WatchHealthRequest& request = command.watch_request;
+        // "#42" is accepted too: that is how watch lines print a revision.
+        command_flags.push_back({"--since", true, [&request](std::string_view v, std::string& e) {
+                                   uint64_t revision = 0;
+                                   if (!v.empty() && v.front() == '#') v.remove_prefix(1);
+                                   if (!setUnsigned("--since", v, revision, e)) return false;
+                                   request.set_since_revision(revision);
+                                   return true;
+                                 }});
       }
       continue;
     }
@@ -507,7 +521,8 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
   }
 
   if (!command_name) {
-    error = "missing command (want register, update, unregister, get, list, watch or help)";
+    error =
+        "missing command (want register, update, unregister, get, list, watch, history or help)";
     return std::nullopt;
   }
   if (!takePositionals(*command_name, positionals, command, error)) return std::nullopt;
@@ -579,9 +594,15 @@ Commands:
   unregister ID                stop supervising an endpoint
   get ID                       show one endpoint
   list [--selector SEL]        show all endpoints, or those whose labels match SEL
-  watch [ID...] [--selector SEL]
+  watch [ID...] [--selector SEL] [--since REV]
                                print the current state of each endpoint, then every change,
                                until interrupted (Ctrl-C) or the server ends the stream
+      --since REV                resume instead: no snapshot, replay every change after
+                                 revision REV, then go on live. REV is the number after '#' on
+                                 the last line an earlier watch printed. Fails (OUT_OF_RANGE)
+                                 when the server no longer holds all of them or has restarted
+  history ID                   show an endpoint's last health transitions, oldest first: when,
+                               from and to which health, RTT, revision, reason and failure
   help                         show this text
 
   SEL is comma-separated key=value or key!=value requirements that must all hold (-l SEL

@@ -31,7 +31,7 @@ struct ConnectionOptions {
 
 // One invocation of wsvisorctl, parsed and checked, with the request it will send.
 struct CtlCommand {
-  enum class Kind { kHelp, kRegister, kUpdate, kUnregister, kGet, kList, kWatch };
+  enum class Kind { kHelp, kRegister, kUpdate, kUnregister, kGet, kList, kWatch, kHistory };
   Kind kind = Kind::kHelp;
 
   std::string server{kDefaultServer};
@@ -48,6 +48,7 @@ struct CtlCommand {
   v1::GetEndpointRequest get_request;
   v1::ListEndpointsRequest list_request;  // first page; the runner follows next_page_token
   v1::WatchHealthRequest watch_request;
+  v1::GetEndpointHistoryRequest history_request;
 };
 
 // Parses the arguments after the program name. Flags may come before or after the command and

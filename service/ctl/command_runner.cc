@@ -143,6 +143,20 @@ int listEndpoints(const CtlCommand& command, v1::Supervisor::StubInterface& stub
   return kExitSuccess;
 }
 
+int getHistory(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
+               std::ostream& err) {
+  grpc::ClientContext context;
+  setDeadline(context, command);
+  v1::GetEndpointHistoryResponse response;
+  const grpc::Status status = stub.GetEndpointHistory(&context, command.history_request, &response);
+  if (!status.ok()) return callFailed(status, err);
+  if (command.output == OutputFormat::kJson) {
+    return printJsonLine(response, out, err) ? kExitSuccess : kExitCallFailed;
+  }
+  printHistoryTable(response, out);
+  return kExitSuccess;
+}
+
 // Detaches the watch call from the interrupter on every way out, before the call's context
 // is destroyed.
 class InterrupterAttachment {
@@ -213,6 +227,8 @@ int runCommand(const CtlCommand& command, v1::Supervisor::StubInterface& stub, s
       return listEndpoints(command, stub, out, err);
     case CtlCommand::Kind::kWatch:
       return watchHealth(command, stub, out, err, interrupter);
+    case CtlCommand::Kind::kHistory:
+      return getHistory(command, stub, out, err);
     case CtlCommand::Kind::kHelp:
       out << usageText();
       return kExitSuccess;

@@ -133,6 +133,25 @@ void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, EndpointTabl
   text.print(out);
 }
 
+void printHistoryTable(const v1::GetEndpointHistoryResponse& history, std::ostream& out) {
+  TextTable text({"TIME", "CHANGE", "RTT", "REVISION", "REASON", "FAILURE"});
+  for (const v1::HealthTransition& transition : history.transitions()) {
+    text.addRow(
+        {formatTimestamp(transition.time()),
+         healthWord(transition.previous_health()) + "->" + healthWord(transition.health()),
+         transition.has_smoothed_rtt() ? formatDuration(transition.smoothed_rtt())
+                                       : std::string(kNone),
+         std::to_string(transition.revision()),
+         transition.reason().empty() ? std::string(kNone) : transition.reason(),
+         transition.has_failure() ? describeFailure(transition.failure()) : std::string(kNone)});
+  }
+  text.print(out);
+  if (history.dropped() > 0) {
+    out << "(" << history.dropped() << " older transition" << (history.dropped() == 1 ? "" : "s")
+        << " no longer kept)\n";
+  }
+}
+
 std::string formatWatchLine(const v1::HealthEvent& event) {
   std::string line = formatTimestamp(event.time()) + "  #" + std::to_string(event.revision());
   if (event.type() == v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE) {

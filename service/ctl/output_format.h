@@ -49,6 +49,12 @@ enum class EndpointTable { kList, kGet };
 void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, EndpointTable table,
                         std::ostream& out);
 
+// The `history` table, oldest first: TIME, CHANGE ("healthy->unhealthy"), RTT (smoothed, at
+// that moment), REVISION, REASON, FAILURE (the failure behind a change to a down state). The free
+// texts come last, as in the endpoint table. When older transitions were dropped, a line after
+// the table says how many.
+void printHistoryTable(const v1::GetEndpointHistoryResponse& history, std::ostream& out);
+
 // One `watch` event as one line (no newline), e.g.
 //   2024-05-01T12:00:00.123Z  #42  changed       echo-1  healthy->unhealthy  backing_off
 //   pong_timeout: no pong within 1s

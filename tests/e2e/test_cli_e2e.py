@@ -56,6 +56,14 @@ def health_in_watch_line(line):
     return None
 
 
+def revision_in_watch_line(line):
+    """The revision a `wsvisorctl watch` table line prints as "#<revision>"."""
+    match = re.search(r"  #(\d+)  ", line)
+    if match is None:
+        raise AssertionError(f"no revision in watch line {line!r}")
+    return int(match.group(1))
+
+
 def event_type_is(event_type):
     """A LineReader.wait_for() condition on a `watch -o json` line; a line that is not JSON fails
     the test (json.loads raises)."""
@@ -208,6 +216,88 @@ class CliEndToEndTest(WsvisorTestCase):
         revisions = [int(change["revision"]) for change in changes]
         self.assertGreater(revisions[0], snapshot_revision)
         self.assertEqual(revisions, sorted(set(revisions)), "revisions must strictly increase")
+
+    def test_history_shows_each_transition(self):
+        self.register("hist")
+        self.wait_until_health("hist", "HEALTH_HEALTHY", HEALTHY_WITHIN_S)
+        self.upstream.pause()
+        self.wait_until_health("hist", "HEALTH_UNHEALTHY", DETECTION_WITHIN_S)
+        self.upstream.resume()
+        self.wait_until_health("hist", "HEALTH_HEALTHY", RECOVERY_WITHIN_S)
+
+        table = self.ctl_ok("history", "hist").splitlines()
+        print("  " + "\n  ".join(table), flush=True)
+        self.assertEqual(table[0].split(), ["TIME", "CHANGE", "RTT", "REVISION", "REASON",
+                                            "FAILURE"])
+        rows = [row.split() for row in table[1:]]
+        self.assertEqual([row[1] for row in rows],
+                         ["unknown->healthy", "healthy->unhealthy", "unhealthy->healthy"])
+        self.assertIn("pong_timeout", table[2], "the failure behind the change to unhealthy")
+        revisions = [int(row[3]) for row in rows]
+        self.assertEqual(revisions, sorted(set(revisions)))
+
+        history = json.loads(self.ctl_ok("history", "hist", "-o", "json"))
+        transitions = history["transitions"]
+        # proto3 JSON leaves out enum values that are 0 (HEALTH_UNKNOWN) and writes uint64 as text.
+        self.assertEqual([(t.get("previousHealth", "HEALTH_UNKNOWN"), t["health"])
+                          for t in transitions],
+                         [("HEALTH_UNKNOWN", "HEALTH_HEALTHY"),
+                          ("HEALTH_HEALTHY", "HEALTH_UNHEALTHY"),
+                          ("HEALTH_UNHEALTHY", "HEALTH_HEALTHY")])
+        self.assertEqual([int(t["revision"]) for t in transitions], revisions)
+        self.assertEqual(transitions[1]["failure"]["reason"], "FAILURE_REASON_PONG_TIMEOUT")
+        self.assertNotIn("failure", transitions[2])
+        self.assertNotIn("dropped", history, "nothing was dropped")
+
+        missing = self.ctl.run("history", "no-such-endpoint")
+        self.assertEqual(missing.returncode, EXIT_CALL_FAILED)
+        self.assertIn("NOT_FOUND", missing.stderr)
+
+    def test_watch_since_replays_the_later_changes_then_streams_live(self):
+        """A user copies the revision of a line from one watch and resumes from it in another."""
+        first = self.start_watch()
+        first.wait_for(lambda line: "snapshot complete" in line, PROMPT_S, "the snapshot marker")
+        self.register("r-1")
+        copied = first.wait_for(lambda line: "r-1" in line and health_in_watch_line(line) ==
+                                "healthy", HEALTHY_WITHIN_S, "r-1 healthy")
+        self.register("r-2")
+        first.wait_for(lambda line: "r-2" in line and health_in_watch_line(line) == "healthy",
+                       HEALTHY_WITHIN_S, "r-2 healthy")
+        self.ctl_ok("unregister", "r-1")
+        first.wait_for(lambda line: "unregistered" in line, PROMPT_S, "r-1's unregistration")
+        since = revision_in_watch_line(copied)
+
+        resumed = self.start_watch("--since", str(since))
+        marker = resumed.wait_for(lambda line: "snapshot complete" in line, PROMPT_S,
+                                  "the marker after the replay")
+        current = revision_in_watch_line(marker)
+        replayed = resumed.lines[:-1]
+        # The first watch printed the very same lines (same times, revisions and states) for the
+        # changes after the copied revision; nothing is replayed twice or left out.
+        missed = [line for line in first.lines
+                  if "snapshot" not in line and since < revision_in_watch_line(line) <= current]
+        self.assertTrue(replayed, "r-2's registration at least came after the copied revision")
+        self.assertEqual(replayed, missed)
+
+        # Live from here on: a change made after the resumed watch started arrives.
+        self.register("r-3")
+        live = resumed.wait_for(lambda line: "r-3" in line, PROMPT_S, "r-3's registration")
+        self.assertIn("registered", live)
+        self.assertGreater(revision_in_watch_line(live), current)
+        self.assertEqual(resumed.interrupt(), 0, f"watch on SIGINT: {resumed.stderr_text()}")
+
+    def test_watch_since_a_revision_the_server_does_not_hold_fails(self):
+        for since, words in (("1", "is too old"), ("#1", "is too old"),
+                             (str(2**63), "is ahead of the current revision")):
+            with self.subTest(since=since):
+                result = self.ctl.run("watch", "--since", since)
+                self.assertEqual(result.returncode, EXIT_CALL_FAILED, result.stderr)
+                self.assertEqual(result.stdout, "")
+                self.assertTrue(result.stderr.startswith("wsvisorctl: OUT_OF_RANGE: "),
+                                result.stderr)
+                self.assertIn(f"since_revision {since.lstrip('#')} {words}", result.stderr)
+                self.assertIn("resume with since_revision 0", result.stderr)
+        print(f"  refused: {result.stderr.strip()}", flush=True)
 
     def test_unregister_then_get_is_not_found(self):
         self.register("gone")

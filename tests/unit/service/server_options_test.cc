@@ -1,4 +1,4 @@
-// wsvisor's command-line flags for the API's security.
+// wsvisor's command-line flags: the API's security, health history and the watch replay log.
 #include "service/server_options.h"
 
 #include <gtest/gtest.h>
@@ -47,6 +47,31 @@ TEST(ServerOptionsTest, IncompleteTlsIsRefusedWithTheReason) {
             "--client-ca needs --tls-cert and --tls-key: client certificates are checked in TLS");
   EXPECT_EQ(parseError({"--listen", "127.0.0.1:1", "--health-listen", "127.0.0.1:1"}),
             "--health-listen must differ from --listen");
+}
+
+TEST(ServerOptionsTest, HistoryAndReplayLogSizes) {
+  std::string error;
+  bool help = false;
+  const auto defaults = parseServerOptions({}, error, help);
+  ASSERT_TRUE(defaults) << error;
+  EXPECT_EQ(defaults->history_size, 64u);
+  EXPECT_EQ(defaults->replay_log_size, 16384u);
+
+  const auto off = parseServerOptions({"--history-size", "0", "--replay-log-size=0"}, error, help);
+  ASSERT_TRUE(off) << error;
+  EXPECT_EQ(off->history_size, 0u);
+  EXPECT_EQ(off->replay_log_size, 0u);
+
+  const auto most =
+      parseServerOptions({"--history-size=1024", "--replay-log-size", "1048576"}, error, help);
+  ASSERT_TRUE(most) << error;
+  EXPECT_EQ(most->history_size, 1024u);
+  EXPECT_EQ(most->replay_log_size, 1048576u);
+
+  EXPECT_EQ(parseError({"--history-size", "1025"}),
+            "--history-size must be a number from 0 to 1024, got '1025'");
+  EXPECT_EQ(parseError({"--replay-log-size", "-1"}),
+            "--replay-log-size must be a number from 0 to 1048576, got '-1'");
 }
 
 }  // namespace

@@ -57,6 +57,39 @@ TEST(WatchQueueTest, OverflowKeepsOnlyTheLatestPerEndpointMarkedCoalesced) {
   EXPECT_TRUE(q.empty());
 }
 
+TEST(WatchQueueTest, ReplayedEventsAreNeitherCoalescedNorCountedAgainstCapacity) {
+  WatchQueue q(1);
+  // Many changes of one endpoint, as a resumed watcher missed them.
+  for (uint64_t r = 1; r <= 5; ++r) q.pushReplay(change("a", r));
+  auto registered = std::make_shared<core::HealthEvent>(*change("b", 6));
+  registered->type = core::HealthEvent::Type::kRegistered;
+  q.pushReplay(registered);
+  q.pushSnapshot(change("", 6), nullptr);  // the snapshot-complete marker
+  // Live changes still get the whole capacity: the first is queued, the next coalesced.
+  q.push(change("a", 7));
+  q.push(change("a", 8));
+  q.push(change("a", 9));
+  EXPECT_EQ(q.droppedEvents(), 1u);
+  for (uint64_t r = 1; r <= 6; ++r) {
+    auto entry = q.pop();
+    EXPECT_EQ(entry->event->revision, r);
+    EXPECT_TRUE(entry->replayed);
+    EXPECT_FALSE(entry->snapshot);
+    EXPECT_FALSE(entry->coalesced);
+    EXPECT_EQ(entry->event->type,
+              r == 6 ? core::HealthEvent::Type::kRegistered : core::HealthEvent::Type::kChanged);
+  }
+  EXPECT_TRUE(q.pop()->snapshot);
+  auto first_live = q.pop();
+  EXPECT_EQ(first_live->event->revision, 7u);
+  EXPECT_FALSE(first_live->coalesced);
+  EXPECT_FALSE(first_live->replayed);
+  auto coalesced = q.pop();
+  EXPECT_EQ(coalesced->event->revision, 9u);
+  EXPECT_TRUE(coalesced->coalesced);
+  EXPECT_TRUE(q.empty());
+}
+
 TEST(WatchQueueTest, MemoryIsBoundedByEndpointsNotByEvents) {
   WatchQueue q(16);
   for (uint64_t r = 1; r <= 100000; ++r) q.push(change("e" + std::to_string(r % 50), r));

@@ -315,6 +315,26 @@ TEST(CommandLineTest, ListAndWatchTakeASelector) {
   EXPECT_TRUE(parseValid({"watch"}).watch_request.ids().empty());
 }
 
+TEST(CommandLineTest, WatchSinceResumesAfterARevisionAsWatchLinesPrintIt) {
+  EXPECT_EQ(parseValid({"watch"}).watch_request.since_revision(), 0u);
+  EXPECT_EQ(parseValid({"watch", "--since", "1764221647123456"}).watch_request.since_revision(),
+            1764221647123456u);
+  // Copied from a watch line ("#42"), quoted so that the shell keeps the '#'.
+  EXPECT_EQ(parseValid({"watch", "--since=#42", "a"}).watch_request.since_revision(), 42u);
+  EXPECT_EQ(parseError({"watch", "--since", "x"}), "--since: want a whole number, got \"x\"");
+  EXPECT_EQ(parseError({"watch", "--since", "#"}), "--since: want a whole number, got \"\"");
+  EXPECT_EQ(parseError({"list", "--since", "1"}), "unknown flag --since for list");
+}
+
+TEST(CommandLineTest, HistoryTakesTheId) {
+  const CtlCommand history = parseValid({"history", "a", "-o", "json"});
+  EXPECT_EQ(history.kind, Kind::kHistory);
+  EXPECT_EQ(history.history_request.id(), "a");
+  EXPECT_EQ(history.output, OutputFormat::kJson);
+  EXPECT_EQ(parseError({"history"}), "history: missing ID");
+  EXPECT_EQ(parseError({"history", "a", "b"}), "history: unexpected argument \"b\"");
+}
+
 TEST(CommandLineTest, FlagsOfOtherCommandsAreUnknown) {
   EXPECT_EQ(parseError({"get", "a", "--interval", "1s"}), "unknown flag --interval for get");
   EXPECT_EQ(parseError({"--selector", "a=b", "list"}), "unknown flag --selector");
@@ -356,11 +376,12 @@ TEST(CommandLineTest, HelpWinsOverEverything) {
 }
 
 TEST(CommandLineTest, UnknownOrMissingCommand) {
+  EXPECT_EQ(parseError({"delete", "a"}),
+            "unknown command \"delete\" (want register, update, unregister, get, list, watch, "
+            "history or help)");
   EXPECT_EQ(
-      parseError({"delete", "a"}),
-      "unknown command \"delete\" (want register, update, unregister, get, list, watch or help)");
-  EXPECT_EQ(parseError({}),
-            "missing command (want register, update, unregister, get, list, watch or help)");
+      parseError({}),
+      "missing command (want register, update, unregister, get, list, watch, history or help)");
 }
 
 TEST(CommandLineTest, UsageMentionsEveryCommandAndRegisterFlag) {
@@ -372,6 +393,8 @@ TEST(CommandLineTest, UsageMentionsEveryCommandAndRegisterFlag) {
                            "get ID",
                            "list",
                            "watch",
+                           "--since REV",
+                           "history ID",
                            "--mode",
                            "--interval",
                            "--timeout",

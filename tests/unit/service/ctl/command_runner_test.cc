@@ -52,8 +52,14 @@ class FakeSupervisor final : public v1::Supervisor::Service {
   bool repeat_page_token = false;       // a broken server that returns the same token forever
   bool fail_second_page = false;
 
-  std::vector<v1::HealthEvent> events;  // what WatchHealth sends
-  bool watch_until_cancelled = false;   // then keep the stream open until the client cancels
+  // What WatchHealth sends: those after since_revision, which must be at least
+  // kOldestResumable when set.
+  std::vector<v1::HealthEvent> events;
+  static constexpr uint64_t kOldestResumable = 3;
+
+  // What GetEndpointHistory answers for "a"; other ids are not registered.
+  v1::GetEndpointHistoryResponse history;
+  bool watch_until_cancelled = false;  // then keep the stream open until the client cancels
   grpc::Status watch_end_status = grpc::Status::OK;
 
   // Supervisor::Service
@@ -115,6 +121,16 @@ class FakeSupervisor final : public v1::Supervisor::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status GetEndpointHistory(grpc::ServerContext*,
+                                  const v1::GetEndpointHistoryRequest* request,
+                                  v1::GetEndpointHistoryResponse* response) override {
+    if (request->id() != "a") {
+      return {grpc::StatusCode::NOT_FOUND, "endpoint '" + request->id() + "' is not registered"};
+    }
+    *response = history;
+    return grpc::Status::OK;
+  }
+
   grpc::Status ListEndpoints(grpc::ServerContext*, const v1::ListEndpointsRequest* request,
                              v1::ListEndpointsResponse* response) override {
     {
@@ -136,9 +152,15 @@ class FakeSupervisor final : public v1::Supervisor::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status WatchHealth(grpc::ServerContext* context, const v1::WatchHealthRequest*,
+  grpc::Status WatchHealth(grpc::ServerContext* context, const v1::WatchHealthRequest* request,
                            grpc::ServerWriter<v1::HealthEvent>* writer) override {
-    for (const v1::HealthEvent& event : events) writer->Write(event);
+    if (request->since_revision() != 0 && request->since_revision() < kOldestResumable) {
+      return {grpc::StatusCode::OUT_OF_RANGE,
+              "since_revision " + std::to_string(request->since_revision()) + " is too old"};
+    }
+    for (const v1::HealthEvent& event : events) {
+      if (event.revision() > request->since_revision()) writer->Write(event);
+    }
     if (watch_until_cancelled) {
       while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       return grpc::Status::CANCELLED;
@@ -385,6 +407,60 @@ TEST_F(CommandRunnerTest, InterruptionBeforeTheWatchStartsCancelsItAtOnce) {
   interrupter.interruptForTest();
   EXPECT_EQ(run({"watch"}, out_, &interrupter), kExitSuccess);
   EXPECT_THAT(err_.str(), IsEmpty());
+}
+
+TEST_F(CommandRunnerTest, WatchSinceSendsTheRevisionAndPrintsWhatIsReplayed) {
+  service_.events = {makeEvent(v1::HealthEvent::TYPE_CHANGED, 4, "a"),
+                     makeEvent(v1::HealthEvent::TYPE_CHANGED, 5, "a"),
+                     makeEvent(v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE, 5, "")};
+  EXPECT_EQ(run({"watch", "--since", "4"}), kExitSuccess);
+  EXPECT_THAT(lines(out_.str()), ElementsAre("-  #5  changed       a  unknown->healthy  open",
+                                             "-  #5  -- snapshot complete --"));
+}
+
+TEST_F(CommandRunnerTest, WatchSinceATooOldRevisionFails) {
+  EXPECT_EQ(run({"watch", "--since", "2"}), kExitCallFailed);
+  EXPECT_EQ(err_.str(), "wsvisorctl: OUT_OF_RANGE: since_revision 2 is too old\n");
+  EXPECT_THAT(out_.str(), IsEmpty());
+}
+
+v1::HealthTransition makeTransition(v1::Health from, v1::Health to, uint64_t revision) {
+  v1::HealthTransition transition;
+  transition.mutable_time()->set_seconds(1714564800);
+  transition.set_previous_health(from);
+  transition.set_health(to);
+  transition.set_revision(revision);
+  return transition;
+}
+
+TEST_F(CommandRunnerTest, HistoryPrintsATableOrTheResponseAsJson) {
+  v1::HealthTransition down = makeTransition(v1::HEALTH_HEALTHY, v1::HEALTH_UNHEALTHY, 12);
+  down.set_reason("heartbeat failed");
+  down.mutable_failure()->set_reason(v1::FAILURE_REASON_PONG_TIMEOUT);
+  down.mutable_failure()->set_detail("no pong within 1s");
+  down.mutable_smoothed_rtt()->set_nanos(2'000'000);
+  *service_.history.add_transitions() = down;
+  service_.history.set_dropped(1);
+
+  EXPECT_EQ(run({"history", "a"}), kExitSuccess);
+  EXPECT_THAT(lines(out_.str()),
+              ElementsAre("TIME                      CHANGE              RTT  REVISION  REASON"
+                          "            FAILURE",
+                          "2024-05-01T12:00:00.000Z  healthy->unhealthy  2ms  12        heartbeat "
+                          "failed  pong_timeout: no pong within 1s",
+                          "(1 older transition no longer kept)"));
+  std::ostringstream json;
+  EXPECT_EQ(run({"history", "a", "-o", "json"}, json), kExitSuccess);
+  EXPECT_THAT(json.str(), StartsWith(R"({"transitions":[{"time":"2024-05-01T12:00:00Z",)"));
+  EXPECT_THAT(json.str(), HasSubstr(R"("revision":"12")"));
+  EXPECT_THAT(json.str(), HasSubstr(R"("dropped":"1"})"));
+  EXPECT_EQ(lines(json.str()).size(), 1u);
+}
+
+TEST_F(CommandRunnerTest, HistoryOfAnUnknownEndpointIsNotFound) {
+  EXPECT_EQ(run({"history", "b"}), kExitCallFailed);
+  EXPECT_EQ(err_.str(), "wsvisorctl: NOT_FOUND: endpoint 'b' is not registered\n");
+  EXPECT_THAT(out_.str(), IsEmpty());
 }
 
 TEST_F(CommandRunnerTest, ServerThatIsNotThereIsUnavailable) {

@@ -128,6 +128,39 @@ TEST(OutputFormatTest, EmptyEndpointTableIsTheHeader) {
   EXPECT_EQ(get.str(), "ID  HEALTH  PHASE  RTT  FAILURES  OWNER  GENERATION  URL  LAST FAILURE\n");
 }
 
+TEST(OutputFormatTest, HistoryTableShowsEachTransitionOldestFirst) {
+  const auto history = fromText<v1::GetEndpointHistoryResponse>(R"(
+      transitions {
+        time { seconds: 1714564800 } previous_health: HEALTH_UNKNOWN health: HEALTH_HEALTHY
+        revision: 1714564799000002
+      }
+      transitions {
+        time { seconds: 1714564805 nanos: 250000000 }
+        previous_health: HEALTH_HEALTHY health: HEALTH_UNHEALTHY
+        reason: "heartbeat failed: pong_timeout"
+        failure { reason: FAILURE_REASON_CLOSED_BY_PEER close_code: 1006 detail: "reset" }
+        last_rtt { nanos: 3000000 } smoothed_rtt { nanos: 1500000 }
+        revision: 1714564799000007
+      }
+      dropped: 3)");
+  std::ostringstream out;
+  printHistoryTable(history, out);
+  EXPECT_EQ(out.str(),
+            "TIME                      CHANGE              RTT    REVISION          REASON"
+            "                          FAILURE\n"
+            "2024-05-01T12:00:00.000Z  unknown->healthy    -      1714564799000002  -"
+            "                               -\n"
+            "2024-05-01T12:00:05.250Z  healthy->unhealthy  1.5ms  1714564799000007  heartbeat "
+            "failed: pong_timeout  closed_by_peer (close 1006): reset\n"
+            "(3 older transitions no longer kept)\n");
+}
+
+TEST(OutputFormatTest, EmptyHistoryTableIsTheHeader) {
+  std::ostringstream out;
+  printHistoryTable({}, out);
+  EXPECT_EQ(out.str(), "TIME  CHANGE  RTT  REVISION  REASON  FAILURE\n");
+}
+
 TEST(OutputFormatTest, WatchLineForAChange) {
   const auto event = fromText<v1::HealthEvent>(R"(
       type: TYPE_CHANGED
