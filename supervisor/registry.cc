@@ -240,6 +240,7 @@ EndpointView Registry::replaceLocked(const std::string& id,
     entry.live = std::make_shared<LiveStats>();
     core::EndpointStatus initial;
     initial.last_transition = core::MonoClock::now();
+    initial.transition_reason = "spec updated: reconnecting";
     bus_.replaceRegistration(id, entry.incarnation, spec->labels, initial, entry.live, wallNow());
     shard.remove(old_key);
     shard.add(entry.incarnation, entry.incarnation, spec, entry.live, core::Duration::zero());

@@ -15,11 +15,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// The Session reports why health changed (EndpointStatus.transition_reason) in a change of its
-// own. Until it does, reasons are empty and only their agreement with the watch stream is
-// checked; set this to true once it does, so that an empty reason fails the test.
-constexpr bool kSessionFillsTransitionReason = false;
-
 constexpr milliseconds kPrompt{3000};
 
 bool isMarker(const v1::HealthEvent& event) {
@@ -95,9 +90,7 @@ TEST_F(HistoryAndResumeTest, HistoryShowsAnUpstreamGoingDownAndUpAgain) {
     EXPECT_EQ(transition.time().seconds(), event.time().seconds());
     EXPECT_EQ(transition.time().nanos(), event.time().nanos());
     EXPECT_EQ(transition.reason(), event.status().transition_reason());
-    if (kSessionFillsTransitionReason) {
-      EXPECT_FALSE(transition.reason().empty());
-    }
+    EXPECT_FALSE(transition.reason().empty());
     // A failure only where the change is to a down state.
     EXPECT_EQ(transition.has_failure(), expected[i].to == v1::HEALTH_UNHEALTHY);
   }
