@@ -329,6 +329,14 @@ v1::HealthEvent::Type eventTypeToProto(core::HealthEvent::Type type) {
   return v1::HealthEvent::TYPE_UNSPECIFIED;
 }
 
+void failureToProto(const core::Failure& failure, v1::Failure* proto) {
+  proto->set_reason(failureReasonToProto(failure.reason));
+  proto->set_detail(failure.detail);
+  proto->set_http_status(failure.http_status);
+  proto->set_close_code(failure.close_code);
+  toProto(toWall(failure.at), proto->mutable_time());
+}
+
 }  // namespace
 
 void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto) {
@@ -337,14 +345,7 @@ void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto
   if (status.last_rtt) toProto(*status.last_rtt, proto->mutable_last_rtt());
   if (status.smoothed_rtt) toProto(*status.smoothed_rtt, proto->mutable_smoothed_rtt());
   proto->set_consecutive_failures(status.consecutive_failures);
-  if (status.last_failure) {
-    v1::Failure* failure = proto->mutable_last_failure();
-    failure->set_reason(failureReasonToProto(status.last_failure->reason));
-    failure->set_detail(status.last_failure->detail);
-    failure->set_http_status(status.last_failure->http_status);
-    failure->set_close_code(status.last_failure->close_code);
-    toProto(toWall(status.last_failure->at), failure->mutable_time());
-  }
+  if (status.last_failure) failureToProto(*status.last_failure, proto->mutable_last_failure());
   toProto(toWall(status.last_transition), proto->mutable_last_transition_time());
   proto->set_reconnect_attempts(status.reconnect_attempts);
   if (status.next_attempt)
@@ -352,6 +353,15 @@ void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto
   proto->set_heartbeats_sent(status.heartbeats_sent);
   proto->set_underlying_health(healthToProto(status.underlying_health));
   proto->set_transition_reason(status.transition_reason);
+}
+
+void probeResultToProto(const core::ProbeResult& result, v1::ProbeEndpointResponse* proto) {
+  proto->set_success(result.outcome == core::ProbeResult::Outcome::kSucceeded);
+  if (result.failure) failureToProto(*result.failure, proto->mutable_failure());
+  if (result.connect_time) toProto(*result.connect_time, proto->mutable_connect_time());
+  for (core::Duration rtt : result.rtts) toProto(rtt, proto->add_rtts());
+  proto->set_heartbeats_sent(static_cast<uint32_t>(result.heartbeats_sent));
+  toProto(result.duration, proto->mutable_duration());
 }
 
 void healthEventToProto(const core::HealthEvent& event, v1::HealthEvent* proto) {

@@ -5,6 +5,7 @@
 #include "supervisor/core/endpoint_spec.h"
 #include "supervisor/core/endpoint_status.h"
 #include "supervisor/core/health_event.h"
+#include "supervisor/core/probe.h"
 #include "supervisor/core/spec_validation.h"
 #include "supervisor/endpoint_store.h"
 #include "wsvisor/v1/supervisor.pb.h"
@@ -26,6 +27,8 @@ void specToProto(const core::EndpointSpec& spec, v1::EndpointSpec* proto,
 // Monotonic times in the core become wall-clock timestamps here.
 void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto);
 void healthEventToProto(const core::HealthEvent& event, v1::HealthEvent* proto);
+// A finished probe (succeeded or failed) as the ProbeEndpoint answer.
+void probeResultToProto(const core::ProbeResult& result, v1::ProbeEndpointResponse* proto);
 
 v1::Health healthToProto(core::Health health);
 v1::Owner ownerToProto(EndpointOwner owner);

@@ -1,5 +1,6 @@
 #include "service/supervisor_service.h"
 
+#include "service/probe_call.h"
 #include "service/proto_conversions.h"
 #include "supervisor/core/spec_validation.h"
 #include "supervisor/log.h"
@@ -201,6 +202,35 @@ grpc::Status SupervisorService::doList(const v1::ListEndpointsRequest& request,
   for (const EndpointView& view : page.endpoints) endpointToProto(view, response->add_endpoints());
   response->set_next_page_token(page.next_page_token);
   return grpc::Status::OK;
+}
+
+grpc::ServerUnaryReactor* SupervisorService::ProbeEndpoint(grpc::CallbackServerContext* context,
+                                                           const v1::ProbeEndpointRequest* request,
+                                                           v1::ProbeEndpointResponse* response) {
+  auto* call = new ProbeCall(registry_, response);
+  // Write access: a probe makes wsvisor dial whatever URL the caller names.
+  if (grpc::Status admitted = admit(*context, Access::kWrite, "ProbeEndpoint"); !admitted.ok()) {
+    call->Finish(admitted);
+    return call;
+  }
+  if (!request->has_spec()) {
+    call->Finish(invalidArgument({"spec", "is required"}));
+    return call;
+  }
+  auto converted = specFromProto(request->spec());
+  if (auto* error = std::get_if<core::FieldError>(&converted)) {
+    call->Finish(invalidArgument(*error));
+    return call;
+  }
+  auto started = registry_.probe(std::get<core::EndpointSpec>(std::move(converted)),
+                                 request->heartbeats(), call->completion());
+  if (auto* error = std::get_if<RegistryError>(&started)) {
+    call->Finish(toStatus(*error));
+    return call;
+  }
+  // The probe may have ended already; `call` lives at least until this handler returns.
+  call->started(std::get<Registry::ProbeTicket>(started));
+  return call;
 }
 
 grpc::ServerWriteReactor<v1::HealthEvent>* SupervisorService::WatchHealth(

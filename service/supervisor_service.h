@@ -42,6 +42,10 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
                                           v1::ListEndpointsResponse* response) override;
   grpc::ServerWriteReactor<v1::HealthEvent>* WatchHealth(
       grpc::CallbackServerContext* context, const v1::WatchHealthRequest* request) override;
+  // Answers when the probe ends (see ProbeCall); the handler itself only starts it.
+  grpc::ServerUnaryReactor* ProbeEndpoint(grpc::CallbackServerContext* context,
+                                          const v1::ProbeEndpointRequest* request,
+                                          v1::ProbeEndpointResponse* response) override;
 
  private:
   // OK, or UNAUTHENTICATED / PERMISSION_DENIED / UNAVAILABLE (shutting down).

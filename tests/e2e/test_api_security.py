@@ -212,7 +212,11 @@ class ApiSecurityTest(unittest.TestCase):
                     metadata=self.bearer(READ_TOKEN), timeout=CALL_TIMEOUT_S)),
                 ("UnregisterEndpoint", lambda: supervisor.UnregisterEndpoint(
                     pb.UnregisterEndpointRequest(id="guarded"), metadata=self.bearer(READ_TOKEN),
-                    timeout=CALL_TIMEOUT_S))):
+                    timeout=CALL_TIMEOUT_S)),
+                # A probe makes wsvisor dial the URL it is given.
+                ("ProbeEndpoint", lambda: supervisor.ProbeEndpoint(
+                    pb.ProbeEndpointRequest(spec=self.spec("guarded")),
+                    metadata=self.bearer(READ_TOKEN), timeout=CALL_TIMEOUT_S))):
             with self.subTest(name):
                 self.assert_refused(call, grpc.StatusCode.PERMISSION_DENIED,
                                     f"token 'dashboards' has read access; {name} needs write")
