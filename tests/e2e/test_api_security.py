@@ -268,6 +268,11 @@ class ApiSecurityTest(unittest.TestCase):
                                  "ws://127.0.0.1:9/")
         self.assertEqual(read_only.returncode, 1, read_only.stderr)
         self.assertIn("PERMISSION_DENIED: token 'dashboards' has read access", read_only.stderr)
+        read_only_probe = self.ctl.run("--token-file", self.read_token_file, "probe",
+                                       "ws://127.0.0.1:9/")
+        self.assertEqual(read_only_probe.returncode, 1, read_only_probe.stderr)
+        self.assertIn("PERMISSION_DENIED: token 'dashboards' has read access; ProbeEndpoint needs "
+                      "write", read_only_probe.stderr)
 
         registered = self.ctl.run("--token-file", self.write_token_file, "register", "ctl-1",
                                   "ws://127.0.0.1:9/")
