@@ -67,9 +67,9 @@ void IoShard::remove(uint64_t key) {
 }
 
 template <typename Call>
-void IoShard::withProbe(uint64_t key, Call&& call) {
+bool IoShard::withProbe(uint64_t key, Call&& call) {
   auto it = probes_.find(key);
-  if (it == probes_.end()) return;
+  if (it == probes_.end()) return false;
   ProbeRun& run = *it->second;
   const bool was_finished = run.finished();
   call(run);
@@ -78,6 +78,7 @@ void IoShard::withProbe(uint64_t key, Call&& call) {
   if (!was_finished && run.finished()) {
     asio::post(io_, [this, key] { probes_.erase(key); });
   }
+  return true;
 }
 
 uint64_t IoShard::startProbe(std::shared_ptr<const core::EndpointSpec> spec, uint32_t heartbeats,
@@ -109,9 +110,9 @@ void IoShard::timerFired(uint64_t key, core::MonoTime deadline) {
 void IoShard::dispatch(uint64_t key, uint64_t attempt, const ConnectionRef& ref,
                        const core::SessionEvent& event) {
   if (isProbeKey(key)) {
-    if (probes_.count(key) != 0) {
-      withProbe(key, [&](ProbeRun& run) { run.onTransportEvent(attempt, ref, event); });
-    } else if (std::holds_alternative<core::event::Connected>(event)) {
+    const bool found =
+        withProbe(key, [&](ProbeRun& run) { run.onTransportEvent(attempt, ref, event); });
+    if (!found && std::holds_alternative<core::event::Connected>(event)) {
       transport_.close(ref, core::kCloseNormal, "probe ended");
     }
     return;

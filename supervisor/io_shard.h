@@ -74,9 +74,10 @@ class IoShard {
   void dispatch(uint64_t key, uint64_t attempt, const ConnectionRef& ref,
                 const core::SessionEvent& event);
   void timerFired(uint64_t key, core::MonoTime deadline);
-  // Runs `call` on the probe with `key`, if it exists, and destroys the probe once finished.
+  // Runs `call` on the probe with `key`, if it exists (false if not), and destroys the probe
+  // once finished.
   template <typename Call>
-  void withProbe(uint64_t key, Call&& call);
+  bool withProbe(uint64_t key, Call&& call);
 
   // Endpoint keys come from the registry and count up from 1; probe keys carry this bit.
   static constexpr uint64_t kProbeKeyBit = uint64_t{1} << 63;
