@@ -16,15 +16,18 @@ namespace wsvisor::service {
 //
 // Ownership: gRPC holds the reactor until OnDone(), which comes only after Finish() and never
 // before the method handler has returned. Finish() is called once: by the handler when the probe
-// cannot start, or by the probe's completion (onProbeEnded(), on an io thread) as its last touch
-// of this object. So the completion never outlives the reactor.
+// cannot start, or by the probe's completion (onProbeEnded(), on an io thread). So the completion
+// never outlives the reactor.
 //
 // Cancellation: OnCancel() (the client cancelled or left, its deadline passed) asks the registry
 // to cancel the probe, which closes its connection and completes at once; the completion then
 // finishes the call. The probe may have completed already: cancelling is a no-op then.
 //
-// Locking: `mu_` guards `ticket_` and `cancelled_`, which the handler's thread (started()) and
-// the thread that runs OnCancel() both touch.
+// Locking: `mu_` guards `ticket_` and `cancelled_` (the handler's thread and the one that runs
+// OnCancel() both touch them), and is held across the completion's Finish(). OnDone() takes it
+// before deleting: a completion still inside Finish() on the io thread is then done with this
+// object first. gRPC runs no reaction of a reactor that is not inlineable from inside Finish(),
+// so this cannot deadlock (as in WatchStream).
 class ProbeCall final : public grpc::ServerUnaryReactor {
  public:
   ProbeCall(Registry& registry, v1::ProbeEndpointResponse* response);
@@ -33,10 +36,12 @@ class ProbeCall final : public grpc::ServerUnaryReactor {
   Registry::ProbeDone completion();
   // The probe has been handed to the registry (which may already have completed it).
   void started(const Registry::ProbeTicket& ticket);
+  // The handler's last call, as it returns this reactor to gRPC.
+  ProbeCall* handOver();
 
   // grpc::ServerUnaryReactor
   void OnCancel() override;
-  void OnDone() override { delete this; }
+  void OnDone() override;
 
  private:
   void onProbeEnded(const core::ProbeResult& result);

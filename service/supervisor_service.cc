@@ -1,6 +1,5 @@
 #include "service/supervisor_service.h"
 
-#include "service/probe_call.h"
 #include "service/proto_conversions.h"
 #include "supervisor/core/spec_validation.h"
 #include "supervisor/log.h"
@@ -209,28 +208,22 @@ grpc::ServerUnaryReactor* SupervisorService::ProbeEndpoint(grpc::CallbackServerC
                                                            v1::ProbeEndpointResponse* response) {
   auto* call = new ProbeCall(registry_, response);
   // Write access: a probe makes wsvisor dial whatever URL the caller names.
-  if (grpc::Status admitted = admit(*context, Access::kWrite, "ProbeEndpoint"); !admitted.ok()) {
-    call->Finish(admitted);
-    return call;
-  }
-  if (!request->has_spec()) {
-    call->Finish(invalidArgument({"spec", "is required"}));
-    return call;
-  }
-  auto converted = specFromProto(request->spec());
-  if (auto* error = std::get_if<core::FieldError>(&converted)) {
-    call->Finish(invalidArgument(*error));
-    return call;
-  }
+  grpc::Status status = admit(*context, Access::kWrite, "ProbeEndpoint");
+  if (status.ok()) status = doProbe(*request, *call);
+  if (!status.ok()) call->Finish(status);
+  return call->handOver();
+}
+
+grpc::Status SupervisorService::doProbe(const v1::ProbeEndpointRequest& request, ProbeCall& call) {
+  if (!request.has_spec()) return invalidArgument({"spec", "is required"});
+  auto converted = specFromProto(request.spec());
+  if (auto* error = std::get_if<core::FieldError>(&converted)) return invalidArgument(*error);
   auto started = registry_.probe(std::get<core::EndpointSpec>(std::move(converted)),
-                                 request->heartbeats(), call->completion());
-  if (auto* error = std::get_if<RegistryError>(&started)) {
-    call->Finish(toStatus(*error));
-    return call;
-  }
-  // The probe may have ended already; `call` lives at least until this handler returns.
-  call->started(std::get<Registry::ProbeTicket>(started));
-  return call;
+                                 request.heartbeats(), call.completion());
+  if (auto* error = std::get_if<RegistryError>(&started)) return toStatus(*error);
+  // The probe may have ended already; `call` lives at least until the handler returns.
+  call.started(std::get<Registry::ProbeTicket>(started));
+  return grpc::Status::OK;
 }
 
 grpc::ServerWriteReactor<v1::HealthEvent>* SupervisorService::WatchHealth(

@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "service/api_access.h"
+#include "service/probe_call.h"
 #include "service/watch_stream.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/registry.h"
@@ -62,6 +63,8 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
   grpc::Status doUnregister(const v1::UnregisterEndpointRequest& request);
   grpc::Status doGet(const v1::GetEndpointRequest& request, v1::GetEndpointResponse* response);
   grpc::Status doList(const v1::ListEndpointsRequest& request, v1::ListEndpointsResponse* response);
+  // Starts the probe of `call`, which the probe's completion then finishes; or refuses it.
+  grpc::Status doProbe(const v1::ProbeEndpointRequest& request, ProbeCall& call);
 
   Registry& registry_;
   HealthBus& bus_;
