@@ -1,7 +1,7 @@
 // The core state machine's cost per heartbeat, on a simulated clock: one cycle is
 //   TimerFired → send_ping, then PongReceived(payload) → heartbeat succeeded,
 // plus the two nextDeadline() calls the runtime makes to re-arm its timer after each event
-// (SupervisedEndpoint::armTimer). No sockets, no clock reads: what is left is Session itself.
+// (SessionTimer::arm). No sockets, no clock reads: what is left is Session itself.
 //
 // "Time" per iteration is the cost of one cycle.
 // BM_HeartbeatCycle            one session, hot in cache.

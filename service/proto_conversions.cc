@@ -355,6 +355,15 @@ void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto
   proto->set_transition_reason(status.transition_reason);
 }
 
+void probeResultToProto(const core::ProbeResult& result, v1::ProbeEndpointResponse* proto) {
+  proto->set_success(result.outcome == core::ProbeResult::Outcome::kSucceeded);
+  if (result.failure) failureToProto(*result.failure, proto->mutable_failure());
+  if (result.connect_time) toProto(*result.connect_time, proto->mutable_connect_time());
+  for (core::Duration rtt : result.rtts) toProto(rtt, proto->add_rtts());
+  proto->set_heartbeats_sent(static_cast<uint32_t>(result.heartbeats_sent));
+  toProto(result.duration, proto->mutable_duration());
+}
+
 void healthEventToProto(const core::HealthEvent& event, v1::HealthEvent* proto) {
   proto->set_type(eventTypeToProto(event.type));
   proto->set_revision(event.revision);

@@ -5,6 +5,7 @@
 #include "supervisor/core/endpoint_spec.h"
 #include "supervisor/core/endpoint_status.h"
 #include "supervisor/core/health_event.h"
+#include "supervisor/core/probe.h"
 #include "supervisor/core/spec_validation.h"
 #include "supervisor/endpoint_store.h"
 #include "supervisor/health_history.h"
@@ -29,6 +30,8 @@ void failureToProto(const core::Failure& failure, v1::Failure* proto);
 void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto);
 void healthEventToProto(const core::HealthEvent& event, v1::HealthEvent* proto);
 void historyToProto(const EndpointHistory& history, v1::GetEndpointHistoryResponse* proto);
+// A finished probe (succeeded or failed) as the ProbeEndpoint answer.
+void probeResultToProto(const core::ProbeResult& result, v1::ProbeEndpointResponse* proto);
 
 v1::Health healthToProto(core::Health health);
 v1::Owner ownerToProto(EndpointOwner owner);

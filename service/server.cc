@@ -38,6 +38,7 @@ bool Server::start(std::string& error) {
   RegistryOptions registry_options;
   registry_options.io_threads = options_.threads;
   registry_options.max_endpoints = std::min(options_.max_endpoints, fd_budget_.max_endpoints);
+  registry_options.max_connections = fd_budget_.max_endpoints;
   WSV_LOG(kInfo) << fd_budget_.describe() << "; --max-endpoints " << options_.max_endpoints
                  << ": accepting up to " << registry_options.max_endpoints << " endpoints";
 

@@ -222,6 +222,29 @@ grpc::Status SupervisorService::doHistory(const v1::GetEndpointHistoryRequest& r
   return grpc::Status::OK;
 }
 
+grpc::ServerUnaryReactor* SupervisorService::ProbeEndpoint(grpc::CallbackServerContext* context,
+                                                           const v1::ProbeEndpointRequest* request,
+                                                           v1::ProbeEndpointResponse* response) {
+  auto* call = new ProbeCall(registry_, response);
+  // Write access: a probe makes wsvisor dial whatever URL the caller names.
+  grpc::Status status = admit(*context, Access::kWrite, "ProbeEndpoint");
+  if (status.ok()) status = doProbe(*request, *call);
+  if (!status.ok()) call->Finish(status);
+  return call->handOver();
+}
+
+grpc::Status SupervisorService::doProbe(const v1::ProbeEndpointRequest& request, ProbeCall& call) {
+  if (!request.has_spec()) return invalidArgument({"spec", "is required"});
+  auto converted = specFromProto(request.spec());
+  if (auto* error = std::get_if<core::FieldError>(&converted)) return invalidArgument(*error);
+  auto started = registry_.probe(std::get<core::EndpointSpec>(std::move(converted)),
+                                 request.heartbeats(), call.completion());
+  if (auto* error = std::get_if<RegistryError>(&started)) return toStatus(*error);
+  // The probe may have ended already; `call` lives at least until the handler returns.
+  call.started(std::get<Registry::ProbeTicket>(started));
+  return grpc::Status::OK;
+}
+
 grpc::ServerWriteReactor<v1::HealthEvent>* SupervisorService::WatchHealth(
     grpc::CallbackServerContext* context, const v1::WatchHealthRequest* request) {
   auto refuse = [](const grpc::Status& status) {

@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "service/api_access.h"
+#include "service/probe_call.h"
 #include "service/watch_stream.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/registry.h"
@@ -45,6 +46,10 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
   grpc::ServerUnaryReactor* GetEndpointHistory(grpc::CallbackServerContext* context,
                                                const v1::GetEndpointHistoryRequest* request,
                                                v1::GetEndpointHistoryResponse* response) override;
+  // Answers when the probe ends (see ProbeCall); the handler itself only starts it.
+  grpc::ServerUnaryReactor* ProbeEndpoint(grpc::CallbackServerContext* context,
+                                          const v1::ProbeEndpointRequest* request,
+                                          v1::ProbeEndpointResponse* response) override;
 
  private:
   // OK, or UNAUTHENTICATED / PERMISSION_DENIED / UNAVAILABLE (shutting down).
@@ -63,6 +68,8 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
   grpc::Status doList(const v1::ListEndpointsRequest& request, v1::ListEndpointsResponse* response);
   grpc::Status doHistory(const v1::GetEndpointHistoryRequest& request,
                          v1::GetEndpointHistoryResponse* response);
+  // Starts the probe of `call`, which the probe's completion then finishes; or refuses it.
+  grpc::Status doProbe(const v1::ProbeEndpointRequest& request, ProbeCall& call);
 
   Registry& registry_;
   HealthBus& bus_;

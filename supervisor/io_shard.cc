@@ -21,8 +21,7 @@ IoShard::IoShard(size_t index, HealthBus& bus, Metrics& metrics)
                metrics,
                jitter_,
                [this](uint64_t key, core::MonoTime deadline) {
-                 auto it = endpoints_.find(key);
-                 if (it != endpoints_.end()) it->second->onTimer(deadline);
+                 timerFired(key, deadline);  // an endpoint's or a probe's
                }},
       thread_([this] {
         try {
@@ -67,8 +66,57 @@ void IoShard::remove(uint64_t key) {
   });
 }
 
+template <typename Call>
+bool IoShard::withProbe(uint64_t key, Call&& call) {
+  auto it = probes_.find(key);
+  if (it == probes_.end()) return false;
+  ProbeRun& run = *it->second;
+  const bool was_finished = run.finished();
+  call(run);
+  // Destroyed on the next loop turn, not here: the transport may call back into the probe from
+  // inside one of its calls (an immediate connect failure), so this may be a nested call.
+  if (!was_finished && run.finished()) {
+    asio::post(io_, [this, key] { probes_.erase(key); });
+  }
+  return true;
+}
+
+uint64_t IoShard::startProbe(std::shared_ptr<const core::EndpointSpec> spec, uint32_t heartbeats,
+                             ProbeRun::Done done) {
+  const uint64_t key = kProbeKeyBit | ++next_probe_;
+  asio::post(io_, [this, key, spec = std::move(spec), heartbeats, done = std::move(done)] {
+    auto probe = std::make_unique<ProbeRun>(key, spec, heartbeats, done, context_);
+    probes_[key] = std::move(probe);
+    withProbe(key, [](ProbeRun& run) { run.start(); });
+  });
+  return key;
+}
+
+void IoShard::cancelProbe(uint64_t key) {
+  asio::post(io_, [this, key] {
+    withProbe(key, [](ProbeRun& run) { run.cancel(/*shutting_down=*/false); });
+  });
+}
+
+void IoShard::timerFired(uint64_t key, core::MonoTime deadline) {
+  if (isProbeKey(key)) {
+    withProbe(key, [deadline](ProbeRun& run) { run.onTimer(deadline); });
+    return;
+  }
+  auto it = endpoints_.find(key);
+  if (it != endpoints_.end()) it->second->onTimer(deadline);
+}
+
 void IoShard::dispatch(uint64_t key, uint64_t attempt, const ConnectionRef& ref,
                        const core::SessionEvent& event) {
+  if (isProbeKey(key)) {
+    const bool found =
+        withProbe(key, [&](ProbeRun& run) { run.onTransportEvent(attempt, ref, event); });
+    if (!found && std::holds_alternative<core::event::Connected>(event)) {
+      transport_.close(ref, core::kCloseNormal, "probe ended");
+    }
+    return;
+  }
   auto it = endpoints_.find(key);
   if (it != endpoints_.end()) {
     it->second->onTransportEvent(attempt, ref, event);
@@ -98,6 +146,8 @@ size_t IoShard::shutdown(std::chrono::milliseconds grace) {
   asio::post(io_, [this, grace, &finished] {
     for (auto& [key, endpoint] : endpoints_) endpoint->stop(/*shutting_down=*/true);
     endpoints_.clear();
+    for (auto& [key, probe] : probes_) probe->cancel(/*shutting_down=*/true);
+    probes_.clear();
     awaitConnectionsClosed(std::chrono::steady_clock::now() + grace, &finished);
   });
   const size_t still_open = result.get();

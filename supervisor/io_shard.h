@@ -17,6 +17,8 @@
 #include "supervisor/health_bus.h"
 #include "supervisor/live_stats.h"
 #include "supervisor/metrics.h"
+#include "supervisor/probe_run.h"
+#include "supervisor/shard_context.h"
 #include "supervisor/supervised_endpoint.h"
 #include "supervisor/websocket_transport.h"
 
@@ -40,8 +42,17 @@ class IoShard {
   void update(uint64_t key, std::shared_ptr<const core::EndpointSpec> spec);
   // Stops supervising: the connection is closed with 1000 and the endpoint destroyed.
   void remove(uint64_t key);
-  // Closes every connection with 1001 (going away) and waits until websocketpp has finished
-  // them or `grace` has passed; then stops the thread. Returns the connections still open.
+  // Runs one probe of `spec` (defaults applied) on the io thread. `done` is called exactly once,
+  // on the io thread: when the probe ends, is cancelled, or the shard shuts down. Returns the key
+  // to cancel it with; probe keys never collide with endpoint keys. Not after shutdown() has
+  // begun: the probe would never run and `done` never be called (the registry sees to it).
+  uint64_t startProbe(std::shared_ptr<const core::EndpointSpec> spec, uint32_t heartbeats,
+                      ProbeRun::Done done);
+  // Ends the probe if it still runs (its `done` reports kCancelled); no-op otherwise.
+  void cancelProbe(uint64_t key);
+  // Closes every connection with 1001 (going away), ends every probe (kShutDown), and waits until
+  // websocketpp has finished the connections or `grace` has passed; then stops the thread.
+  // Returns the connections still open.
   size_t shutdown(std::chrono::milliseconds grace);
 
   // Endpoints assigned to this shard (maintained by the registry, read for placement).
@@ -62,6 +73,15 @@ class IoShard {
                               std::promise<size_t>* finished);
   void dispatch(uint64_t key, uint64_t attempt, const ConnectionRef& ref,
                 const core::SessionEvent& event);
+  void timerFired(uint64_t key, core::MonoTime deadline);
+  // Runs `call` on the probe with `key`, if it exists (false if not), and destroys the probe
+  // once finished.
+  template <typename Call>
+  bool withProbe(uint64_t key, Call&& call);
+
+  // Endpoint keys come from the registry and count up from 1; probe keys carry this bit.
+  static constexpr uint64_t kProbeKeyBit = uint64_t{1} << 63;
+  static bool isProbeKey(uint64_t key) { return (key & kProbeKeyBit) != 0; }
 
   const size_t index_;
   asio::io_context io_;
@@ -72,6 +92,8 @@ class IoShard {
   ShardContext context_;
   // Touched only on the io thread.
   std::unordered_map<uint64_t, std::unique_ptr<SupervisedEndpoint>> endpoints_;
+  std::unordered_map<uint64_t, std::unique_ptr<ProbeRun>> probes_;
+  std::atomic<uint64_t> next_probe_{0};  // any thread: startProbe()
   std::atomic<size_t> assigned_{0};
   std::thread thread_;
 };

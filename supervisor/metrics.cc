@@ -122,6 +122,16 @@ Metrics::Metrics(MetricsOptions options)
   config_applied_ = &reloads.Add({{"result", "applied"}});
   config_rejected_ = &reloads.Add({{"result", "rejected"}});
 
+  auto& probes = BuildCounter()
+                     .Name("wsvisor_probes_total")
+                     .Help(
+                         "ProbeEndpoint probes, by result: success, failure (the upstream failed "
+                         "the probe), or cancelled (by the caller, its deadline or a shutdown).")
+                     .Register(registry);
+  probes_succeeded_ = &probes.Add({{"result", "success"}});
+  probes_failed_ = &probes.Add({{"result", "failure"}});
+  probes_cancelled_ = &probes.Add({{"result", "cancelled"}});
+
   endpoint_up_ = &BuildGauge()
                       .Name("wsvisor_endpoint_up")
                       .Help("1 while the endpoint is HEALTHY, else 0.")
@@ -169,6 +179,21 @@ void Metrics::connectionAttempt(core::FailureReason failure_or_none) {
   if (counter == nullptr)
     counter = attempts_[static_cast<size_t>(core::FailureReason::kNetworkError)];
   counter->Increment();
+}
+
+void Metrics::probeFinished(core::ProbeResult::Outcome outcome) {
+  switch (outcome) {
+    case core::ProbeResult::Outcome::kSucceeded:
+      probes_succeeded_->Increment();
+      return;
+    case core::ProbeResult::Outcome::kFailed:
+      probes_failed_->Increment();
+      return;
+    case core::ProbeResult::Outcome::kCancelled:
+    case core::ProbeResult::Outcome::kShutDown:
+      probes_cancelled_->Increment();
+      return;
+  }
 }
 
 void Metrics::healthTransition(core::Health to) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "supervisor/core/endpoint_status.h"
+#include "supervisor/core/probe.h"
 
 namespace wsvisor {
 
@@ -64,7 +65,7 @@ class EndpointSeries {
 // except the few computed at scrape time, which scrape_collectors.h declares:
 //   wsvisor_build_info, wsvisor_heartbeats_sent_total, wsvisor_heartbeat_failures_total{reason},
 //   wsvisor_connection_attempts_total{result}, wsvisor_health_transitions_total{to},
-//   wsvisor_config_reloads_total{result}, wsvisor_max_endpoints,
+//   wsvisor_config_reloads_total{result}, wsvisor_max_endpoints, wsvisor_probes_total{result},
 //   wsvisor_endpoint_up{endpoint}, wsvisor_endpoint_flapping{endpoint},
 //   wsvisor_heartbeat_rtt_seconds{endpoint},
 //   wsvisor_endpoint_last_transition_timestamp_seconds{endpoint},
@@ -89,6 +90,8 @@ class Metrics {
   // The registration limit in force (the smaller of --max-endpoints and the open-files budget).
   void setMaxEndpoints(size_t limit) { max_endpoints_->Set(static_cast<double>(limit)); }
   void configReload(bool applied) { (applied ? config_applied_ : config_rejected_)->Increment(); }
+  // A ProbeEndpoint call's probe ended (shut down counts as cancelled).
+  void probeFinished(core::ProbeResult::Outcome outcome);
   // Shutdown: endpoints are going away together with the process, and prometheus-cpp's
   // Family::Remove() scans the whole family, so removing 19,000 series one by one would take
   // seconds. From now on released series stay until the process exits.
@@ -123,6 +126,9 @@ class Metrics {
   prometheus::Gauge* max_endpoints_;
   prometheus::Counter* config_applied_;
   prometheus::Counter* config_rejected_;
+  prometheus::Counter* probes_succeeded_;
+  prometheus::Counter* probes_failed_;
+  prometheus::Counter* probes_cancelled_;
   prometheus::Family<prometheus::Gauge>* endpoint_up_;
   prometheus::Family<prometheus::Gauge>* endpoint_flapping_;
   prometheus::Family<prometheus::Histogram>* endpoint_rtt_;

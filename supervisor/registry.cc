@@ -430,6 +430,48 @@ size_t Registry::adoptConfigOwned() {
   return puts.size();
 }
 
+std::variant<Registry::ProbeTicket, RegistryError> Registry::probe(core::EndpointSpec spec,
+                                                                   uint32_t heartbeats,
+                                                                   ProbeDone done) {
+  if (auto error = core::prepareProbe(spec, heartbeats)) return invalid(*error);
+  std::lock_guard<std::mutex> probe_lock(probe_mu_);
+  if (auto error = checkOpen()) return *error;
+  const size_t running = probes_running_.load();
+  if (running >= options_.max_probes) {
+    return RegistryError{RegistryError::Code::kResourceExhausted,
+                         "probe limit reached: " + std::to_string(running) +
+                             " probes are running; at most " + std::to_string(options_.max_probes) +
+                             " run at once"};
+  }
+  const size_t endpoints = size();
+  if (endpoints + running >= options_.max_connections) {
+    return RegistryError{
+        RegistryError::Code::kResourceExhausted,
+        "no file descriptor left for a probe: " + std::to_string(endpoints) + " endpoints and " +
+            std::to_string(running) + " probes use the open-files budget of " +
+            std::to_string(options_.max_connections) + " connections (see the start-up log)"};
+  }
+  probes_running_.fetch_add(1);
+  ProbeTicket ticket;
+  ticket.shard = leastLoadedShard();
+  auto shared = std::make_shared<const core::EndpointSpec>(std::move(spec));
+  WSV_LOG(kDebug) << "probe of " << shared->url << " started: " << heartbeats << " heartbeats";
+  ticket.key = shards_[ticket.shard]->startProbe(
+      std::move(shared), heartbeats,
+      [this, done = std::move(done)](const core::ProbeResult& result) {
+        // The io thread calling this belongs to a shard of this registry, so `this` is alive.
+        probes_running_.fetch_sub(1);
+        done(result);
+      });
+  return ticket;
+}
+
+void Registry::cancelProbe(const ProbeTicket& ticket) {
+  // After shutdown the shard's loop has stopped and its probes have reported: the posted cancel
+  // never runs, and that is fine.
+  if (ticket.shard < shards_.size()) shards_[ticket.shard]->cancelProbe(ticket.key);
+}
+
 size_t Registry::size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return entries_.size();
@@ -438,6 +480,9 @@ size_t Registry::size() const {
 void Registry::shutdown(std::chrono::milliseconds grace) {
   std::lock_guard<std::mutex> write_lock(write_mu_);
   if (shut_down_.exchange(true)) return;
+  // A probe() that saw the registry open has handed its probe to a shard before this returns; any
+  // later one sees shut_down_. So every probe is on a shard before the shards sweep them.
+  { std::lock_guard<std::mutex> probe_lock(probe_mu_); }
   // Shards close in parallel: each gets the whole grace period.
   std::vector<std::thread> closers;
   for (auto& shard : shards_) {

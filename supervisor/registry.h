@@ -1,7 +1,9 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -13,6 +15,7 @@
 #include "supervisor/core/endpoint_spec.h"
 #include "supervisor/core/endpoint_status.h"
 #include "supervisor/core/label_selector.h"
+#include "supervisor/core/probe.h"
 #include "supervisor/endpoint_store.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/io_shard.h"
@@ -45,11 +48,20 @@ struct EndpointView {
   core::EndpointStatus status;
 };
 
+// Probes that may run at once. Each holds a socket and an io-thread timer for at most its time
+// limit; the cap keeps a burst of ProbeEndpoint calls from crowding out supervision.
+inline constexpr size_t kDefaultMaxProbes = 64;
+
 struct RegistryOptions {
   size_t io_threads = 1;
   // Registrations beyond this are refused (RESOURCE_EXHAUSTED): the smaller of --max-endpoints
   // and what the open-files limit allows.
   size_t max_endpoints = 100000;
+  // Upstream connections the open-files limit allows (FdBudget::max_endpoints). A probe is
+  // refused (RESOURCE_EXHAUSTED) when registered endpoints and running probes fill it.
+  size_t max_connections = 100000;
+  // Probes beyond this many at once are refused (RESOURCE_EXHAUSTED).
+  size_t max_probes = kDefaultMaxProbes;
   // Restored endpoints dial at this rate at most after a restart (see restore()).
   double restore_dials_per_second = 2000;
 };
@@ -118,6 +130,24 @@ class Registry {
   // Makes every config-file-owned endpoint API-owned (stored too). Returns how many changed.
   size_t adoptConfigOwned();
 
+  // A running probe, to cancel it with.
+  struct ProbeTicket {
+    size_t shard = 0;
+    uint64_t key = 0;
+  };
+  using ProbeDone = std::function<void(const core::ProbeResult& result)>;
+  // Checks the request (core::prepareProbe: INVALID_ARGUMENT naming the field) and room for it
+  // (RESOURCE_EXHAUSTED: max_probes running, or no connection left in max_connections), then
+  // runs one probe on an io thread. The probe registers, stores and publishes nothing.
+  // On success `done` is called exactly once, on that io thread, also when the probe is
+  // cancelled or wsvisor shuts down; on error never. `done` must not block.
+  std::variant<ProbeTicket, RegistryError> probe(core::EndpointSpec spec, uint32_t heartbeats,
+                                                 ProbeDone done);
+  // Ends a probe that still runs: its connection is closed and `done` reports kCancelled. No-op
+  // for a probe that has ended, also after shutdown.
+  void cancelProbe(const ProbeTicket& ticket);
+  size_t runningProbes() const { return probes_running_.load(); }
+
   size_t size() const;
   size_t maxEndpoints() const { return options_.max_endpoints; }
 
@@ -161,6 +191,10 @@ class Registry {
   std::map<std::string, Entry> entries_;
   uint64_t next_incarnation_ = 0;
   std::atomic<bool> shut_down_{false};
+  // Taken by probe() while it starts a probe, and once by shutdown() after shut_down_ is set: no
+  // probe starts on a shard that shutdown() has already swept.
+  std::mutex probe_mu_;
+  std::atomic<size_t> probes_running_{0};
 };
 
 }  // namespace wsvisor

@@ -28,7 +28,7 @@ SupervisedEndpoint::SupervisedEndpoint(uint64_t key, uint64_t incarnation,
       series_(shard.metrics.endpointSeries(spec_->id, spec_->labels)),
       session_(spec_->heartbeat, spec_->backoff, spec_->connect_timeout, shard.jitter,
                spec_->flapping),
-      timer_(shard.io) {
+      timer_(shard, key) {
   if (series_) {
     series_->setUp(false);
     series_->setLastTransition(unixSeconds(wallNow()));
@@ -82,16 +82,7 @@ void SupervisedEndpoint::onTransportEvent(uint64_t attempt, const ConnectionRef&
 }
 
 void SupervisedEndpoint::onTimer(core::MonoTime deadline) {
-  if (armed_for_ == deadline) armed_for_.reset();
-  if (deferred_for_ != deadline && session_.heartbeatFailsAt(core::MonoClock::now()) &&
-      shard_.transport.hasUnreadInput(connection_)) {
-    // Bytes are waiting in our own socket: the loop is behind, not necessarily the upstream.
-    // Re-arm for now: Asio runs socket completions found in a reactor pass before the timers
-    // that expire in it, so the waiting answer is read before the verdict. Once per deadline,
-    // so a peer that floods cannot put it off for ever.
-    deferred_for_ = deadline;
-    armed_for_ = deadline;
-    waitFor(core::MonoClock::now(), deadline);
+  if (!timer_.expired(deadline, session_.heartbeatFailsAt(core::MonoClock::now()), connection_)) {
     return;
   }
   handle(core::event::TimerFired{});
@@ -180,42 +171,7 @@ void SupervisedEndpoint::apply(const core::SessionActions& actions) {
   if (actions.status_changed && publishing_) {
     shard_.bus.publishChanged(spec_->id, incarnation_, status, wallNow());
   }
-  armTimer();
-}
-
-namespace {
-
-// Timers expire on a 10 ms grid. Endpoints whose deadlines fall in the same slot are then served
-// by one reactor pass: their pings leave together and their pongs come back together, so one
-// wake-up handles many sockets instead of one each. Costs at most 10 ms of detection time; the
-// Session does what is due at the moment the timer runs, so a later timer is harmless.
-constexpr core::Duration kTimerSlot = std::chrono::milliseconds(10);
-
-core::MonoTime onSlotBoundary(core::MonoTime deadline) {
-  const core::Duration since_epoch = deadline.time_since_epoch();
-  const core::Duration into_slot = since_epoch % kTimerSlot;
-  return into_slot == core::Duration::zero() ? deadline : deadline - into_slot + kTimerSlot;
-}
-
-}  // namespace
-
-void SupervisedEndpoint::armTimer() {
-  const std::optional<core::MonoTime> deadline = session_.nextDeadline();
-  if (deadline == armed_for_) return;
-  armed_for_ = deadline;
-  if (!deadline) {
-    timer_.cancel();
-    return;
-  }
-  waitFor(onSlotBoundary(*deadline), *deadline);
-}
-
-void SupervisedEndpoint::waitFor(core::MonoTime expiry, core::MonoTime deadline) {
-  timer_.expires_at(expiry);  // cancels the previous wait
-  timer_.async_wait([shard = &shard_, key = key_, deadline](const std::error_code& ec) {
-    if (ec == asio::error::operation_aborted) return;
-    shard->timer_fired(key, deadline);
-  });
+  timer_.arm(session_.nextDeadline());
 }
 
 }  // namespace wsvisor

@@ -1,32 +1,18 @@
 #pragma once
 
-#include <asio/steady_timer.hpp>
 #include <cstdint>
-#include <functional>
 #include <memory>
-#include <optional>
 
 #include "supervisor/core/endpoint_spec.h"
-#include "supervisor/core/jitter_source.h"
 #include "supervisor/core/session.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/live_stats.h"
 #include "supervisor/metrics.h"
+#include "supervisor/session_timer.h"
+#include "supervisor/shard_context.h"
 #include "supervisor/websocket_transport.h"
 
 namespace wsvisor {
-
-// What the endpoints of one io thread share. Everything here is used from that thread only
-// (the bus locks internally).
-struct ShardContext {
-  asio::io_context& io;
-  WebSocketTransport& transport;
-  HealthBus& bus;
-  Metrics& metrics;
-  core::JitterSource& jitter;
-  // Routes a timer expiry to the endpoint with this key, if it still exists.
-  std::function<void(uint64_t key, core::MonoTime deadline)> timer_fired;
-};
 
 // Runs one endpoint's Session on its io thread: feeds it events stamped with the monotonic
 // clock, carries out its actions through the transport, keeps its single timer armed at the
@@ -59,9 +45,6 @@ class SupervisedEndpoint {
  private:
   void handle(const core::SessionEvent& event);
   void apply(const core::SessionActions& actions);
-  void armTimer();
-  // Arms the timer to expire at `expiry` and report `deadline` to onTimer().
-  void waitFor(core::MonoTime expiry, core::MonoTime deadline);
   void recordMetrics(const core::SessionActions& actions, core::ConnectionPhase phase_before);
 
   const uint64_t key_;
@@ -72,10 +55,7 @@ class SupervisedEndpoint {
   std::shared_ptr<EndpointSeries> series_;  // null when per-endpoint metrics are off
   bool publishing_ = true;
   core::Session session_;
-  asio::steady_timer timer_;
-  std::optional<core::MonoTime> armed_for_;
-  // The deadline whose failure verdict was put off once to read input that had already arrived.
-  std::optional<core::MonoTime> deferred_for_;
+  SessionTimer timer_;
   uint64_t attempt_ = 0;  // the connection attempt whose events reach the session
   ConnectionRef connection_;
 };

@@ -287,6 +287,7 @@ std::optional<Kind> commandKind(std::string_view name) {
   if (name == "list") return Kind::kList;
   if (name == "watch") return Kind::kWatch;
   if (name == "history") return Kind::kHistory;
+  if (name == "probe") return Kind::kProbe;
   return std::nullopt;
 }
 
@@ -365,6 +366,10 @@ bool takePositionals(std::string_view command_name, const std::vector<std::strin
       if (!wantExactly({"ID"})) return false;
       command.history_request.set_id(positionals[0]);
       return true;
+    case Kind::kProbe:
+      if (!wantExactly({"URL"})) return false;
+      command.probe_request.mutable_spec()->set_url(positionals[0]);
+      return true;
     case Kind::kHelp:
       return true;
   }
@@ -400,6 +405,7 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
            return false;
          }
          command.request_timeout = *timeout;
+         command.request_timeout_given = true;
          return true;
        }},
       {"--tls", false,
@@ -441,7 +447,7 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
       const std::optional<Kind> kind = commandKind(arg);
       if (!kind) {
         error = "unknown command " + quoted(arg) +
-                " (want register, update, unregister, get, list, watch, history or help)";
+                " (want register, update, unregister, get, list, watch, history, probe or help)";
         return std::nullopt;
       }
       if (*kind == Kind::kHelp) return CtlCommand{};
@@ -457,6 +463,16 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
                uint64_t generation = 0;
                if (!setUnsigned("--expected-generation", v, generation, e)) return false;
                request.set_expected_generation(generation);
+               return true;
+             }});
+      } else if (*kind == Kind::kProbe) {
+        command_flags = specFlags(*command.probe_request.mutable_spec());
+        v1::ProbeEndpointRequest& request = command.probe_request;
+        command_flags.push_back(
+            {"--heartbeats", true, [&request](std::string_view v, std::string& e) {
+               uint32_t heartbeats = 0;
+               if (!setUnsigned("--heartbeats", v, heartbeats, e)) return false;
+               request.set_heartbeats(heartbeats);
                return true;
              }});
       } else if (*kind == Kind::kList) {
@@ -522,7 +538,8 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
 
   if (!command_name) {
     error =
-        "missing command (want register, update, unregister, get, list, watch, history or help)";
+        "missing command (want register, update, unregister, get, list, watch, history, probe or "
+        "help)";
     return std::nullopt;
   }
   if (!takePositionals(*command_name, positionals, command, error)) return std::nullopt;
@@ -603,6 +620,13 @@ Commands:
                                  when the server no longer holds all of them or has restarted
   history ID                   show an endpoint's last health transitions, oldest first: when,
                                from and to which health, RTT, revision, reason and failure
+  probe URL [flags]            open one connection as register would (same flags), send a few
+                               heartbeats, close it, and print the connect time and every RTT;
+                               registers nothing. No deadline unless --request-timeout is
+                               given: wsvisor ends it within connect timeout + N x (interval +
+                               timeout)
+      --heartbeats N             heartbeats that must succeed (default 3, at most 100; passive:
+                                 messages that must arrive)
   help                         show this text
 
   SEL is comma-separated key=value or key!=value requirements that must all hold (-l SEL
@@ -613,7 +637,7 @@ Global flags (anywhere on the line):
   --server HOST:PORT           wsvisor's gRPC address (default $WSVISOR_SERVER, else
                                127.0.0.1:50051)
   -o, --output table|json      table (default) or protobuf JSON, one message per line
-  --request-timeout D          deadline of each call except watch (default 10s)
+  --request-timeout D          deadline of each call except watch (default 10s; probe: none)
   --token-file F               send the bearer token in F (one line) with every call
                                (default $WSVISOR_TOKEN_FILE; none when unset)
   --tls                        connect with TLS, trusting the system's CAs
@@ -624,7 +648,8 @@ Global flags (anywhere on the line):
   -h, --help                   show this text
 
 Exit status: 0 success, 1 the call failed (the server's status is printed as
-"wsvisorctl: CODE: message"), 2 the command line is wrong.
+"wsvisorctl: CODE: message"), 2 the command line is wrong, 3 a probe ran and the upstream
+failed it (printed as "FAILED: reason: detail").
 )";
 }
 

@@ -16,7 +16,8 @@ inline constexpr std::string_view kDefaultServer = "127.0.0.1:50051";
 inline constexpr std::string_view kServerEnvironmentVariable = "WSVISOR_SERVER";
 // The environment variable naming a bearer-token file; `--token-file` replaces it.
 inline constexpr std::string_view kTokenFileEnvironmentVariable = "WSVISOR_TOKEN_FILE";
-// Deadline of each unary call. `watch` has none: it runs until interrupted.
+// Deadline of each unary call. `watch` has none: it runs until interrupted. `probe` has none
+// unless --request-timeout is given: the server bounds it by the probe's own timeouts.
 inline constexpr std::chrono::seconds kDefaultRequestTimeout{10};
 
 // How wsvisorctl reaches the server: plaintext by default; TLS when any --tls* flag is given.
@@ -31,11 +32,12 @@ struct ConnectionOptions {
 
 // One invocation of wsvisorctl, parsed and checked, with the request it will send.
 struct CtlCommand {
-  enum class Kind { kHelp, kRegister, kUpdate, kUnregister, kGet, kList, kWatch, kHistory };
+  enum class Kind { kHelp, kRegister, kUpdate, kUnregister, kGet, kList, kWatch, kHistory, kProbe };
   Kind kind = Kind::kHelp;
 
   std::string server{kDefaultServer};
   std::chrono::nanoseconds request_timeout = kDefaultRequestTimeout;
+  bool request_timeout_given = false;  // --request-timeout was on the command line
   OutputFormat output = OutputFormat::kTable;
   ConnectionOptions connection;
   // "Bearer <token>" read from connection.token_file before the first call; empty: none.
@@ -49,6 +51,7 @@ struct CtlCommand {
   v1::ListEndpointsRequest list_request;  // first page; the runner follows next_page_token
   v1::WatchHealthRequest watch_request;
   v1::GetEndpointHistoryRequest history_request;
+  v1::ProbeEndpointRequest probe_request;  // its spec from the same flags as register's
 };
 
 // Parses the arguments after the program name. Flags may come before or after the command and

@@ -157,6 +157,26 @@ int getHistory(const CtlCommand& command, v1::Supervisor::StubInterface& stub, s
   return kExitSuccess;
 }
 
+int probeEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
+                  std::ostream& err) {
+  grpc::ClientContext context;
+  // The server ends a probe within its own time limit; a deadline only if one was asked for.
+  if (command.request_timeout_given) {
+    setDeadline(context, command);
+  } else {
+    addCredentials(context, command);
+  }
+  v1::ProbeEndpointResponse response;
+  const grpc::Status status = stub.ProbeEndpoint(&context, command.probe_request, &response);
+  if (!status.ok()) return callFailed(status, err);
+  if (command.output == OutputFormat::kJson) {
+    if (!printJsonLine(response, out, err)) return kExitCallFailed;
+  } else {
+    out << formatProbeReport(response, command.probe_request.spec().heartbeat().mode());
+  }
+  return response.success() ? kExitSuccess : kExitProbeFailed;
+}
+
 // Detaches the watch call from the interrupter on every way out, before the call's context
 // is destroyed.
 class InterrupterAttachment {
@@ -229,6 +249,8 @@ int runCommand(const CtlCommand& command, v1::Supervisor::StubInterface& stub, s
       return watchHealth(command, stub, out, err, interrupter);
     case CtlCommand::Kind::kHistory:
       return getHistory(command, stub, out, err);
+    case CtlCommand::Kind::kProbe:
+      return probeEndpoint(command, stub, out, err);
     case CtlCommand::Kind::kHelp:
       out << usageText();
       return kExitSuccess;

@@ -10,12 +10,16 @@ namespace wsvisor::ctl {
 
 // wsvisorctl's exit statuses.
 inline constexpr int kExitSuccess = 0;
-inline constexpr int kExitCallFailed = 1;  // an RPC failed, or its answer could not be printed
-inline constexpr int kExitUsage = 2;       // the command line is wrong; nothing was sent
+inline constexpr int kExitCallFailed = 1;   // an RPC failed, or its answer could not be printed
+inline constexpr int kExitUsage = 2;        // the command line is wrong; nothing was sent
+inline constexpr int kExitProbeFailed = 3;  // `probe` ran and the upstream failed it
 
 // Sends the request(s) of `command` (any kind but kHelp) through `stub` and prints the results
 // to `out` in `command.output` format. A failed call prints "wsvisorctl: CODE: message" to
 // `err` and returns kExitCallFailed; otherwise returns kExitSuccess.
+//
+// `probe` prints its report (see formatProbeReport()) and returns kExitProbeFailed when the
+// probe ran and failed; the call itself has no deadline unless --request-timeout was given.
 //
 // `list` follows next_page_token until the last page and prints nothing unless every page
 // arrived. `watch` prints and flushes each event as it arrives, and returns when the server

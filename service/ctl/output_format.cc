@@ -2,7 +2,9 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <string_view>
@@ -97,6 +99,44 @@ std::string describeFailure(const v1::Failure& failure) {
   if (failure.http_status() != 0) text += " (http " + std::to_string(failure.http_status()) + ")";
   if (!failure.detail().empty()) text += ": " + failure.detail();
   return text;
+}
+
+std::string formatProbeReport(const v1::ProbeEndpointResponse& response, v1::HeartbeatMode mode) {
+  std::string report;
+  if (response.has_connect_time()) {
+    report += "connected in " + formatDuration(response.connect_time()) + "\n";
+  }
+  std::chrono::nanoseconds min = std::chrono::nanoseconds::max();
+  std::chrono::nanoseconds max{0};
+  std::chrono::nanoseconds sum{0};
+  for (int i = 0; i < response.rtts_size(); ++i) {
+    const google::protobuf::Duration& rtt = response.rtts(i);
+    report += "heartbeat " + std::to_string(i + 1) + ": rtt " + formatDuration(rtt) + "\n";
+    const auto nanos = std::chrono::seconds(rtt.seconds()) + std::chrono::nanoseconds(rtt.nanos());
+    min = std::min(min, nanos);
+    max = std::max(max, nanos);
+    sum += nanos;
+  }
+  if (!response.success()) {
+    return report + "FAILED: " + describeFailure(response.failure()) + "\n";
+  }
+  const std::string took = formatDuration(response.duration());
+  switch (mode) {
+    case v1::HEARTBEAT_MODE_PASSIVE:
+      return report + "OK: the upstream's messages arrived in time; probe took " + took + "\n";
+    case v1::HEARTBEAT_MODE_NONE:
+      return report + "OK: connected; probe took " + took + "\n";
+    default:
+      break;
+  }
+  report += "OK: " + std::to_string(response.rtts_size()) + " heartbeat" +
+            (response.rtts_size() == 1 ? "" : "s") + " answered in " + took;
+  if (response.rtts_size() > 0) {
+    report += " (rtt min " + formatDuration(toProtoDuration(min)) + ", avg " +
+              formatDuration(toProtoDuration(sum / response.rtts_size())) + ", max " +
+              formatDuration(toProtoDuration(max)) + ")";
+  }
+  return report + "\n";
 }
 
 std::string formatTimestamp(const google::protobuf::Timestamp& time) {

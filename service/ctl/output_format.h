@@ -63,6 +63,16 @@ void printHistoryTable(const v1::GetEndpointHistoryResponse& history, std::ostre
 // since its last success; otherwise it is history and would read as if it had just happened.
 std::string formatWatchLine(const v1::HealthEvent& event);
 
+// A `probe` answer for people, one line per step, each ending in a newline:
+//   connected in 1.269ms
+//   heartbeat 1: rtt 312us
+//   ...
+//   OK: 3 heartbeats answered in 20.002s (rtt min 290us, avg 301us, max 312us)
+// or, when the probe failed, a last line "FAILED: " + describeFailure(), e.g.
+// "FAILED: connection_refused: connection refused". `mode` is the probe's heartbeat mode (PASSIVE
+// and NONE answer nothing, so they have no RTTs).
+std::string formatProbeReport(const v1::ProbeEndpointResponse& response, v1::HeartbeatMode mode);
+
 // Protobuf JSON with the default options: one line, proto field names in lowerCamelCase,
 // fields at their default value left out. Returns nullopt and sets `error` if the message
 // cannot be printed (it has no Any fields, so this is not expected).

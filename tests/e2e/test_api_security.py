@@ -212,7 +212,11 @@ class ApiSecurityTest(unittest.TestCase):
                     metadata=self.bearer(READ_TOKEN), timeout=CALL_TIMEOUT_S)),
                 ("UnregisterEndpoint", lambda: supervisor.UnregisterEndpoint(
                     pb.UnregisterEndpointRequest(id="guarded"), metadata=self.bearer(READ_TOKEN),
-                    timeout=CALL_TIMEOUT_S))):
+                    timeout=CALL_TIMEOUT_S)),
+                # A probe makes wsvisor dial the URL it is given.
+                ("ProbeEndpoint", lambda: supervisor.ProbeEndpoint(
+                    pb.ProbeEndpointRequest(spec=self.spec("guarded")),
+                    metadata=self.bearer(READ_TOKEN), timeout=CALL_TIMEOUT_S))):
             with self.subTest(name):
                 self.assert_refused(call, grpc.StatusCode.PERMISSION_DENIED,
                                     f"token 'dashboards' has read access; {name} needs write")
@@ -264,6 +268,11 @@ class ApiSecurityTest(unittest.TestCase):
                                  "ws://127.0.0.1:9/")
         self.assertEqual(read_only.returncode, 1, read_only.stderr)
         self.assertIn("PERMISSION_DENIED: token 'dashboards' has read access", read_only.stderr)
+        read_only_probe = self.ctl.run("--token-file", self.read_token_file, "probe",
+                                       "ws://127.0.0.1:9/")
+        self.assertEqual(read_only_probe.returncode, 1, read_only_probe.stderr)
+        self.assertIn("PERMISSION_DENIED: token 'dashboards' has read access; ProbeEndpoint needs "
+                      "write", read_only_probe.stderr)
 
         registered = self.ctl.run("--token-file", self.write_token_file, "register", "ctl-1",
                                   "ws://127.0.0.1:9/")

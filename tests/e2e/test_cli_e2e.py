@@ -23,11 +23,12 @@ sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from wsvisor_fixtures import (  # noqa: E402  (needs the path above)
-    WsvisorTestCase, elapsed_ms, environment_without_server, wait_until)
+    WsvisorTestCase, elapsed_ms, environment_without_server, free_tcp_port, wait_until)
 
 # wsvisorctl's exit statuses (see `wsvisorctl --help`).
 EXIT_CALL_FAILED = 1
 EXIT_USAGE = 2
+EXIT_PROBE_FAILED = 3
 
 # Heartbeat settings of the endpoints under test: fast enough that a hung upstream is noticed in
 # well under a second, slow enough not to load the shared machine.
@@ -337,6 +338,63 @@ class CliEndToEndTest(WsvisorTestCase):
               flush=True)
         self.assertEqual(watcher.process.returncode, EXIT_CALL_FAILED)
         self.assertIn("UNAVAILABLE", stderr)
+
+    # ----- probe -----
+
+    def test_probe_of_a_healthy_upstream_prints_every_rtt(self):
+        started = time.monotonic()
+        result = self.ctl.run("probe", self.upstream.url, "--heartbeats", "3", "--interval",
+                              "100ms")
+        took_ms = elapsed_ms(started)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        lines = result.stdout.splitlines()
+        print(f"  probe took {took_ms:.0f} ms end to end: {lines}", flush=True)
+        self.assertEqual(len(lines), 5, lines)
+        self.assertRegex(lines[0], r"^connected in [0-9.]+(ns|us|ms|s)$")
+        for number, line in enumerate(lines[1:4], start=1):
+            self.assertRegex(line, rf"^heartbeat {number}: rtt [0-9.]+(ns|us|ms|s)$")
+        self.assertRegex(lines[4], r"^OK: 3 heartbeats answered in [0-9.]+m?s \(rtt min .*\)$")
+        self.assertEqual(result.stderr, "")
+
+        as_json = json_lines(self.ctl_ok("probe", self.upstream.url, "--heartbeats", "2",
+                                         "--interval", "100ms", "-o", "json"))
+        self.assertEqual(len(as_json), 1)
+        self.assertTrue(as_json[0]["success"])
+        self.assertEqual(len(as_json[0]["rtts"]), 2)
+        self.assertEqual(as_json[0]["heartbeatsSent"], 2)
+        self.assertNotIn("failure", as_json[0])
+        self.assertEqual(self.specs_by_id(), {}, "a probe registers nothing")
+
+    def test_probe_of_a_closed_port_fails_with_the_reason_and_registers_nothing(self):
+        closed = f"ws://127.0.0.1:{free_tcp_port()}/"
+        result = self.ctl.run("probe", closed)
+        self.assertEqual(result.returncode, EXIT_PROBE_FAILED, result.stderr)
+        self.assertEqual(result.stdout, "FAILED: connection_refused: connection refused\n")
+        self.assertEqual(result.stderr, "")
+
+        as_json = json_lines(self.ctl.run("probe", closed, "-o", "json").stdout)
+        self.assertEqual(as_json[0]["failure"]["reason"], "FAILURE_REASON_CONNECTION_REFUSED")
+        self.assertNotIn("success", as_json[0])  # proto3 JSON leaves false out
+        self.assertEqual(self.specs_by_id(), {}, "a probe registers nothing")
+
+    def test_probe_arguments_are_checked_precisely(self):
+        cases = [
+            # (arguments, exit status, stderr must contain)
+            (["probe"], EXIT_USAGE, "probe: missing URL"),
+            (["probe", self.upstream.url, "--heartbeats", "three"], EXIT_USAGE,
+             '--heartbeats: want a whole number, got "three"'),
+            (["probe", self.upstream.url, "--selector", "a=b"], EXIT_USAGE,
+             "unknown flag --selector for probe"),
+            (["probe", self.upstream.url, "--heartbeats", "101"], EXIT_CALL_FAILED,
+             "INVALID_ARGUMENT: heartbeats: must be 1 to 100, got 101"),
+            (["probe", "http://127.0.0.1:1/"], EXIT_CALL_FAILED, "INVALID_ARGUMENT: spec.url"),
+        ]
+        for args, status, message in cases:
+            with self.subTest(args=args):
+                result = self.ctl.run(*args)
+                self.assertEqual(result.returncode, status, result.stderr)
+                self.assertIn(message, result.stderr)
+                self.assertEqual(result.stdout, "")
 
 
 if __name__ == "__main__":

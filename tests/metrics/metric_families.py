@@ -22,6 +22,7 @@ FAMILIES = {
     "wsvisor_endpoint_last_transition_timestamp_seconds": ("gauge", ("endpoint",)),
     "wsvisor_config_reloads_total": ("counter", ("result",)),
     "wsvisor_max_endpoints": ("gauge", ()),
+    "wsvisor_probes_total": ("counter", ("result",)),
     "wsvisor_watch_streams": ("gauge", ()),
     "wsvisor_build_info": ("gauge", ("version", "revision")),
     "grpc_server_started_total": ("counter", ("grpc_service", "grpc_method", "grpc_type")),

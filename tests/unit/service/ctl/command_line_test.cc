@@ -172,6 +172,52 @@ TEST(CommandLineTest, UpdateReportsBadSpecFlagsAsRegisterDoes) {
   EXPECT_EQ(parseError({"update", "a", "ws://h", "x"}), "update: unexpected argument \"x\"");
 }
 
+TEST(CommandLineTest, ProbeTakesAUrlAndTheRegisterFlags) {
+  const CtlCommand bare = parseValid({"probe", "ws://localhost:9000/ws"});
+  EXPECT_EQ(bare.kind, Kind::kProbe);
+  EXPECT_THAT(bare.probe_request.spec(),
+              EqualsProto(specFromText(R"(url: "ws://localhost:9000/ws")")));
+  EXPECT_EQ(bare.probe_request.heartbeats(), 0u);  // the server's default
+  EXPECT_FALSE(bare.request_timeout_given);
+
+  // The same flags build the same spec as for register, but for the id.
+  std::vector<std::string> probe = {"probe", "wss://feed.example:443/v1"};
+  std::vector<std::string> register_args = {"register", "feed", "wss://feed.example:443/v1"};
+  const std::vector<std::string> flags = everySpecFlag();
+  probe.insert(probe.end(), flags.begin(), flags.end());
+  register_args.insert(register_args.end(), flags.begin(), flags.end());
+  v1::EndpointSpec expected = parseValid(register_args).register_request.spec();
+  expected.clear_id();
+  const CtlCommand full = parseValid(probe);
+  EXPECT_THAT(full.probe_request.spec(), EqualsProto(expected));
+  EXPECT_FALSE(full.register_request.has_spec());
+}
+
+TEST(CommandLineTest, ProbeHeartbeats) {
+  EXPECT_EQ(parseValid({"probe", "ws://h", "--heartbeats", "5"}).probe_request.heartbeats(), 5u);
+  EXPECT_EQ(parseValid({"probe", "--heartbeats=100", "ws://h"}).probe_request.heartbeats(), 100u);
+  // Out of range is the server's to refuse, as for every number it checks.
+  EXPECT_EQ(parseValid({"probe", "ws://h", "--heartbeats", "0"}).probe_request.heartbeats(), 0u);
+  EXPECT_EQ(parseError({"probe", "ws://h", "--heartbeats", "three"}),
+            "--heartbeats: want a whole number, got \"three\"");
+  EXPECT_EQ(parseError({"probe", "ws://h", "--heartbeats", "4294967296"}),
+            "--heartbeats: 4294967296 is too large (at most 4294967295)");
+  EXPECT_EQ(parseError({"probe", "ws://h", "--heartbeats"}), "--heartbeats: missing value");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--heartbeats", "3"}),
+            "unknown flag --heartbeats for register");
+}
+
+TEST(CommandLineTest, ProbeReportsBadArgumentsAsRegisterDoes) {
+  EXPECT_EQ(parseError({"probe"}), "probe: missing URL");
+  EXPECT_EQ(parseError({"probe", "ws://h", "extra"}), "probe: unexpected argument \"extra\"");
+  EXPECT_EQ(parseError({"probe", "ws://h", "--mode", "pong"}),
+            parseError({"register", "a", "ws://h", "--mode", "pong"}));
+  EXPECT_EQ(parseError({"probe", "ws://h", "--interval", "10"}),
+            parseError({"register", "a", "ws://h", "--interval", "10"}));
+  EXPECT_EQ(parseError({"probe", "ws://h", "--selector", "a=b"}),
+            "unknown flag --selector for probe");
+}
+
 TEST(CommandLineTest, ExpectedGeneration) {
   EXPECT_EQ(parseValid({"update", "a", "ws://h", "--expected-generation", "7"})
                 .update_request.expected_generation(),
@@ -362,8 +408,10 @@ TEST(CommandLineTest, ServerFlagBeatsEnvironmentBeatsDefault) {
 
 TEST(CommandLineTest, RequestTimeout) {
   EXPECT_EQ(parseValid({"list"}).request_timeout, std::chrono::seconds(10));
+  EXPECT_FALSE(parseValid({"list"}).request_timeout_given);
   EXPECT_EQ(parseValid({"list", "--request-timeout", "2s"}).request_timeout,
             std::chrono::seconds(2));
+  EXPECT_TRUE(parseValid({"probe", "ws://h", "--request-timeout", "2s"}).request_timeout_given);
   EXPECT_EQ(parseError({"list", "--request-timeout", "0s"}),
             "--request-timeout: must be greater than 0");
 }
@@ -378,10 +426,10 @@ TEST(CommandLineTest, HelpWinsOverEverything) {
 TEST(CommandLineTest, UnknownOrMissingCommand) {
   EXPECT_EQ(parseError({"delete", "a"}),
             "unknown command \"delete\" (want register, update, unregister, get, list, watch, "
-            "history or help)");
-  EXPECT_EQ(
-      parseError({}),
-      "missing command (want register, update, unregister, get, list, watch, history or help)");
+            "history, probe or help)");
+  EXPECT_EQ(parseError({}),
+            "missing command (want register, update, unregister, get, list, watch, history, "
+            "probe or help)");
 }
 
 TEST(CommandLineTest, UsageMentionsEveryCommandAndRegisterFlag) {
@@ -395,6 +443,8 @@ TEST(CommandLineTest, UsageMentionsEveryCommandAndRegisterFlag) {
                            "watch",
                            "--since REV",
                            "history ID",
+                           "probe URL",
+                           "--heartbeats",
                            "--mode",
                            "--interval",
                            "--timeout",

@@ -47,6 +47,8 @@ class FakeSupervisor final : public v1::Supervisor::Service {
   std::vector<v1::RegisterEndpointRequest> register_requests;  // guarded by mutex
   std::vector<v1::UpdateEndpointRequest> update_requests;      // guarded by mutex
   std::vector<v1::ListEndpointsRequest> list_requests;         // guarded by mutex
+  std::vector<v1::ProbeEndpointRequest> probe_requests;        // guarded by mutex
+  std::vector<bool> probe_deadlines;  // guarded by mutex: whether each probe call had one
 
   std::vector<v1::Endpoint> endpoints;  // what ListEndpoints pages through
   bool repeat_page_token = false;       // a broken server that returns the same token forever
@@ -150,6 +152,39 @@ class FakeSupervisor final : public v1::Supervisor::Service {
       response->set_next_page_token(std::to_string(end));
     }
     return grpc::Status::OK;
+  }
+
+  // ws://ok/: two answered heartbeats; ws://refused/: nothing listens; ws://slow/: never
+  // answers (the client's deadline ends the call).
+  grpc::Status ProbeEndpoint(grpc::ServerContext* context, const v1::ProbeEndpointRequest* request,
+                             v1::ProbeEndpointResponse* response) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      probe_requests.push_back(*request);
+      probe_deadlines.push_back(context->deadline() !=
+                                std::chrono::system_clock::time_point::max());
+    }
+    const std::string& url = request->spec().url();
+    if (url == "ws://ok/") {
+      response->set_success(true);
+      response->mutable_connect_time()->set_nanos(1500000);
+      response->add_rtts()->set_nanos(300000);
+      response->add_rtts()->set_nanos(500000);
+      response->set_heartbeats_sent(2);
+      response->mutable_duration()->set_seconds(1);
+      return grpc::Status::OK;
+    }
+    if (url == "ws://refused/") {
+      response->mutable_failure()->set_reason(v1::FAILURE_REASON_CONNECTION_REFUSED);
+      response->mutable_failure()->set_detail("connection refused");
+      response->mutable_duration()->set_nanos(2000000);
+      return grpc::Status::OK;
+    }
+    if (url == "ws://slow/") {
+      while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      return grpc::Status::CANCELLED;
+    }
+    return {grpc::StatusCode::INVALID_ARGUMENT, "spec.url: must start with ws:// or wss://"};
   }
 
   grpc::Status WatchHealth(grpc::ServerContext* context, const v1::WatchHealthRequest* request,
@@ -318,6 +353,53 @@ TEST_F(CommandRunnerTest, GetPrintsATableOrTheEndpointAsJson) {
 TEST_F(CommandRunnerTest, EachCallHasADeadline) {
   EXPECT_EQ(run({"get", "slow", "--request-timeout", "50ms"}), kExitCallFailed);
   EXPECT_THAT(err_.str(), StartsWith("wsvisorctl: DEADLINE_EXCEEDED"));
+}
+
+TEST_F(CommandRunnerTest, ProbePrintsEveryStepAndSucceeds) {
+  EXPECT_EQ(run({"probe", "ws://ok/", "--heartbeats", "2", "--interval", "100ms"}), kExitSuccess);
+  EXPECT_EQ(out_.str(),
+            "connected in 1.5ms\n"
+            "heartbeat 1: rtt 300us\n"
+            "heartbeat 2: rtt 500us\n"
+            "OK: 2 heartbeats answered in 1s (rtt min 300us, avg 400us, max 500us)\n");
+  EXPECT_THAT(err_.str(), IsEmpty());
+  std::lock_guard<std::mutex> lock(service_.mutex);
+  ASSERT_EQ(service_.probe_requests.size(), 1u);
+  EXPECT_EQ(service_.probe_requests[0].heartbeats(), 2u);
+  EXPECT_EQ(service_.probe_requests[0].spec().heartbeat().interval().nanos(), 100000000);
+  EXPECT_TRUE(service_.probe_requests[0].spec().id().empty());
+  EXPECT_TRUE(service_.register_requests.empty());
+}
+
+TEST_F(CommandRunnerTest, ProbeThatFailsHasItsOwnExitStatus) {
+  EXPECT_EQ(run({"probe", "ws://refused/"}), kExitProbeFailed);
+  EXPECT_EQ(out_.str(), "FAILED: connection_refused: connection refused\n");
+  EXPECT_THAT(err_.str(), IsEmpty());
+}
+
+TEST_F(CommandRunnerTest, ProbeAsJsonPrintsTheResponse) {
+  EXPECT_EQ(run({"probe", "ws://refused/", "-o", "json"}), kExitProbeFailed);
+  EXPECT_EQ(out_.str(), R"({"failure":{"reason":"FAILURE_REASON_CONNECTION_REFUSED",)"
+                        R"("detail":"connection refused"},"duration":"0.002s"})"
+                        "\n");
+  std::ostringstream json;
+  EXPECT_EQ(run({"probe", "ws://ok/", "-o", "json"}, json), kExitSuccess);
+  EXPECT_THAT(json.str(), StartsWith(R"({"success":true,)"));
+}
+
+TEST_F(CommandRunnerTest, ProbeCallErrorsAreCallFailures) {
+  EXPECT_EQ(run({"probe", "http://h/"}), kExitCallFailed);
+  EXPECT_EQ(err_.str(),
+            "wsvisorctl: INVALID_ARGUMENT: spec.url: must start with ws:// or wss://\n");
+  EXPECT_THAT(out_.str(), IsEmpty());
+}
+
+TEST_F(CommandRunnerTest, ProbeHasADeadlineOnlyWhenAskedFor) {
+  EXPECT_EQ(run({"probe", "ws://ok/"}), kExitSuccess);
+  EXPECT_EQ(run({"probe", "ws://slow/", "--request-timeout", "50ms"}), kExitCallFailed);
+  EXPECT_THAT(err_.str(), StartsWith("wsvisorctl: DEADLINE_EXCEEDED"));
+  std::lock_guard<std::mutex> lock(service_.mutex);
+  EXPECT_THAT(service_.probe_deadlines, ElementsAre(false, true));
 }
 
 TEST_F(CommandRunnerTest, ListFollowsPageTokensToTheEnd) {

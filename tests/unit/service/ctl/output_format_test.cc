@@ -55,6 +55,45 @@ TEST(OutputFormatTest, DescribeFailure) {
       "handshake_rejected (http 403): HTTP 403");
 }
 
+TEST(OutputFormatTest, ProbeReportOfAFailureAfterSomeHeartbeats) {
+  const auto response = fromText<v1::ProbeEndpointResponse>(R"(
+    connect_time { nanos: 2000000 }
+    rtts { nanos: 250000 }
+    heartbeats_sent: 2
+    failure { reason: FAILURE_REASON_PONG_TIMEOUT detail: "no pong within 1000ms" }
+    duration { seconds: 11 }
+  )");
+  EXPECT_EQ(formatProbeReport(response, v1::HEARTBEAT_MODE_PING),
+            "connected in 2ms\n"
+            "heartbeat 1: rtt 250us\n"
+            "FAILED: pong_timeout: no pong within 1000ms\n");
+}
+
+TEST(OutputFormatTest, ProbeReportOfAFailedConnectionIsOneLine) {
+  const auto response = fromText<v1::ProbeEndpointResponse>(R"(
+    failure { reason: FAILURE_REASON_HANDSHAKE_REJECTED http_status: 403 detail: "HTTP 403" }
+  )");
+  EXPECT_EQ(formatProbeReport(response, v1::HEARTBEAT_MODE_UNSPECIFIED),
+            "FAILED: handshake_rejected (http 403): HTTP 403\n");
+}
+
+TEST(OutputFormatTest, ProbeReportWithoutRoundTrips) {
+  const auto passive = fromText<v1::ProbeEndpointResponse>(
+      R"(success: true connect_time { nanos: 1000000 } duration { seconds: 2 })");
+  EXPECT_EQ(formatProbeReport(passive, v1::HEARTBEAT_MODE_PASSIVE),
+            "connected in 1ms\n"
+            "OK: the upstream's messages arrived in time; probe took 2s\n");
+  const auto none = fromText<v1::ProbeEndpointResponse>(
+      R"(success: true connect_time { nanos: 1000000 } duration { nanos: 1000000 })");
+  EXPECT_EQ(formatProbeReport(none, v1::HEARTBEAT_MODE_NONE),
+            "connected in 1ms\nOK: connected; probe took 1ms\n");
+  const auto one = fromText<v1::ProbeEndpointResponse>(
+      R"(success: true rtts { nanos: 1000 } duration { nanos: 5000000 })");
+  EXPECT_EQ(formatProbeReport(one, v1::HEARTBEAT_MODE_TEXT),
+            "heartbeat 1: rtt 1us\n"
+            "OK: 1 heartbeat answered in 5ms (rtt min 1us, avg 1us, max 1us)\n");
+}
+
 TEST(OutputFormatTest, TimestampsAreUtcWithMilliseconds) {
   google::protobuf::Timestamp time;
   time.set_seconds(kMay1Noon);

@@ -1,0 +1,27 @@
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <cstdint>
+#include <functional>
+
+#include "supervisor/core/jitter_source.h"
+#include "supervisor/core/time.h"
+#include "supervisor/health_bus.h"
+#include "supervisor/metrics.h"
+#include "supervisor/websocket_transport.h"
+
+namespace wsvisor {
+
+// What the endpoints and probes of one io thread share. Everything here is used from that thread
+// only (the bus locks internally).
+struct ShardContext {
+  asio::io_context& io;
+  WebSocketTransport& transport;
+  HealthBus& bus;
+  Metrics& metrics;
+  core::JitterSource& jitter;
+  // Routes a timer expiry to the endpoint or probe with this key, if it still exists.
+  std::function<void(uint64_t key, core::MonoTime deadline)> timer_fired;
+};
+
+}  // namespace wsvisor
