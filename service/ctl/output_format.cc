@@ -207,8 +207,11 @@ std::string formatWatchLine(const v1::HealthEvent& event) {
     line += healthWord(event.previous_health()) + "->";
   }
   line += healthCell(status) + "  " + phaseCell(status.phase());
+  // While FLAPPING, the health of the moment decides whether the last failure still matters.
+  const v1::Health health_now =
+      status.health() == v1::HEALTH_FLAPPING ? status.underlying_health() : status.health();
   const bool failure_is_news =
-      status.health() != v1::HEALTH_HEALTHY || status.consecutive_failures() > 0;
+      health_now != v1::HEALTH_HEALTHY || status.consecutive_failures() > 0;
   if (status.has_last_failure() && failure_is_news) {
     line += "  " + describeFailure(status.last_failure());
   }

@@ -246,6 +246,27 @@ TEST(OutputFormatTest, WatchLineHidesAFailureThatIsHistory) {
   EXPECT_THAT(formatWatchLine(missed), HasSubstr("healthy  open  pong_timeout"));
 }
 
+TEST(OutputFormatTest, WatchLineOfAFlappingEndpointShowsTheHealthOfTheMoment) {
+  const auto down = fromText<v1::HealthEvent>(R"(
+      type: TYPE_CHANGED revision: 46 endpoint_id: "a" previous_health: HEALTH_HEALTHY
+      status {
+        health: HEALTH_FLAPPING underlying_health: HEALTH_UNHEALTHY
+        phase: CONNECTION_PHASE_BACKING_OFF consecutive_failures: 1
+        last_failure { reason: FAILURE_REASON_PONG_TIMEOUT }
+      })");
+  EXPECT_THAT(formatWatchLine(down),
+              HasSubstr("  a  healthy->flapping(unhealthy)  backing_off  pong_timeout"));
+  // Up again while still FLAPPING: the failure before is history.
+  const auto up = fromText<v1::HealthEvent>(R"(
+      type: TYPE_CHANGED revision: 47 endpoint_id: "a" previous_health: HEALTH_FLAPPING
+      status {
+        health: HEALTH_FLAPPING underlying_health: HEALTH_HEALTHY phase: CONNECTION_PHASE_OPEN
+        last_failure { reason: FAILURE_REASON_PONG_TIMEOUT }
+      })");
+  EXPECT_THAT(formatWatchLine(up), HasSubstr("  a  flapping(healthy)  open"));
+  EXPECT_THAT(formatWatchLine(up), Not(HasSubstr("pong_timeout")));
+}
+
 TEST(OutputFormatTest, WatchLineMarksCoalescedEvents) {
   const auto event = fromText<v1::HealthEvent>(R"(
       type: TYPE_SNAPSHOT revision: 7 endpoint_id: "a" coalesced: true
