@@ -9,18 +9,17 @@ namespace wsvisor {
 
 ProbeRun::ProbeRun(uint64_t key, std::shared_ptr<const core::EndpointSpec> spec,
                    uint32_t heartbeats, Done done, ShardContext& shard)
-    : key_(key),
-      spec_(std::move(spec)),
+    : spec_(std::move(spec)),
       shard_(shard),
       probe_(*spec_, heartbeats, shard.jitter),
       done_(std::move(done)),
-      timer_(shard, key) {}
+      timer_(shard, key),
+      connection_(shard.transport, key) {}
 
 ProbeRun::~ProbeRun() {
   // The caller is waiting for an answer whatever happens, and a probe must not leave a
   // connection behind.
   cancel(/*shutting_down=*/true);
-  if (connection_.valid()) shard_.transport.abandon(connection_);
 }
 
 void ProbeRun::start() { apply(probe_.start(core::MonoClock::now())); }
@@ -32,7 +31,7 @@ void ProbeRun::cancel(bool shutting_down) {
 
 void ProbeRun::onTransportEvent(uint64_t attempt, const ConnectionRef& ref,
                                 const core::SessionEvent& event) {
-  if (attempt != attempt_ || probe_.finished()) {
+  if (!connection_.isCurrent(attempt) || probe_.finished()) {
     // A connection the probe has given up on opened after all: close it at once.
     if (std::holds_alternative<core::event::Connected>(event)) {
       shard_.transport.close(ref, core::kCloseNormal, "probe ended");
@@ -43,32 +42,15 @@ void ProbeRun::onTransportEvent(uint64_t attempt, const ConnectionRef& ref,
 }
 
 void ProbeRun::onTimer(core::MonoTime deadline) {
-  if (!timer_.expired(deadline, probe_.heartbeatFailsAt(core::MonoClock::now()), connection_)) {
+  if (!timer_.expired(deadline, probe_.heartbeatFailsAt(core::MonoClock::now()),
+                      connection_.ref())) {
     return;
   }
   apply(probe_.onEvent(core::event::TimerFired{}, core::MonoClock::now()));
 }
 
 void ProbeRun::apply(const core::SessionActions& actions) {
-  if (actions.close) {
-    shard_.transport.close(connection_, actions.close->code, actions.close->reason);
-    connection_ = {};
-    ++attempt_;  // whatever the closed connection reports from now on is not news
-  }
-  if (actions.abandon_connection) {
-    shard_.transport.abandon(connection_);
-    connection_ = {};
-    ++attempt_;
-  }
-  if (actions.send_ping) {
-    shard_.transport.sendPing(connection_, probe_.pingPayload());
-  } else if (actions.send_text) {
-    shard_.transport.sendText(connection_, probe_.heartbeatPolicy().payload);
-  }
-  if (actions.connect) {
-    ++attempt_;
-    connection_ = shard_.transport.connect(key_, attempt_, *spec_);
-  }
+  connection_.carryOut(actions, probe_.pingPayload(), probe_.heartbeatPolicy().payload, *spec_);
   timer_.arm(probe_.nextDeadline());
   if (probe_.finished()) report();
 }

@@ -6,6 +6,7 @@
 
 #include "supervisor/core/endpoint_spec.h"
 #include "supervisor/core/probe.h"
+#include "supervisor/session_connection.h"
 #include "supervisor/session_timer.h"
 #include "supervisor/shard_context.h"
 #include "supervisor/websocket_transport.h"
@@ -48,14 +49,12 @@ class ProbeRun {
   void apply(const core::SessionActions& actions);
   void report();
 
-  const uint64_t key_;
   const std::shared_ptr<const core::EndpointSpec> spec_;
   ShardContext& shard_;
   core::Probe probe_;
   Done done_;
   SessionTimer timer_;
-  uint64_t attempt_ = 0;  // the connection attempt whose events reach the probe
-  ConnectionRef connection_;
+  SessionConnection connection_;
 };
 
 }  // namespace wsvisor

@@ -20,15 +20,15 @@ double unixSeconds(core::WallTime t) {
 SupervisedEndpoint::SupervisedEndpoint(uint64_t key, uint64_t incarnation,
                                        std::shared_ptr<const core::EndpointSpec> spec,
                                        std::shared_ptr<LiveStats> live, ShardContext& shard)
-    : key_(key),
-      incarnation_(incarnation),
+    : incarnation_(incarnation),
       spec_(std::move(spec)),
       live_(std::move(live)),
       shard_(shard),
       series_(shard.metrics.endpointSeries(spec_->id, spec_->labels)),
       session_(spec_->heartbeat, spec_->backoff, spec_->connect_timeout, shard.jitter,
                spec_->flapping),
-      timer_(shard, key) {
+      timer_(shard, key),
+      connection_(shard.transport, key) {
   if (series_) {
     series_->setUp(false);
     series_->setLastTransition(unixSeconds(wallNow()));
@@ -37,7 +37,6 @@ SupervisedEndpoint::SupervisedEndpoint(uint64_t key, uint64_t incarnation,
 
 SupervisedEndpoint::~SupervisedEndpoint() {
   // A destroyed endpoint must not leave a connection behind.
-  if (connection_.valid()) shard_.transport.abandon(connection_);
 }
 
 void SupervisedEndpoint::start(core::Duration first_attempt_after) {
@@ -71,7 +70,7 @@ void SupervisedEndpoint::updateSpec(std::shared_ptr<const core::EndpointSpec> sp
 
 void SupervisedEndpoint::onTransportEvent(uint64_t attempt, const ConnectionRef& ref,
                                           const core::SessionEvent& event) {
-  if (attempt != attempt_ || stopped()) {
+  if (!connection_.isCurrent(attempt) || stopped()) {
     // A connection the session has given up on opened after all: close it at once.
     if (std::holds_alternative<core::event::Connected>(event)) {
       shard_.transport.close(ref, core::kCloseNormal, "superseded");
@@ -82,7 +81,8 @@ void SupervisedEndpoint::onTransportEvent(uint64_t attempt, const ConnectionRef&
 }
 
 void SupervisedEndpoint::onTimer(core::MonoTime deadline) {
-  if (!timer_.expired(deadline, session_.heartbeatFailsAt(core::MonoClock::now()), connection_)) {
+  if (!timer_.expired(deadline, session_.heartbeatFailsAt(core::MonoClock::now()),
+                      connection_.ref())) {
     return;
   }
   handle(core::event::TimerFired{});
@@ -123,27 +123,9 @@ void SupervisedEndpoint::recordMetrics(const core::SessionActions& actions,
 }
 
 void SupervisedEndpoint::apply(const core::SessionActions& actions) {
-  if (actions.close) {
-    shard_.transport.close(connection_, actions.close->code, actions.close->reason);
-    connection_ = {};
-    ++attempt_;  // whatever the closed connection reports from now on is not news
-  }
-  if (actions.abandon_connection) {
-    shard_.transport.abandon(connection_);
-    connection_ = {};
-    ++attempt_;
-  }
-  if (actions.send_ping) {
-    shard_.transport.sendPing(connection_, session_.pingPayload());
-  } else if (actions.send_text) {
-    shard_.transport.sendText(connection_, session_.heartbeatPolicy().payload);
-  }
+  connection_.carryOut(actions, session_.pingPayload(), session_.heartbeatPolicy().payload, *spec_);
   if (actions.send_ping || actions.send_text) {
     live_->heartbeats_sent.store(session_.status().heartbeats_sent, std::memory_order_relaxed);
-  }
-  if (actions.connect) {
-    ++attempt_;
-    connection_ = shard_.transport.connect(key_, attempt_, *spec_);
   }
   const core::EndpointStatus& status = session_.status();
   if (actions.rtt_sampled) {

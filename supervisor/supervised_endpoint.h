@@ -8,6 +8,7 @@
 #include "supervisor/health_bus.h"
 #include "supervisor/live_stats.h"
 #include "supervisor/metrics.h"
+#include "supervisor/session_connection.h"
 #include "supervisor/session_timer.h"
 #include "supervisor/shard_context.h"
 #include "supervisor/websocket_transport.h"
@@ -47,7 +48,6 @@ class SupervisedEndpoint {
   void apply(const core::SessionActions& actions);
   void recordMetrics(const core::SessionActions& actions, core::ConnectionPhase phase_before);
 
-  const uint64_t key_;
   const uint64_t incarnation_;
   std::shared_ptr<const core::EndpointSpec> spec_;
   const std::shared_ptr<LiveStats> live_;
@@ -56,8 +56,7 @@ class SupervisedEndpoint {
   bool publishing_ = true;
   core::Session session_;
   SessionTimer timer_;
-  uint64_t attempt_ = 0;  // the connection attempt whose events reach the session
-  ConnectionRef connection_;
+  SessionConnection connection_;  // abandons its connection when destroyed
 };
 
 }  // namespace wsvisor

@@ -119,18 +119,7 @@ SessionActions Session::updatePolicy(const HeartbeatPolicy& heartbeat, const Bac
   if (mode_changed) {
     // A heartbeat of the old mode cannot be answered in the new one: start afresh now.
     sent_times_.clear();
-    switch (heartbeat_.mode) {
-      case HeartbeatMode::kPing:
-      case HeartbeatMode::kText:
-        sendHeartbeat(now, out);
-        break;
-      case HeartbeatMode::kPassive:
-        silence_deadline_ = now + heartbeat_.timeout;
-        break;
-      case HeartbeatMode::kNone:
-        heartbeatSucceeded(now, std::nullopt, out);  // the open connection is the check
-        break;
-    }
+    startHeartbeats(now, out);
     return out;
   }
   // Outstanding heartbeats keep their send times and are judged by the new timeout; the next one
@@ -170,6 +159,10 @@ void Session::handle(const event::Connected&, MonoTime now, SessionActions& out)
   sent_times_.clear();
   mismatched_reply_.reset();
   out.status_changed = true;
+  startHeartbeats(now, out);
+}
+
+void Session::startHeartbeats(MonoTime now, SessionActions& out) {
   switch (heartbeat_.mode) {
     case HeartbeatMode::kPing:
     case HeartbeatMode::kText:
@@ -179,7 +172,7 @@ void Session::handle(const event::Connected&, MonoTime now, SessionActions& out)
       silence_deadline_ = now + heartbeat_.timeout;
       break;
     case HeartbeatMode::kNone:
-      heartbeatSucceeded(now, std::nullopt, out);
+      heartbeatSucceeded(now, std::nullopt, out);  // the open connection is the check
       break;
   }
 }

@@ -133,6 +133,8 @@ class Session {
   void handle(const event::TimerFired&, MonoTime now, SessionActions& out);
 
   void beginAttempt(MonoTime now, SessionActions& out);
+  // The connection is open (or its heartbeat mode changed): the first check of the mode.
+  void startHeartbeats(MonoTime now, SessionActions& out);
   void sendHeartbeat(MonoTime now, SessionActions& out);
   void heartbeatSucceeded(MonoTime now, std::optional<Duration> rtt, SessionActions& out);
   void heartbeatFailed(Failure failure, MonoTime now, SessionActions& out);
