@@ -102,6 +102,15 @@ std::variant<Registry::RegisterResult, RegistryError> Registry::registerEndpoint
                                " endpoints are registered (see --max-endpoints and the "
                                "open-files limit in the start-up log)"};
     }
+    // Running probes hold descriptors of the same budget.
+    const size_t probes = probes_running_.load();
+    if (entries_.size() + probes >= options_.max_connections) {
+      return RegistryError{
+          RegistryError::Code::kResourceExhausted,
+          "no file descriptor left: " + std::to_string(entries_.size()) + " endpoints and " +
+              std::to_string(probes) + " running probes use the open-files budget of " +
+              std::to_string(options_.max_connections) + " connections (see the start-up log)"};
+    }
   }
   if (auto error = persist(spec, owner, 1)) return *error;
   auto shared = std::make_shared<const core::EndpointSpec>(std::move(spec));

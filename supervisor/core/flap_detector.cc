@@ -4,6 +4,7 @@ namespace wsvisor::core {
 
 bool FlapDetector::recordChange(MonoTime now) {
   if (!policy_.enabled || policy_.threshold == 0) return false;
+  last_change_ = now;
   if (quiet_until_) {
     quiet_until_ = now + policy_.quiet_period;
     return false;
@@ -42,6 +43,8 @@ bool FlapDetector::setPolicy(const FlapPolicy& policy) {
     forget();
     return was_flapping;
   }
+  // Flapping ends a quiet period after the last change, by the quiet period in force now.
+  if (quiet_until_) quiet_until_ = last_change_ + policy_.quiet_period;
   return false;
 }
 

@@ -27,8 +27,9 @@ class FlapDetector {
   bool recordChange(MonoTime now);
   // Ends flapping if the quiet period has passed at `now`. True when it ended.
   bool settle(MonoTime now);
-  // A new policy applies to the changes already recorded. Returns true when flapping ended
-  // because detection was turned off.
+  // A new policy applies to the changes already recorded; while flapping, the quiet period runs
+  // from the last change by the new policy (settle() then ends it if that time has passed).
+  // Returns true when flapping ended because detection was turned off.
   bool setPolicy(const FlapPolicy& policy);
 
   bool flapping() const { return quiet_until_.has_value(); }
@@ -45,6 +46,7 @@ class FlapDetector {
   size_t next_ = 0;
   size_t count_ = 0;
   std::optional<MonoTime> quiet_until_;
+  MonoTime last_change_{};
 };
 
 }  // namespace wsvisor::core

@@ -119,6 +119,7 @@ SessionActions Session::updatePolicy(const HeartbeatPolicy& heartbeat, const Bac
   if (mode_changed) {
     // A heartbeat of the old mode cannot be answered in the new one: start afresh now.
     sent_times_.clear();
+    late_replies_owed_ = 0;
     startHeartbeats(now, out);
     return out;
   }
@@ -135,6 +136,7 @@ SessionActions Session::updateFlapPolicy(const FlapPolicy& flapping, MonoTime no
   if (flap_.setPolicy(flapping)) {
     report(status_.underlying_health, "flap detection turned off", now, out);
   }
+  settleFlapping(now, out);  // a shorter quiet period may have run out already
   return out;
 }
 
@@ -158,6 +160,7 @@ void Session::handle(const event::Connected&, MonoTime now, SessionActions& out)
   consecutive_successes_ = 0;
   sent_times_.clear();
   mismatched_reply_.reset();
+  late_replies_owed_ = 0;
   out.status_changed = true;
   startHeartbeats(now, out);
 }
@@ -197,6 +200,10 @@ void Session::handle(const event::MessageReceived& e, MonoTime now, SessionActio
       heartbeatSucceeded(now, std::nullopt, out);
       return;
     case HeartbeatMode::kText:
+      if (reply_matcher_.matches(e.payload) && late_replies_owed_ > 0) {
+        --late_replies_owed_;  // the reply of a heartbeat that already failed
+        return;
+      }
       if (sent_times_.empty()) return;  // unsolicited or late: neither success nor failure
       if (reply_matcher_.matches(e.payload)) {
         // Replies carry no id: a matching one answers the oldest outstanding heartbeat.
@@ -246,11 +253,15 @@ void Session::handle(const event::PongReceived& e, MonoTime now, SessionActions&
   heartbeatSucceeded(now, now - sent_at, out);
 }
 
-void Session::handle(const event::TimerFired&, MonoTime now, SessionActions& out) {
+void Session::settleFlapping(MonoTime now, SessionActions& out) {
   if (flap_.settle(now)) {
     report(status_.underlying_health,
            "no change for " + formatRoundDuration(flap_.policy().quiet_period), now, out);
   }
+}
+
+void Session::handle(const event::TimerFired&, MonoTime now, SessionActions& out) {
+  settleFlapping(now, out);
   switch (status_.phase) {
     case ConnectionPhase::kConnecting:
       if (now >= connect_deadline_) {
@@ -304,6 +315,9 @@ void Session::failOverdueHeartbeats(MonoTime now, SessionActions& out) {
   while (!sent_times_.empty() && now >= sent_times_.front() + heartbeat_.timeout) {
     const std::string waited = formatDuration(now - sent_times_.front());
     sent_times_.erase(sent_times_.begin());
+    if (heartbeat_.mode == HeartbeatMode::kText && late_replies_owed_ < UINT32_MAX) {
+      ++late_replies_owed_;
+    }
     Failure failure =
         mismatched_reply_
             ? Failure::make(
@@ -431,6 +445,9 @@ void Session::setHealth(Health health, std::string reason, MonoTime now, Session
   if (before == health) return;
   status_.underlying_health = health;
   out.status_changed = true;
+  // The quiet period may have run out before the timer that reports it: settle first, so that
+  // this change is counted afresh rather than extending a flap that is over.
+  settleFlapping(now, out);
   // Only changes between HEALTHY and UNHEALTHY count; the first verdict after UNKNOWN does not.
   if (before != Health::kUnknown) {
     const bool was_flapping = flap_.flapping();
@@ -448,7 +465,14 @@ void Session::setHealth(Health health, std::string reason, MonoTime now, Session
 
 void Session::report(Health health, std::string reason, MonoTime now, SessionActions& out) {
   if (status_.health == health) return;
-  out.transition = HealthTransition{status_.health, health};
+  // One event can change the reported health twice (flapping ends, then a heartbeat fails):
+  // the transition runs from the health before the event to the last one.
+  if (out.transition) {
+    out.transition->to = health;
+    if (out.transition->from == health) out.transition.reset();  // back where it started
+  } else {
+    out.transition = HealthTransition{status_.health, health};
+  }
   status_.health = health;
   status_.last_transition = now;
   status_.transition_reason = std::move(reason);

@@ -73,7 +73,8 @@ struct SessionActions {
 //     timeout);
 //   - heartbeat k fails if no answer arrives by send(k) + T; an answer after that is ignored.
 //     A pong answers its own ping and every older one still outstanding (RFC 6455 lets a peer
-//     answer only the latest ping); a TEXT reply answers the oldest outstanding heartbeat.
+//     answer only the latest ping); a TEXT reply answers the oldest outstanding heartbeat, once
+//     the late replies of heartbeats that already timed out have been discounted.
 //   - I is `unhealthy_interval` instead while the endpoint is not HEALTHY by its thresholds or
 //     its last heartbeat failed, so a failure is confirmed and a recovery seen on that cadence.
 //   Example, I = T = 10 s, peer dies at 12 s: pings at 0, 10 (answered), 20; the ping of 20 s
@@ -143,6 +144,8 @@ class Session {
   // Sets the underlying health; the reported one follows unless the endpoint is flapping.
   void setHealth(Health health, std::string reason, MonoTime now, SessionActions& out);
   void report(Health health, std::string reason, MonoTime now, SessionActions& out);
+  // Ends FLAPPING if its quiet period has run out at `now`.
+  void settleFlapping(MonoTime now, SessionActions& out);
   void enterBackoff(MonoTime now, SessionActions& out);
   // PING/TEXT: times out every outstanding heartbeat whose deadline has passed, oldest first.
   void failOverdueHeartbeats(MonoTime now, SessionActions& out);
@@ -180,7 +183,11 @@ class Session {
   uint64_t ping_sequence_ = 0;
   std::string ping_payload_;
   std::optional<std::string> mismatched_reply_;  // TEXT: last non-matching reply
-  MonoTime silence_deadline_{};                  // PASSIVE
+  // TEXT: heartbeats that timed out on this connection and whose replies may still come.
+  // Replies carry no id and come in order, so the next this many matching replies are theirs,
+  // too late to count, and must not be taken as answers to later heartbeats.
+  uint32_t late_replies_owed_ = 0;
+  MonoTime silence_deadline_{};  // PASSIVE
   // BACKING_OFF
   MonoTime retry_at_{};
   FlapDetector flap_;

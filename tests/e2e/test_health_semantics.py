@@ -11,6 +11,7 @@ on the watch stream with a deadline. Run by ctest, or by hand:
       /usr/bin/python3 tests/e2e/test_health_semantics.py -v
 """
 
+import datetime
 import json
 import os
 import sys
@@ -39,6 +40,14 @@ PROMPT_S = 10.0
 
 def json_event(line):
     return json.loads(line)
+
+
+def event_time_s(event):
+    """The event's time (RFC 3339 with up to 9 fractional digits) in seconds since the epoch."""
+    text = event["time"].rstrip("Z")
+    whole, _, fraction = text.partition(".")
+    return (datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.timezone.utc)
+            .timestamp() + float("0." + (fraction or "0")))
 
 
 def health_of(event):
@@ -116,10 +125,22 @@ class HealthModelTest(WsvisorTestCase):
         self.assertEqual(event["status"]["transitionReason"], f"no change for {FLAP_QUIET_S}s")
         status = self.get_status("bouncy")
         self.assertEqual(status["health"], "HEALTH_HEALTHY")
-        # The endpoint was FLAPPING for at least the quiet period after its last change.
-        flapping_events = [json_event(l) for l in watch.lines
-                           if health_of(json_event(l)) == "HEALTH_FLAPPING"]
-        self.assertTrue(flapping_events)
+        # It left FLAPPING only once its health had not changed for the quiet period: the last
+        # change of the underlying health came at least that long before.
+        last_change_s = None
+        underlying = None
+        for line in watch.lines:
+            seen = json_event(line)
+            now_underlying = seen.get("status", {}).get("underlyingHealth")
+            if health_of(seen) == "HEALTH_FLAPPING" and now_underlying != underlying:
+                last_change_s = event_time_s(seen)
+            underlying = now_underlying
+        self.assertIsNotNone(last_change_s)
+        quiet_s = event_time_s(event) - last_change_s
+        self.assertGreaterEqual(quiet_s, FLAP_QUIET_S - 0.001)
+        self.assertLess(quiet_s, FLAP_QUIET_S + 1.0, "HEALTHY soon after the quiet period")
+        print(f"  HEALTHY {quiet_s * 1000:.0f} ms after the last change (quiet period "
+              f"{FLAP_QUIET_S} s)", flush=True)
 
     def test_with_a_timeout_longer_than_the_interval_several_pings_are_outstanding(self):
         self.register("patient", "--interval", "100ms", "--timeout", "1500ms")
@@ -159,8 +180,17 @@ class HealthModelTest(WsvisorTestCase):
         watch = self.start_watch("connect-only", "-o", "json")
         watch.wait_for(lambda l: json_event(l).get("type") == "TYPE_SNAPSHOT_COMPLETE", PROMPT_S,
                        "the snapshot")
+        # A PING endpoint on the same upstream notices the pause; by then the NONE endpoint has
+        # had longer than that to notice anything, and has not.
+        self.register("pinged", "--interval", "100ms", "--timeout", "100ms")
+        wait_until(lambda: self.get_status("pinged")["health"] == "HEALTH_HEALTHY", PROMPT_S,
+                   "pinged HEALTHY")
         self.upstream.pause()
-        self.assertEqual(self.get_status("connect-only")["health"], "HEALTH_HEALTHY")
+        wait_until(lambda: self.get_status("pinged")["health"] == "HEALTH_UNHEALTHY", PROMPT_S,
+                   "pinged UNHEALTHY")
+        status = self.get_status("connect-only")
+        self.assertEqual(status["health"], "HEALTH_HEALTHY")
+        self.assertNotIn("heartbeatsSent", status)
         # A peer that goes away is: stopping the upstream closes its connections.
         self.upstream.stop()
         line = watch.wait_for(lambda l: health_of(json_event(l)) == "HEALTH_UNHEALTHY",

@@ -398,6 +398,28 @@ TEST_F(RegistryProbeTest, NoProbeWhenEndpointsFillTheConnectionBudget) {
   EXPECT_NE(std::get<RegistryError>(refused).message.find("file descriptor"), std::string::npos);
 }
 
+TEST_F(RegistryProbeTest, NoRegistrationWhenRunningProbesFillTheConnectionBudget) {
+  RegistryOptions options;
+  options.max_connections = 1;
+  auto registry = makeRegistry(options);
+  upstream_.setAnswerPings(false);
+  Outcome outcome;
+  const auto started = registry->probe(stalledSpec(upstream_.url()), 3, recordInto(outcome));
+  ASSERT_TRUE(std::holds_alternative<Registry::ProbeTicket>(started));
+  core::EndpointSpec endpoint = stalledSpec(upstream_.url());
+  endpoint.id = "late";
+  auto refused = registry->registerEndpoint(endpoint, EndpointOwner::kApi);
+  ASSERT_TRUE(std::holds_alternative<RegistryError>(refused));
+  EXPECT_EQ(std::get<RegistryError>(refused).code, RegistryError::Code::kResourceExhausted);
+  EXPECT_NE(std::get<RegistryError>(refused).message.find("1 running probes"), std::string::npos);
+  EXPECT_EQ(registry->size(), 0u);
+  // Once the probe has ended, the descriptor is free again.
+  registry->cancelProbe(std::get<Registry::ProbeTicket>(started));
+  ASSERT_TRUE(waitFor(outcome).has_value());
+  EXPECT_TRUE(std::holds_alternative<Registry::RegisterResult>(
+      registry->registerEndpoint(endpoint, EndpointOwner::kApi)));
+}
+
 TEST_F(RegistryProbeTest, ShutdownEndsRunningProbesAndRefusesNewOnes) {
   auto registry = makeRegistry({});
   upstream_.setAnswerPings(false);

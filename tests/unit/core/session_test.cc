@@ -300,6 +300,46 @@ TEST_F(SessionTest, TextReplyAnswersTheOldestOutstandingHeartbeat) {
   EXPECT_EQ(status().last_rtt, milliseconds(700));
 }
 
+TEST_F(SessionTest, TextRepliesThatComeTooLateDoNotAnswerLaterHeartbeats) {
+  // The peer answers every payload 3.5 s after it was sent, past the 3 s timeout. Replies carry
+  // no id: without discounting, the late reply of heartbeat k would pass for the answer to k+1.
+  spec_.heartbeat.mode = HeartbeatMode::kText;
+  spec_.heartbeat.interval = seconds(1);
+  spec_.heartbeat.timeout = seconds(3);
+  spec_.heartbeat.unhealthy_threshold = 2;
+  start();
+  send(event::Connected{});   // text 1 at 0
+  advanceTo(at(seconds(1)));  // text 2
+  advanceTo(at(seconds(2)));  // text 3
+  advanceTo(at(seconds(3)));  // text 1 fails (1 of 2); text 4
+  EXPECT_EQ(status().consecutive_failures, 1u);
+  now_ = at(milliseconds(3500));
+  const SessionActions late = send(event::MessageReceived{"heartbeat"});  // text 1's reply
+  EXPECT_FALSE(late.heartbeat_succeeded);
+  EXPECT_EQ(status().consecutive_failures, 1u);
+  advanceTo(at(seconds(4)));  // text 2 fails: the second in a row
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+  EXPECT_FALSE(status().last_rtt.has_value());
+}
+
+TEST_F(SessionTest, TextReplyInTimeStillAnswersAfterALateOneWasDiscounted) {
+  spec_.heartbeat.mode = HeartbeatMode::kText;
+  spec_.heartbeat.interval = seconds(1);
+  spec_.heartbeat.timeout = seconds(3);
+  spec_.heartbeat.unhealthy_threshold = 3;
+  start();
+  send(event::Connected{});   // text 1 at 0, never answered in time
+  advanceTo(at(seconds(1)));  // text 2
+  advanceTo(at(seconds(2)));  // text 3
+  advanceTo(at(seconds(3)));  // text 1 fails; text 4
+  now_ = at(milliseconds(3100));
+  send(event::MessageReceived{"heartbeat"});  // text 1's late reply: discounted
+  now_ = at(milliseconds(3200));
+  const SessionActions a = send(event::MessageReceived{"heartbeat"});  // text 2's, in time
+  EXPECT_TRUE(a.heartbeat_succeeded);
+  EXPECT_EQ(status().last_rtt, milliseconds(2200));
+}
+
 TEST_F(SessionTest, UnhealthyIntervalProbesADownEndpointOnItsOwnCadence) {
   spec_.heartbeat.interval = seconds(10);
   spec_.heartbeat.unhealthy_interval = seconds(1);
@@ -475,6 +515,72 @@ TEST_F(FlappingSessionTest, ChangesSpreadWiderThanTheWindowAreNotFlapping) {
   comeUp(at(seconds(6)));
   goDown(at(seconds(12)));  // three changes, but over 11 s > the 10 s window
   EXPECT_EQ(status().health, Health::kUnhealthy);
+}
+
+TEST_F(FlappingSessionTest, AChangeAfterTheQuietPeriodButBeforeItsTimerStartsAfresh) {
+  start();
+  comeUp(at(seconds(0)));
+  goDown(at(seconds(1)));
+  comeUp(at(seconds(2)));
+  goDown(at(seconds(3)));  // FLAPPING, quiet until 8 s
+  // The peer comes back at 8.003 s, before the timer of 8 s has run (timers run on a 10 ms
+  // grid, after socket events). Flapping ended at 8 s; this is the first change afresh.
+  advanceTo(at(seconds(3) + milliseconds(100)));  // the redial starts
+  now_ = at(seconds(8) + milliseconds(3));
+  send(event::Connected{});
+  now_ = at(seconds(8) + milliseconds(4));
+  const SessionActions up = pong();
+  ASSERT_TRUE(up.transition.has_value());
+  EXPECT_EQ(up.transition->from, Health::kFlapping);
+  EXPECT_EQ(up.transition->to, Health::kHealthy);
+  EXPECT_EQ(status().health, Health::kHealthy);
+}
+
+TEST_F(FlappingSessionTest, AShorterQuietPeriodAppliesToAnEndpointAlreadyFlapping) {
+  spec_.flapping.quiet_period = std::chrono::hours(24);
+  start();
+  comeUp(at(seconds(0)));
+  goDown(at(seconds(1)));
+  comeUp(at(seconds(2)));
+  goDown(at(seconds(3)));
+  ASSERT_EQ(status().health, Health::kFlapping);
+  FlapPolicy shorter = spec_.flapping;
+  shorter.quiet_period = seconds(5);
+  now_ = at(seconds(10));  // already 7 s since the last change
+  const SessionActions a = session_->updateFlapPolicy(shorter, now_);
+  ASSERT_TRUE(a.transition.has_value());
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+  EXPECT_EQ(status().transition_reason, "no change for 5s");
+}
+
+TEST_F(FlappingSessionTest, OneEventThatEndsFlappingAndFailsReportsOneTransitionFromFlapping) {
+  spec_.heartbeat.timeout = seconds(1);
+  start();
+  comeUp(at(seconds(0)));
+  goDown(at(seconds(1)));
+  comeUp(at(seconds(2)));
+  goDown(at(seconds(3)));
+  comeUp(at(seconds(4)));  // up while FLAPPING: quiet until 9.001 s
+  // Pings answered until 8 s; the ping of 8.001 s is never answered and fails at 9.001 s, the
+  // very moment the quiet period runs out.
+  for (int s = 5; s <= 8; ++s) {
+    advanceTo(at(seconds(s) + milliseconds(1)));
+    if (s < 8) pong();
+  }
+  const SessionActions a = advanceTo(at(seconds(9) + milliseconds(1)));
+  ASSERT_TRUE(a.transition.has_value());
+  EXPECT_EQ(a.transition->from, Health::kFlapping);
+  EXPECT_EQ(a.transition->to, Health::kUnhealthy);
+  EXPECT_EQ(status().health, Health::kUnhealthy);
+}
+
+TEST_F(FlappingSessionTest, ChangesWithinTheWindowFlapWhereSpreadOnesDoNot) {
+  start();
+  comeUp(at(seconds(0)));
+  goDown(at(seconds(1)));
+  comeUp(at(seconds(6)));
+  goDown(at(seconds(11)));  // 1, 6, 11: within 10 s: the third change flaps
+  EXPECT_EQ(status().health, Health::kFlapping);
 }
 
 TEST_F(FlappingSessionTest, TurningDetectionOffEndsFlapping) {
