@@ -133,6 +133,8 @@ std::optional<EtcdError> EtcdClient::call(std::string_view method, bool may_rese
                                           EtcdCallCanceller* canceller) {
   const auto budget =
       std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  // Everything but reads changes etcd's state; a change whose answer was lost may have happened.
+  const bool writes = method != "Range" && method != "LeaseTimeToLive";
   std::vector<std::string> failures;  // the last failure of each member
   std::optional<EtcdError> outcome;
   auto pause = kFirstRoundPause;
@@ -166,6 +168,9 @@ std::optional<EtcdError> EtcdClient::call(std::string_view method, bool may_rese
                 "no answer within " + std::to_string(options_.attempt_timeout.count()) + " ms");
           }
           outcome = errorFrom(member.address, method, status);
+          if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && writes) {
+            outcome->message += " (no answer in time: it may or may not have been applied)";
+          }
           if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return true;
           channels_.markFailed(index);
           if (!may_resend) {

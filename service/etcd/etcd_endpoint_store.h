@@ -25,7 +25,9 @@ struct EtcdStoreOptions {
 //
 // Durability: a write returns once etcd acknowledged it, which etcd does after a quorum of
 // members has it in their write-ahead log (fsync'd): it survives the loss of any minority of
-// members and a crash of wsvisor.
+// members and a crash of wsvisor. Unlike with SQLite, a write that fails because etcd did not
+// answer in time may still have been applied (the answer was lost, not the write): the error
+// says so, and the next load shows what etcd holds.
 //
 // Writes are etcd transactions of unconditional puts and deletes: last writer wins, as with the
 // SQLite store. That is right while one wsvisor writes the prefix; concurrent replicas need
