@@ -37,7 +37,9 @@ std::string prefixRangeEnd(const std::string& prefix) {
       return end;
     }
   }
-  return std::string(1, '\0');
+  // Every byte is 0xff: no key is greater with this prefix, so the range runs to the end.
+  end.assign(1, '\0');
+  return end;
 }
 
 EtcdKeyValue fromProto(const mvccpb::KeyValue& kv) {
