@@ -27,7 +27,8 @@ Rules kept here:
     cluster is always torn down, data directories removed;
   - etcd runs with a 50 ms heartbeat and a 500 ms election timeout, so a cluster is ready and a
     new leader elected within a second or two, and the shortest lease TTL is 1 s;
-  - a missing etcd binary is an error (RuntimeError), never a skip.
+  - a missing etcd binary is an error (RuntimeError), never a skip. The binary is /usr/bin/etcd,
+    or $WSVISOR_ETCD_BIN.
 """
 
 import argparse
