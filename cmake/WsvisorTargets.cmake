@@ -21,14 +21,21 @@ if(WSVISOR_SANITIZE)
     -fno-sanitize-recover=all)
 endif()
 
-# wsvisor_add_test(NAME name SOURCES a.cc b.cc LIBS lib1 lib2 [LABELS l1])
-# Builds one gtest binary and registers each of its tests with ctest.
+# wsvisor_add_test(NAME name SOURCES a.cc b.cc LIBS lib1 lib2 [LABELS l1] [TIMEOUT s] [ONE_TEST])
+# Builds one gtest binary and registers each of its tests with ctest. With ONE_TEST the whole
+# binary is one ctest test instead: ctest runs every registered test in a process of its own, which
+# is wrong for cases that share an expensive fixture (a real etcd cluster takes seconds to start).
 function(wsvisor_add_test)
-  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "ONE_TEST" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${ARG_NAME} ${ARG_SOURCES})
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_LIBS} GTest::gmock_main wsvisor_build_options)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 120)
+  endif()
+  if(ARG_ONE_TEST)
+    add_test(NAME ${ARG_NAME} COMMAND ${ARG_NAME})
+    set_tests_properties(${ARG_NAME} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
+    return()
   endif()
   gtest_discover_tests(${ARG_NAME}
     DISCOVERY_TIMEOUT 60

@@ -8,6 +8,7 @@
 #include "service/build_info.h"
 #include "service/config_file.h"
 #include "service/grpc_metrics_interceptor.h"
+#include "service/open_store.h"
 #include "service/server_credentials.h"
 #include "supervisor/log.h"
 
@@ -51,7 +52,7 @@ bool Server::start(std::string& error) {
   metrics_->setMaxEndpoints(registry_options.max_endpoints);
   if (!startMetricsExposer(error)) return false;
 
-  store_ = SqliteEndpointStore::open(options_.data_dir, error);
+  store_ = openEndpointStore(options_, error);
   if (!store_) return false;
   registry_options.restore_dials_per_second = options_.restore_dials_per_second;
   registry_ = std::make_unique<Registry>(registry_options, bus_, *metrics_, store_.get(), &codec_);

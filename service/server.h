@@ -10,12 +10,12 @@
 #include "service/proto_conversions.h"
 #include "service/server_options.h"
 #include "service/supervisor_service.h"
+#include "supervisor/endpoint_store.h"
 #include "supervisor/fd_budget.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/metrics.h"
 #include "supervisor/registry.h"
 #include "supervisor/scrape_collectors.h"
-#include "supervisor/sqlite_endpoint_store.h"
 
 namespace wsvisor::service {
 
@@ -26,8 +26,8 @@ class Server {
   explicit Server(ServerOptions options);
   ~Server();
 
-  // Opens the store, restores its endpoints, applies the config file, binds and starts serving.
-  // Returns false with `error` set when any of that fails (nothing is served then).
+  // Opens the store (--store), restores its endpoints, applies the config file, binds and starts
+  // serving. Returns false with `error` set when any of that fails (nothing is served then).
   bool start(std::string& error);
   // Re-reads the --config file and applies it as a diff. A bad file changes nothing; the outcome
   // is logged and counted (wsvisor_config_reloads_total). Returns false on a bad file.
@@ -60,7 +60,7 @@ class Server {
   FdBudget fd_budget_;
   HealthBus bus_;
   ProtoSpecCodec codec_;
-  std::unique_ptr<SqliteEndpointStore> store_;
+  std::unique_ptr<EndpointStore> store_;  // --store: SQLite or etcd
   std::unique_ptr<Metrics> metrics_;
   std::shared_ptr<HealthStateCollector> health_state_collector_;
   std::shared_ptr<ProcessCollector> process_collector_;

@@ -19,7 +19,7 @@ bool parseCount(const std::string& text, size_t min, size_t max, size_t& out) {
   return true;
 }
 
-// "10s", "500ms", "1m": the shutdown grace.
+// "10s", "500ms", "1m": the shutdown grace, the store's connect timeout.
 bool parseMillis(const std::string& text, std::chrono::milliseconds& out) {
   size_t number_end = 0;
   while (number_end < text.size() && text[number_end] >= '0' && text[number_end] <= '9') {
@@ -72,6 +72,13 @@ Flags:
   --data-dir DIR           Directory of the durable endpoint store (SQLite, wsvisor.db). Every
                            acknowledged change is on disk before the RPC answers; endpoints are
                            restored from it on start. Default ./wsvisor-data.
+  --store STORE            Where endpoints are stored: sqlite (in --data-dir; the default) or
+                           etcd://HOST:PORT[,HOST:PORT...][/PREFIX], etcd's v3 API on those
+                           members (port default 2379), keys under PREFIX (default /wsvisor).
+                           Every acknowledged change is committed by a quorum of etcd members.
+  --store-connect-timeout D
+                           How long start-up waits for the store to answer (etcd: a reachable
+                           member with a leader) before it fails (e.g. 5s, 1m). Default 30s.
   --config FILE            YAML file of endpoints to supervise (see docs/config.md). Applied on
                            start and on SIGHUP as a diff; its endpoints cannot be changed or
                            removed over the API. A bad file changes nothing. Default: none.
@@ -159,6 +166,21 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
       }
     } else if (name == "--data-dir") {
       options.data_dir = v;
+    } else if (name == "--store") {
+      std::string problem;
+      auto location = parseStoreLocation(v, problem);
+      if (!location) {
+        error = "--store: " + problem;
+        return std::nullopt;
+      }
+      options.store = std::move(*location);
+    } else if (name == "--store-connect-timeout") {
+      if (!parseMillis(v, options.store_connect_timeout) ||
+          options.store_connect_timeout.count() == 0) {
+        error = "--store-connect-timeout must be a positive duration like 500ms, 10s or 1m, got '" +
+                v + "'";
+        return std::nullopt;
+      }
     } else if (name == "--config") {
       options.config_file = v;
     } else if (name == "--restore-dial-rate") {

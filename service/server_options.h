@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "service/store_url.h"
 #include "supervisor/log.h"
 
 namespace wsvisor::service {
@@ -24,6 +25,9 @@ struct ServerOptions {
   bool metrics_per_endpoint = true;
   std::vector<std::string> metrics_endpoint_labels;
   std::string data_dir = "./wsvisor-data";
+  StoreLocation store;  // --store: SQLite in data_dir unless etcd://...
+  // How long start-up waits for the store to answer (etcd: a leader and a quorum).
+  std::chrono::milliseconds store_connect_timeout{30000};
   std::string config_file;  // empty: no declarative endpoints
   double restore_dials_per_second = 2000;
   size_t threads = 1;

@@ -22,11 +22,13 @@ struct StoredEndpoint {
   uint64_t generation = 1;
 };
 
-// Durable storage of the registry. Every write is on disk (fsync'd) when the call returns, so an
-// acknowledged registration survives a crash of the process or the machine. Implementations are
-// called with the registry's write lock held: one writer at a time.
+// Durable storage of the registry. Every write is durable when the call returns (SQLite: on disk,
+// fsync'd; etcd: committed by a quorum of members), so an acknowledged registration survives a
+// crash of the process or the machine. Implementations are called with the registry's write lock
+// held: one writer at a time.
 //
-// This is the seam for other backends (a clustered store): the registry only sees this class.
+// The registry only sees this class: SqliteEndpointStore (supervisor/) and EtcdEndpointStore
+// (service/etcd/, which needs etcd's generated gRPC code) implement it.
 class EndpointStore {
  public:
   virtual ~EndpointStore() = default;
@@ -35,7 +37,10 @@ class EndpointStore {
   virtual std::optional<std::string> put(const StoredEndpoint& endpoint) = 0;
   virtual std::optional<std::string> remove(const std::string& id) = 0;
   // All of `puts` and `removes` in one atomic, durable transaction (one fsync): a config file of
-  // 19,000 endpoints is applied in well under a second instead of 19,000 fsyncs.
+  // 19,000 endpoints is applied in well under a second instead of 19,000 fsyncs. A put and a
+  // remove of the same id: the remove wins. etcd limits a transaction's size, so the etcd store
+  // splits a large batch into several, each atomic; see EtcdEndpointStore for what a failure
+  // half way leaves.
   virtual std::optional<std::string> applyBatch(const std::vector<StoredEndpoint>& puts,
                                                 const std::vector<std::string>& removes) = 0;
   // Everything stored, or an error message. An unreadable or corrupt store is an error, never
