@@ -2,11 +2,13 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <unistd.h>
 
 #include <algorithm>
 
 #include "service/build_info.h"
 #include "service/config_file.h"
+#include "service/etcd/etcd_endpoint_store.h"
 #include "service/grpc_metrics_interceptor.h"
 #include "service/open_store.h"
 #include "service/server_credentials.h"
@@ -19,6 +21,12 @@ namespace {
 // File descriptors kept back from the endpoint budget: listeners, gRPC clients, the store,
 // metrics scrapes, logs.
 constexpr size_t kReservedFds = 100;
+
+std::string hostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "wsvisor";
+  return name;
+}
 
 HealthBusOptions busOptions(const ServerOptions& options) {
   HealthBusOptions bus;
@@ -55,8 +63,26 @@ bool Server::start(std::string& error) {
   store_ = openEndpointStore(options_, error);
   if (!store_) return false;
   registry_options.restore_dials_per_second = options_.restore_dials_per_second;
+  auto* etcd_store = dynamic_cast<etcd::EtcdEndpointStore*>(store_.get());
+  // With etcd, every replica is a cluster member: it loads the endpoints and supervises those it
+  // owns (ClusterMember); one replica alone owns them all.
+  registry_options.clustered = etcd_store != nullptr;
+  if (etcd_store) etcd_store->setShared(true);
   registry_ = std::make_unique<Registry>(registry_options, bus_, *metrics_, store_.get(), &codec_);
-  if (auto restore_error = registry_->restore()) {
+  if (etcd_store) {
+    ClusterOptions cluster_options;
+    cluster_options.member_id = options_.member_id.empty() ? hostName() : options_.member_id;
+    cluster_options.ttl = options_.member_ttl;
+    cluster_options.dials_per_second = options_.restore_dials_per_second;
+    cluster_options.join_timeout = std::max<std::chrono::milliseconds>(
+        options_.store_connect_timeout, options_.member_ttl + std::chrono::seconds(5));
+    cluster_ = std::make_unique<ClusterMember>(*etcd_store, *registry_, cluster_options);
+    if (!cluster_->start(error)) {
+      error = "cannot join the cluster at " + store_->describe() + ": " + error;
+      abortStart();
+      return false;
+    }
+  } else if (auto restore_error = registry_->restore()) {
     error = "cannot restore endpoints from " + store_->describe() + ": " + *restore_error;
     registry_->shutdown(std::chrono::milliseconds(0));
     return false;
@@ -70,21 +96,21 @@ bool Server::start(std::string& error) {
     }
   } else if (!reloadConfig()) {
     error = "the config file " + options_.config_file + " was not applied (see above)";
-    registry_->shutdown(std::chrono::milliseconds(0));
+    abortStart();
     return false;
   }
   if (!options_.auth_token_file.empty()) {
     auto tokens = loadTokenFile(options_.auth_token_file);
     if (auto* problem = std::get_if<std::string>(&tokens)) {
       error = *problem;
-      registry_->shutdown(std::chrono::milliseconds(0));
+      abortStart();
       return false;
     }
     api_access_ = std::make_unique<ApiAccess>(std::get<std::vector<ApiToken>>(std::move(tokens)));
   }
   service_ = std::make_unique<SupervisorService>(*registry_, bus_, api_access_.get());
   if (!startGrpcServers(error)) {
-    registry_->shutdown(std::chrono::milliseconds(0));
+    abortStart();
     return false;
   }
   setServing(true);
@@ -205,6 +231,11 @@ bool Server::startMetricsExposer(std::string& error) {
   return true;
 }
 
+void Server::abortStart() {
+  if (cluster_) cluster_->stop();
+  registry_->shutdown(std::chrono::milliseconds(0));
+}
+
 void Server::shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -224,6 +255,9 @@ void Server::shutdown() {
       grace - grpc_grace -
       std::min<std::chrono::milliseconds>(std::chrono::milliseconds(100), grace / 10);
   metrics_->keepSeriesOnRelease();
+  // Connections close before the cluster lease is revoked, so no other replica dials an
+  // endpoint while this one still holds its connection.
+  if (cluster_) cluster_->stop();
   registry_->shutdown(upstream_grace);
   grpc_server_->Shutdown(std::chrono::system_clock::now() + grpc_grace);
   if (health_server_) health_server_->Shutdown(std::chrono::system_clock::now());

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "service/api_access.h"
+#include "service/cluster_member.h"
 #include "service/proto_conversions.h"
 #include "service/server_options.h"
 #include "service/supervisor_service.h"
@@ -51,6 +52,8 @@ class Server {
   void wait();
 
  private:
+  // Undoes a start() that failed after the registry existed.
+  void abortStart();
   bool startMetricsExposer(std::string& error);
   bool startGrpcServers(std::string& error);
   // Health of the whole server and of wsvisor.v1.Supervisor, on every listener.
@@ -67,7 +70,8 @@ class Server {
   std::unique_ptr<prometheus::Exposer> exposer_;
   int metrics_port_ = 0;
   std::unique_ptr<Registry> registry_;
-  std::unique_ptr<ApiAccess> api_access_;  // null without --auth-token-file
+  std::unique_ptr<ClusterMember> cluster_;  // with an etcd store
+  std::unique_ptr<ApiAccess> api_access_;   // null without --auth-token-file
   std::unique_ptr<SupervisorService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int grpc_port_ = 0;

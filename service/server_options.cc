@@ -1,6 +1,7 @@
 #include "service/server_options.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include "supervisor/metrics.h"
@@ -79,6 +80,13 @@ Flags:
   --store-connect-timeout D
                            How long start-up waits for the store to answer (etcd: a reachable
                            member with a leader) before it fails (e.g. 5s, 1m). Default 30s.
+  --member-id ID           With an etcd store: this replica's id in the cluster (letters, digits,
+                           '.', '_', '-'; at most 128). Must be unique among live replicas; a
+                           replica refuses to start while another holds it. Default: host name.
+  --member-ttl D           With an etcd store: TTL of this replica's etcd lease, whole seconds
+                           from 2s to 60s. A replica that cannot renew it stops its connections
+                           before it expires; survivors take over its endpoints after it
+                           expires. Default 5s.
   --config FILE            YAML file of endpoints to supervise (see docs/config.md). Applied on
                            start and on SIGHUP as a diff; its endpoints cannot be changed or
                            removed over the API. A bad file changes nothing. Default: none.
@@ -181,6 +189,27 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
                 v + "'";
         return std::nullopt;
       }
+    } else if (name == "--member-id") {
+      const bool valid =
+          !v.empty() && v.size() <= 128 && std::all_of(v.begin(), v.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+          });
+      if (!valid) {
+        error = "--member-id must be 1-128 letters, digits, '.', '_' or '-', got '" + v + "'";
+        return std::nullopt;
+      }
+      options.member_id = v;
+    } else if (name == "--member-ttl") {
+      std::chrono::milliseconds ttl{0};
+      if (!parseMillis(v, ttl) || ttl.count() % 1000 != 0 || ttl < std::chrono::seconds(2) ||
+          ttl > std::chrono::seconds(60)) {
+        error =
+            "--member-ttl must be whole seconds from 2s to 60s (etcd leases count seconds), "
+            "got '" +
+            v + "'";
+        return std::nullopt;
+      }
+      options.member_ttl = std::chrono::duration_cast<std::chrono::seconds>(ttl);
     } else if (name == "--config") {
       options.config_file = v;
     } else if (name == "--restore-dial-rate") {

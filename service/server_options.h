@@ -28,6 +28,10 @@ struct ServerOptions {
   StoreLocation store;  // --store: SQLite in data_dir unless etcd://...
   // How long start-up waits for the store to answer (etcd: a leader and a quorum).
   std::chrono::milliseconds store_connect_timeout{30000};
+  // Cluster mode (with an etcd store): this replica's member id, unique among live replicas
+  // (empty: the host name), and the TTL of its etcd lease, whole seconds from 2 s to 60 s.
+  std::string member_id;
+  std::chrono::seconds member_ttl{5};
   std::string config_file;  // empty: no declarative endpoints
   double restore_dials_per_second = 2000;
   size_t threads = 1;

@@ -50,6 +50,9 @@ class EndpointStore {
   virtual void close() = 0;
   // Where the data lives, for logs.
   virtual std::string describe() const = 0;
+  // Whether the last failed put() failed because another writer changed the record first (a
+  // store shared by several replicas), rather than because the store could not be written.
+  virtual bool lastWriteConflicted() const { return false; }
 };
 
 // Turns specs into the bytes the store keeps and back. The service layer implements it with the

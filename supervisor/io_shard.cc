@@ -57,12 +57,14 @@ void IoShard::update(uint64_t key, std::shared_ptr<const core::EndpointSpec> spe
   });
 }
 
-void IoShard::remove(uint64_t key) {
-  asio::post(io_, [this, key] {
+void IoShard::remove(uint64_t key, std::function<void()> stopped) {
+  asio::post(io_, [this, key, stopped = std::move(stopped)] {
     auto it = endpoints_.find(key);
-    if (it == endpoints_.end()) return;
-    it->second->stop(/*shutting_down=*/false);
-    endpoints_.erase(it);
+    if (it != endpoints_.end()) {
+      it->second->stop(/*shutting_down=*/false);
+      endpoints_.erase(it);
+    }
+    if (stopped) stopped();
   });
 }
 

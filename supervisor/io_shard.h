@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <memory>
 #include <random>
@@ -40,8 +41,10 @@ class IoShard {
            std::shared_ptr<LiveStats> live, core::Duration first_attempt_after);
   // Applies a spec whose connection-defining fields are unchanged to the live session.
   void update(uint64_t key, std::shared_ptr<const core::EndpointSpec> spec);
-  // Stops supervising: the connection is closed with 1000 and the endpoint destroyed.
-  void remove(uint64_t key);
+  // Stops supervising: the connection is closed with 1000 and the endpoint destroyed. `stopped`,
+  // if set, is called on the io thread once the session is stopped and its close sent (also when
+  // `key` is unknown); never if the shard has shut down first.
+  void remove(uint64_t key, std::function<void()> stopped = nullptr);
   // Runs one probe of `spec` (defaults applied) on the io thread. `done` is called exactly once,
   // on the io thread: when the probe ends, is cancelled, or the shard shuts down. Returns the key
   // to cancel it with; probe keys never collide with endpoint keys. Not after shutdown() has

@@ -1,6 +1,7 @@
 #include "supervisor/registry.h"
 
 #include <algorithm>
+#include <future>
 #include <random>
 #include <thread>
 #include <utility>
@@ -57,6 +58,12 @@ std::optional<RegistryError> Registry::persist(const core::EndpointSpec& spec, E
                                                uint64_t generation) {
   if (!store_) return std::nullopt;
   if (auto error = store_->put({spec.id, codec_->encode(spec), owner, generation})) {
+    if (store_->lastWriteConflicted()) {
+      // Another replica won the race; its change reaches this registry through the store's watch.
+      return RegistryError{
+          generation <= 1 ? RegistryError::Code::kAlreadyExists : RegistryError::Code::kAborted,
+          *error + "; nothing changed: re-read and retry"};
+    }
     WSV_LOG(kError) << "store write failed: " << *error;
     return RegistryError{RegistryError::Code::kUnavailable,
                          "the endpoint store refused the write; nothing changed: " + *error};
@@ -202,26 +209,31 @@ EndpointView Registry::startLocked(std::shared_ptr<const core::EndpointSpec> spe
   entry.spec = std::move(spec);
   entry.owner = owner;
   entry.generation = generation;
+  entry.live = std::make_shared<LiveStats>();
+  entry.supervised = false;
+  const std::string id = entry.spec->id;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto inserted = entries_.insert_or_assign(id, std::move(entry)).first;
+  if (!options_.clustered) superviseLocked(id, inserted->second, first_attempt_after);
+  return viewOf(id, inserted->second);
+}
+
+void Registry::superviseLocked(const std::string& id, Entry& entry,
+                               core::Duration first_attempt_after) {
   entry.shard = leastLoadedShard();
   entry.live = std::make_shared<LiveStats>();
+  entry.supervised = true;
   core::EndpointStatus initial;
   initial.last_transition = core::MonoClock::now();
   if (first_attempt_after > core::Duration::zero()) {
     initial.phase = core::ConnectionPhase::kBackingOff;
     initial.next_attempt = initial.last_transition + first_attempt_after;
   }
-  const std::string id = entry.spec->id;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    entry.incarnation = ++next_incarnation_;
-    bus_.publishRegistered(id, entry.incarnation, entry.spec->labels, initial, entry.live,
-                           wallNow());
-    shards_[entry.shard]->assigned().fetch_add(1);
-    shards_[entry.shard]->add(entry.incarnation, entry.incarnation, entry.spec, entry.live,
-                              first_attempt_after);
-    auto inserted = entries_.insert_or_assign(id, std::move(entry)).first;
-    return viewOf(id, inserted->second);
-  }
+  entry.incarnation = ++next_incarnation_;
+  bus_.publishRegistered(id, entry.incarnation, entry.spec->labels, initial, entry.live, wallNow());
+  shards_[entry.shard]->assigned().fetch_add(1);
+  shards_[entry.shard]->add(entry.incarnation, entry.incarnation, entry.spec, entry.live,
+                            first_attempt_after);
 }
 
 void Registry::stopLocked(const std::string& id) {
@@ -229,9 +241,11 @@ void Registry::stopLocked(const std::string& id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
   const Entry& entry = it->second;
-  bus_.publishUnregistered(id, entry.incarnation, wallNow());
-  shards_[entry.shard]->remove(entry.incarnation);
-  shards_[entry.shard]->assigned().fetch_sub(1);
+  if (entry.supervised) {
+    bus_.publishUnregistered(id, entry.incarnation, wallNow());
+    shards_[entry.shard]->remove(entry.incarnation);
+    shards_[entry.shard]->assigned().fetch_sub(1);
+  }
   entries_.erase(it);
 }
 
@@ -240,6 +254,12 @@ EndpointView Registry::replaceLocked(const std::string& id,
                                      uint64_t generation, bool& reconnected) {
   std::lock_guard<std::mutex> lock(mu_);
   Entry& entry = entries_.at(id);
+  if (!entry.supervised) {
+    reconnected = false;
+    entry.spec = std::move(spec);
+    entry.generation = generation;
+    return viewOf(id, entry);
+  }
   reconnected = needsReconnect(*entry.spec, *spec);
   IoShard& shard = *shards_[entry.shard];
   if (reconnected) {
@@ -479,6 +499,121 @@ void Registry::cancelProbe(const ProbeTicket& ticket) {
   // After shutdown the shard's loop has stopped and its probes have reported: the posted cancel
   // never runs, and that is fine.
   if (ticket.shard < shards_.size()) shards_[ticket.shard]->cancelProbe(ticket.key);
+}
+
+std::shared_ptr<const core::EndpointSpec> Registry::decodeStored(const StoredEndpoint& record,
+                                                                 std::string& error) const {
+  auto spec = codec_->decode(record.encoded_spec, error);
+  if (!spec) return nullptr;
+  if (auto invalid_field = core::validateSpec(*spec)) {
+    error = invalid_field->toString();
+    return nullptr;
+  }
+  core::applyDefaults(*spec);
+  return std::make_shared<const core::EndpointSpec>(std::move(*spec));
+}
+
+void Registry::syncStored(const std::vector<StoredEndpoint>& all) {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  if (shut_down_.load()) return;
+  std::vector<std::string> gone;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::map<std::string, bool> present;
+    for (const StoredEndpoint& record : all) present[record.id] = true;
+    for (const auto& [id, entry] : entries_) {
+      if (present.count(id) == 0) gone.push_back(id);
+    }
+  }
+  for (const std::string& id : gone) stopLocked(id);
+  for (const StoredEndpoint& record : all) applyStoredPutLocked(record);
+}
+
+void Registry::applyStoredPut(const StoredEndpoint& record) {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  if (shut_down_.load()) return;
+  applyStoredPutLocked(record);
+}
+
+void Registry::applyStoredPutLocked(const StoredEndpoint& record) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(record.id);
+    if (it != entries_.end() && it->second.generation >= record.generation) return;
+  }
+  std::string error;
+  auto spec = decodeStored(record, error);
+  if (!spec) {
+    WSV_LOG(kError) << "stored endpoint '" << record.id << "' (generation " << record.generation
+                    << ") cannot be used and is ignored here: " << error;
+    return;
+  }
+  bool exists = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(record.id);
+    if (it != entries_.end()) {
+      exists = true;
+      it->second.owner = record.owner;
+    }
+  }
+  if (exists) {
+    bool reconnected = false;
+    replaceLocked(record.id, spec, record.generation, reconnected);
+  } else {
+    startLocked(spec, record.owner, record.generation, core::Duration::zero());
+  }
+}
+
+void Registry::applyStoredRemove(const std::string& id) {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  if (shut_down_.load()) return;
+  stopLocked(id);
+}
+
+bool Registry::setSupervised(const std::string& id, bool supervised,
+                             core::Duration first_attempt_after) {
+  auto stopped = std::make_shared<std::promise<void>>();
+  std::future<void> done = stopped->get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_.load()) return false;
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return false;
+    Entry& entry = it->second;
+    if (supervised) {
+      if (!entry.supervised) superviseLocked(id, entry, first_attempt_after);
+      return true;
+    }
+    if (!entry.supervised) return false;
+    entry.supervised = false;
+    bus_.publishUnregistered(id, entry.incarnation, wallNow());
+    shards_[entry.shard]->remove(entry.incarnation, [stopped] { stopped->set_value(); });
+    shards_[entry.shard]->assigned().fetch_sub(1);
+  }
+  // The io thread answers within one loop turn; the bound only guards a shard that is stuck or
+  // shutting down (then its connections are being closed anyway).
+  if (done.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+    WSV_LOG(kWarning) << "endpoint " << id << ": its io thread did not confirm the stop in 2 s";
+  }
+  return true;
+}
+
+std::vector<std::string> Registry::ids() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  out.reserve(entries_.size());
+  for (const auto& [id, entry] : entries_) out.push_back(id);
+  return out;
+}
+
+std::vector<std::string> Registry::supervisedIds() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, entry] : entries_) {
+    if (entry.supervised) out.push_back(id);
+  }
+  return out;
 }
 
 size_t Registry::size() const {

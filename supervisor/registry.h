@@ -64,6 +64,9 @@ struct RegistryOptions {
   size_t max_probes = kDefaultMaxProbes;
   // Restored endpoints dial at this rate at most after a restart (see restore()).
   double restore_dials_per_second = 2000;
+  // Cluster mode: the registry holds every endpoint of the shared store (for Get/List) but
+  // supervises only those it is told to (setSupervised), as the ownership rule decides.
+  bool clustered = false;
 };
 
 // The set of supervised endpoints. Owns the io shards and places each endpoint on the least
@@ -148,6 +151,23 @@ class Registry {
   void cancelProbe(const ProbeTicket& ticket);
   size_t runningProbes() const { return probes_running_.load(); }
 
+  // ----- cluster mode (options.clustered): the shared store is the truth, changed by any replica.
+  // Makes the registry hold exactly `all` (a full read of the store): adds, updates, removes.
+  // Nothing is written back. Records that cannot be read are skipped with an error log: another
+  // replica's newer version must not stop this one.
+  void syncStored(const std::vector<StoredEndpoint>& all);
+  // One change another replica (or this one) made, as the store's watch reports it. A record
+  // whose generation is not newer than the one held is ignored (our own writes come back).
+  void applyStoredPut(const StoredEndpoint& record);
+  void applyStoredRemove(const std::string& id);
+  // Starts or stops the connection of a registered endpoint. Stopping returns once its io thread
+  // has stopped the session and sent the close (bounded by 2 s): the caller may then give the
+  // endpoint away. Returns false when `id` is not registered (or, stopping, not supervised).
+  bool setSupervised(const std::string& id, bool supervised, core::Duration first_attempt_after);
+  // Every registered id, and the ones supervised here.
+  std::vector<std::string> ids() const;
+  std::vector<std::string> supervisedIds() const;
+
   size_t size() const;
   size_t maxEndpoints() const { return options_.max_endpoints; }
 
@@ -164,6 +184,8 @@ class Registry {
     uint64_t incarnation = 0;
     size_t shard = 0;
     std::shared_ptr<LiveStats> live;
+    // False in cluster mode until this replica owns it: no session, no bus state.
+    bool supervised = true;
   };
 
   std::optional<RegistryError> persist(const core::EndpointSpec& spec, EndpointOwner owner,
@@ -173,6 +195,13 @@ class Registry {
   EndpointView startLocked(std::shared_ptr<const core::EndpointSpec> spec, EndpointOwner owner,
                            uint64_t generation, core::Duration first_attempt_after);
   void stopLocked(const std::string& id);
+  // Starts the session of an entry that has none. Requires mu_.
+  void superviseLocked(const std::string& id, Entry& entry, core::Duration first_attempt_after);
+  // Decodes and validates a stored record; nullptr with `error` set when it cannot be used.
+  std::shared_ptr<const core::EndpointSpec> decodeStored(const StoredEndpoint& record,
+                                                         std::string& error) const;
+  // applyStoredPut with write_mu_ held.
+  void applyStoredPutLocked(const StoredEndpoint& record);
   EndpointView replaceLocked(const std::string& id, std::shared_ptr<const core::EndpointSpec> spec,
                              uint64_t generation, bool& reconnected);
   void keepRedactedSecrets(core::EndpointSpec& spec) const;

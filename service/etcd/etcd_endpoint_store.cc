@@ -125,7 +125,51 @@ void EtcdEndpointStore::setLimitsForTest(size_t max_ops_per_txn, size_t max_txn_
 }
 
 std::optional<std::string> EtcdEndpointStore::put(const StoredEndpoint& endpoint) {
-  return applyBatch({endpoint}, {});
+  last_write_conflicted_ = false;
+  if (!shared_) return applyBatch({endpoint}, {});
+  if (!client_) return "the etcd store is closed";
+  const std::string key = endpointKey(endpoint.id);
+  EtcdSwap swap;
+  if (endpoint.generation <= 1) {
+    if (auto error = client_->createIfAbsent(key, encodeRecord(endpoint), 0, swap)) {
+      return error->message;
+    }
+    if (!swap.succeeded) {
+      last_write_conflicted_ = true;
+      return "endpoint '" + endpoint.id + "' was registered by another replica first";
+    }
+    return std::nullopt;
+  }
+  // Generation g replaces exactly generation g-1: read it with its mod revision, and write only
+  // if nobody changed the key since.
+  std::optional<EtcdKeyValue> current;
+  if (auto error = client_->get(key, current)) return error->message;
+  StoredEndpoint stored;
+  if (!current || decodeRecord(*current, endpoint.id, stored) ||
+      stored.generation + 1 != endpoint.generation) {
+    last_write_conflicted_ = true;
+    return "endpoint '" + endpoint.id + "' was changed or removed by another replica (stored " +
+           (current ? "generation " + std::to_string(stored.generation) : std::string("nothing")) +
+           ", this change is generation " + std::to_string(endpoint.generation) + ")";
+  }
+  if (auto error = client_->updateIfModRevision(key, encodeRecord(endpoint), current->mod_revision,
+                                                0, swap)) {
+    return error->message;
+  }
+  if (!swap.succeeded) {
+    last_write_conflicted_ = true;
+    return "endpoint '" + endpoint.id + "' was changed by another replica meanwhile";
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> EtcdEndpointStore::decodeKeyValue(const EtcdKeyValue& kv,
+                                                             StoredEndpoint& out) const {
+  const std::string prefix = endpointsPrefix();
+  if (kv.key.compare(0, prefix.size(), prefix) != 0) {
+    return "etcd key " + kv.key + " is not under " + prefix;
+  }
+  return decodeRecord(kv, kv.key.substr(prefix.size()), out);
 }
 
 std::optional<std::string> EtcdEndpointStore::remove(const std::string& id) {

@@ -69,6 +69,14 @@ class EtcdEndpointStore : public EndpointStore {
   std::optional<std::string> loadAll(std::vector<StoredEndpoint>& out) override;
   void close() override;
   std::string describe() const override;
+  bool lastWriteConflicted() const override { return last_write_conflicted_; }
+
+  // Cluster mode: several replicas write the prefix. put() then compares and swaps: generation 1
+  // is created only if the key is absent, generation g replaces only the stored generation g-1
+  // (by mod revision); a lost race fails with lastWriteConflicted(). Set before use.
+  void setShared(bool shared) { shared_ = shared; }
+  // A key under endpointsPrefix() as read or watched, decoded.
+  std::optional<std::string> decodeKeyValue(const EtcdKeyValue& kv, StoredEndpoint& out) const;
 
   // loadAll(), also giving the revision of the snapshot: a watch from revision + 1 sees every
   // later change.
@@ -77,6 +85,7 @@ class EtcdEndpointStore : public EndpointStore {
   std::string endpointKey(const std::string& id) const;
   // `<prefix>/endpoints/`: every endpoint key starts with it.
   std::string endpointsPrefix() const;
+  const std::string& prefix() const { return prefix_; }
   // The client, for what the store does not do itself (leases, watches).
   EtcdClient* client() { return client_.get(); }
   // Smaller batches and pages, so that tests reach splitting and paging with few endpoints.
@@ -95,6 +104,8 @@ class EtcdEndpointStore : public EndpointStore {
   size_t max_ops_per_txn_ = kMaxOpsPerTxn;
   size_t max_txn_bytes_ = kMaxTxnBytes;
   int64_t page_size_ = kPageSize;
+  bool shared_ = false;
+  bool last_write_conflicted_ = false;  // of the last put(); calls are serialized by the registry
 };
 
 }  // namespace wsvisor::service::etcd

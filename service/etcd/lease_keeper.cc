@@ -37,6 +37,11 @@ int64_t LeaseKeeper::renewals() const {
   return renewals_;
 }
 
+Clock::time_point LeaseKeeper::lastAcknowledgedSend() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_ack_sent_;
+}
+
 bool LeaseKeeper::waitUntil(Clock::time_point until) {
   std::unique_lock<std::mutex> lock(mu_);
   return !wake_.wait_until(lock, until, [this] { return stopping_; });
@@ -89,6 +94,7 @@ void LeaseKeeper::run() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++renewals_;
+      last_ack_sent_ = sent;
     }
     last_error.clear();
     retry_delay = kFirstRetryDelay;

@@ -47,6 +47,9 @@ class LeaseKeeper {
   bool lost() const;
   // Renewals etcd acknowledged so far.
   int64_t renewals() const;
+  // When the last acknowledged renewal was sent (the lease lives at least its TTL after that);
+  // the epoch before the first one. Cluster ownership stops on a deadline counted from it.
+  std::chrono::steady_clock::time_point lastAcknowledgedSend() const;
 
  private:
   void run();
@@ -59,10 +62,11 @@ class LeaseKeeper {
   EtcdCallCanceller canceller_;
   mutable std::mutex mu_;
   std::condition_variable wake_;
-  bool stopping_ = false;  // guarded by mu_
-  bool lost_ = false;      // guarded by mu_
-  int64_t renewals_ = 0;   // guarded by mu_
-  std::thread thread_;     // last: started once everything above is ready
+  bool stopping_ = false;                                // guarded by mu_
+  bool lost_ = false;                                    // guarded by mu_
+  int64_t renewals_ = 0;                                 // guarded by mu_
+  std::chrono::steady_clock::time_point last_ack_sent_;  // guarded by mu_
+  std::thread thread_;  // last: started once everything above is ready
 };
 
 }  // namespace wsvisor::service::etcd
