@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "service/proto_conversions.h"
 #include "supervisor/log.h"
 
 namespace wsvisor::service {
@@ -32,7 +33,8 @@ ClusterMember::ClusterMember(etcd::EtcdEndpointStore& store, Registry& registry,
       registry_(registry),
       options_(std::move(options)),
       members_prefix_(store.prefix() + "/members/"),
-      owners_prefix_(store.prefix() + "/owners/") {}
+      owners_prefix_(store.prefix() + "/owners/"),
+      health_prefix_(store.prefix() + "/health/") {}
 
 ClusterMember::~ClusterMember() { stop(); }
 
@@ -222,9 +224,61 @@ bool ClusterMember::startOwnersWatch(std::string& error) {
   return true;
 }
 
+bool ClusterMember::startHealthWatch(std::string& error) {
+  etcd::EtcdRange range;
+  if (auto failure = client_.getPrefix(health_prefix_, range)) {
+    error = "cannot read the published health: " + failure->message;
+    return false;
+  }
+  std::map<std::string, v1::EndpointStatus> all;
+  for (const etcd::EtcdKeyValue& kv : range.kvs) {
+    v1::EndpointStatus status;
+    if (status.ParseFromString(kv.value)) all[suffixAfter(kv.key, health_prefix_)] = status;
+  }
+  health_.replaceAll(std::move(all));
+  etcd::PrefixWatch::Callbacks callbacks;
+  callbacks.on_events = [this](const std::vector<etcd::EtcdEvent>& events, int64_t) {
+    for (const etcd::EtcdEvent& event : events) {
+      const std::string id = suffixAfter(event.kv.key, health_prefix_);
+      v1::EndpointStatus status;
+      if (event.type == etcd::EtcdEvent::Type::kDelete || !status.ParseFromString(event.kv.value)) {
+        health_.erase(id);
+      } else {
+        health_.set(id, std::move(status));
+      }
+    }
+  };
+  callbacks.on_compacted = [this](int64_t) {
+    std::lock_guard<std::mutex> lock(mu_);
+    health_compacted_ = true;
+    wake_.notify_all();
+  };
+  health_watch_ = std::make_unique<etcd::PrefixWatch>(client_, health_prefix_, range.revision + 1,
+                                                      std::move(callbacks));
+  return true;
+}
+
+void ClusterMember::publishHealth(int64_t lease) {
+  for (const std::string& id : registry_.supervisedIds()) {
+    auto view = registry_.get(id);
+    if (!view || !view->supervised_here) continue;
+    v1::EndpointStatus status;
+    statusToProto(view->status, &status);
+    auto it = published_.find(id);
+    if (it != published_.end() && ClusterHealth::sameState(it->second, status)) continue;
+    if (auto failure = client_.put(health_prefix_ + id, status.SerializeAsString(), lease)) {
+      WSV_LOG(kWarning) << "cannot publish the health of " << id
+                        << " (retrying): " << failure->message;
+      return;
+    }
+    published_[id] = std::move(status);
+  }
+}
+
 bool ClusterMember::start(std::string& error) {
   if (!join(/*exclusive=*/true, error)) return false;
-  if (!startMembersWatch(error) || !startOwnersWatch(error) || !startEndpointsWatch(error)) {
+  if (!startMembersWatch(error) || !startOwnersWatch(error) || !startHealthWatch(error) ||
+      !startEndpointsWatch(error)) {
     return false;
   }
   WSV_LOG(kInfo) << "joined the cluster at " << store_.describe() << " as member "
@@ -244,7 +298,7 @@ void ClusterMember::stop() {
   wake_.notify_all();
   if (reconciler_.joinable()) reconciler_.join();
   if (guard_.joinable()) guard_.join();
-  for (auto* watch : {&endpoints_watch_, &members_watch_, &owners_watch_}) {
+  for (auto* watch : {&endpoints_watch_, &members_watch_, &owners_watch_, &health_watch_}) {
     if (*watch) (*watch)->stop();
   }
   // Connections first, lease second: the others claim only once ours are closed.
@@ -296,29 +350,34 @@ void ClusterMember::reconcileLoop() {
 
 void ClusterMember::reconcileOnce() {
   // Watches that lost their history start over from a fresh read.
-  bool endpoints_compacted = false, members_compacted = false, owners_compacted = false;
+  bool endpoints_compacted = false, members_compacted = false, owners_compacted = false,
+       health_compacted = false;
   bool lease_ok = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     std::swap(endpoints_compacted, endpoints_compacted_);
     std::swap(members_compacted, members_compacted_);
     std::swap(owners_compacted, owners_compacted_);
+    std::swap(health_compacted, health_compacted_);
     lease_ok = deadlineLocked().mayOwn(Clock::now());
   }
   std::string error;
   const std::pair<bool, bool (ClusterMember::*)(std::string&)> restarts[] = {
       {endpoints_compacted, &ClusterMember::startEndpointsWatch},
       {members_compacted, &ClusterMember::startMembersWatch},
-      {owners_compacted, &ClusterMember::startOwnersWatch}};
+      {owners_compacted, &ClusterMember::startOwnersWatch},
+      {health_compacted, &ClusterMember::startHealthWatch}};
   std::unique_ptr<etcd::PrefixWatch>* watches[] = {&endpoints_watch_, &members_watch_,
-                                                   &owners_watch_};
-  for (size_t i = 0; i < 3; ++i) {
+                                                   &owners_watch_, &health_watch_};
+  bool* flags[] = {&endpoints_compacted_, &members_compacted_, &owners_compacted_,
+                   &health_compacted_};
+  for (size_t i = 0; i < 4; ++i) {
     if (!restarts[i].first) continue;
     (*watches[i])->stop();
     if (!(this->*restarts[i].second)(error)) {
       WSV_LOG(kError) << "cannot restart a compacted watch (retrying): " << error;
       std::lock_guard<std::mutex> lock(mu_);
-      (i == 0 ? endpoints_compacted_ : i == 1 ? members_compacted_ : owners_compacted_) = true;
+      *flags[i] = true;
     }
   }
 
@@ -326,6 +385,7 @@ void ClusterMember::reconcileOnce() {
     // Everything we ran is stopped (the guard did it at the deadline; again here in case).
     stopAll("the cluster lease is lost");
     held_.clear();
+    published_.clear();  // our health keys go with the old lease
     int64_t old_lease = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -422,6 +482,9 @@ void ClusterMember::reconcileOnce() {
         registry_.setSupervised(id, false, core::Duration::zero());
         auto it = held_.find(id);
         if (it == held_.end()) break;
+        // Our last published status goes before the key, so the next owner's is never
+        // overwritten by ours.
+        if (published_.erase(id) != 0) client_.remove(health_prefix_ + id);
         etcd::EtcdSwap swap;
         // The mod revision of our creation: the key is still ours exactly when it is unchanged.
         if (auto failure = client_.removeIfModRevision(owners_prefix_ + id, it->second, swap)) {
@@ -434,6 +497,7 @@ void ClusterMember::reconcileOnce() {
       }
     }
   }
+  publishHealth(lease);
 }
 
 }  // namespace wsvisor::service

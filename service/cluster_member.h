@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "service/cluster_health.h"
 #include "service/etcd/etcd_endpoint_store.h"
 #include "service/etcd/lease_keeper.h"
 #include "service/etcd/prefix_watch.h"
@@ -34,6 +35,8 @@ struct ClusterOptions {
 // Keys under the store's prefix:
 //   members/<member-id>  = member id, bound to this replica's lease: the live members
 //   owners/<endpoint-id> = member id, bound to the owner's lease, created only if absent
+//   health/<endpoint-id> = the owner's v1.EndpointStatus, bound to its lease, put on each health
+//                          change (not per heartbeat): every replica's Get/List (ClusterHealth)
 //   endpoints/<id>       = the registrations (EtcdEndpointStore), watched into the Registry
 //
 // Threads: a reconciler that reads the watched state and claims, starts, releases; a guard that
@@ -55,6 +58,9 @@ class ClusterMember {
   // lease so that the other members take over at once. Idempotent.
   void stop();
 
+  // The health of every endpoint as its owner published it.
+  const ClusterHealth& health() const { return health_; }
+
  private:
   struct Holder {
     std::string member;
@@ -68,6 +74,9 @@ class ClusterMember {
   bool startEndpointsWatch(std::string& error);
   bool startMembersWatch(std::string& error);
   bool startOwnersWatch(std::string& error);
+  bool startHealthWatch(std::string& error);
+  // Puts the status of each endpoint supervised here whose state changed since it was published.
+  void publishHealth(int64_t lease);
   void reconcileLoop();
   void reconcileOnce();
   void guardLoop();
@@ -83,6 +92,8 @@ class ClusterMember {
   const ClusterOptions options_;
   const std::string members_prefix_;
   const std::string owners_prefix_;
+  const std::string health_prefix_;
+  ClusterHealth health_;
 
   // Serializes starting and stopping connections between the reconciler and the guard, so that
   // no connection is started after the guard has decided to stop everything.
@@ -95,6 +106,7 @@ class ClusterMember {
   bool endpoints_compacted_ = false;             // guarded by mu_
   bool members_compacted_ = false;               // guarded by mu_
   bool owners_compacted_ = false;                // guarded by mu_
+  bool health_compacted_ = false;                // guarded by mu_
   std::set<std::string> members_;                // guarded by mu_
   std::map<std::string, Holder> owners_;         // endpoint id -> holder; guarded by mu_
   int64_t lease_id_ = 0;                         // guarded by mu_
@@ -107,6 +119,8 @@ class ClusterMember {
   std::unique_ptr<etcd::PrefixWatch> endpoints_watch_;
   std::unique_ptr<etcd::PrefixWatch> members_watch_;
   std::unique_ptr<etcd::PrefixWatch> owners_watch_;
+  std::unique_ptr<etcd::PrefixWatch> health_watch_;
+  std::map<std::string, v1::EndpointStatus> published_;  // what we put under health/, by id
   std::thread reconciler_;
   std::thread guard_;
 };

@@ -109,6 +109,7 @@ bool Server::start(std::string& error) {
     api_access_ = std::make_unique<ApiAccess>(std::get<std::vector<ApiToken>>(std::move(tokens)));
   }
   service_ = std::make_unique<SupervisorService>(*registry_, bus_, api_access_.get());
+  if (cluster_) service_->setClusterHealth(&cluster_->health());
   if (!startGrpcServers(error)) {
     abortStart();
     return false;

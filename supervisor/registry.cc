@@ -646,6 +646,8 @@ EndpointView Registry::viewOf(const std::string& id, const Entry& entry) const {
   view.spec = entry.spec;
   view.owner = entry.owner;
   view.generation = entry.generation;
+  view.supervised_here = entry.supervised;
+  if (!entry.supervised) return view;
   if (auto state = bus_.state(id); state && state->incarnation == entry.incarnation) {
     view.status = state->currentStatus();
   }

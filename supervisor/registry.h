@@ -46,6 +46,8 @@ struct EndpointView {
   EndpointOwner owner = EndpointOwner::kApi;
   uint64_t generation = 0;
   core::EndpointStatus status;
+  // False in cluster mode when another replica supervises it: `status` is then empty here.
+  bool supervised_here = true;
 };
 
 // Probes that may run at once. Each holds a socket and an io-thread timer for at most its time

@@ -21,6 +21,8 @@ constexpr std::chrono::seconds kLogEvery{5};
 constexpr int kLoadAttempts = 3;
 // A put or delete costs its key and value plus this much protobuf framing in a transaction.
 constexpr size_t kOpOverheadBytes = 32;
+// put() in shared mode: compare-and-swap attempts when etcd's answers are lost.
+constexpr int kSwapRounds = 3;
 
 std::string encodeRecord(const StoredEndpoint& endpoint) {
   store::v1::StoredEndpoint record;
@@ -129,38 +131,59 @@ std::optional<std::string> EtcdEndpointStore::put(const StoredEndpoint& endpoint
   if (!shared_) return applyBatch({endpoint}, {});
   if (!client_) return "the etcd store is closed";
   const std::string key = endpointKey(endpoint.id);
-  EtcdSwap swap;
-  if (endpoint.generation <= 1) {
-    if (auto error = client_->createIfAbsent(key, encodeRecord(endpoint), 0, swap)) {
-      return error->message;
+  const std::string value = encodeRecord(endpoint);
+  // A compare-and-swap whose answer was lost (a leader election) may or may not have been
+  // applied, and is not resent blindly: the key is read, and holding exactly our record means it
+  // was. A few rounds, each bounded by the client's call timeout.
+  std::string last_error;
+  for (int round = 0; round < kSwapRounds; ++round) {
+    std::optional<EtcdKeyValue> current;
+    if (round > 0) {
+      if (auto error = client_->get(key, current)) return error->message;
+      if (current && current->value == value) return std::nullopt;
     }
-    if (!swap.succeeded) {
-      last_write_conflicted_ = true;
-      return "endpoint '" + endpoint.id + "' was registered by another replica first";
+    EtcdSwap swap;
+    std::optional<EtcdError> failure;
+    if (endpoint.generation <= 1) {
+      if (round > 0 && current) {
+        last_write_conflicted_ = true;
+        return "endpoint '" + endpoint.id + "' was registered by another replica first";
+      }
+      failure = client_->createIfAbsent(key, value, 0, swap);
+      if (!failure && !swap.succeeded) {
+        last_write_conflicted_ = true;
+        return "endpoint '" + endpoint.id + "' was registered by another replica first";
+      }
+    } else {
+      // Generation g replaces exactly generation g-1: read it with its mod revision, and write
+      // only if nobody changed the key since.
+      if (round == 0) {
+        if (auto error = client_->get(key, current)) return error->message;
+      }
+      StoredEndpoint stored;
+      if (!current || decodeRecord(*current, endpoint.id, stored) ||
+          stored.generation + 1 != endpoint.generation) {
+        last_write_conflicted_ = true;
+        return "endpoint '" + endpoint.id + "' was changed or removed by another replica (stored " +
+               (current ? "generation " + std::to_string(stored.generation)
+                        : std::string("nothing")) +
+               ", this change is generation " + std::to_string(endpoint.generation) + ")";
+      }
+      failure = client_->updateIfModRevision(key, value, current->mod_revision, 0, swap);
+      if (!failure && !swap.succeeded) {
+        last_write_conflicted_ = true;
+        return "endpoint '" + endpoint.id + "' was changed by another replica meanwhile";
+      }
     }
-    return std::nullopt;
+    if (!failure) return std::nullopt;
+    last_error = failure->message;
+    // Only an unanswered request leaves the outcome unknown; any other answer is final.
+    if (failure->code != grpc::StatusCode::UNAVAILABLE &&
+        failure->code != grpc::StatusCode::DEADLINE_EXCEEDED) {
+      return last_error;
+    }
   }
-  // Generation g replaces exactly generation g-1: read it with its mod revision, and write only
-  // if nobody changed the key since.
-  std::optional<EtcdKeyValue> current;
-  if (auto error = client_->get(key, current)) return error->message;
-  StoredEndpoint stored;
-  if (!current || decodeRecord(*current, endpoint.id, stored) ||
-      stored.generation + 1 != endpoint.generation) {
-    last_write_conflicted_ = true;
-    return "endpoint '" + endpoint.id + "' was changed or removed by another replica (stored " +
-           (current ? "generation " + std::to_string(stored.generation) : std::string("nothing")) +
-           ", this change is generation " + std::to_string(endpoint.generation) + ")";
-  }
-  if (auto error = client_->updateIfModRevision(key, encodeRecord(endpoint), current->mod_revision,
-                                                0, swap)) {
-    return error->message;
-  }
-  if (!swap.succeeded) {
-    last_write_conflicted_ = true;
-    return "endpoint '" + endpoint.id + "' was changed by another replica meanwhile";
-  }
-  return std::nullopt;
+  return last_error;
 }
 
 std::optional<std::string> EtcdEndpointStore::decodeKeyValue(const EtcdKeyValue& kv,

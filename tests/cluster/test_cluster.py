@@ -103,6 +103,11 @@ class ClusterTest(DurabilityTestCase):
     def each_connected_once(self):
         return all(n == 1 for n in self.open_per_path().values())
 
+    def all_healthy(self, replica):
+        endpoints = list_all(replica.supervisor, self.pb)
+        return len(endpoints) == len(self.paths_all) and all(
+            e.status.health == self.pb.HEALTH_HEALTHY for e in endpoints)
+
     def test_three_replicas_share_the_work_and_survive_failures(self):
         pb = self.pb
         replicas = [self.replica(i) for i in range(REPLICAS)]
@@ -116,6 +121,10 @@ class ClusterTest(DurabilityTestCase):
         for r in replicas:
             self.wait_until("every replica lists every endpoint",
                             lambda r=r: len(list_all(r.supervisor, pb)) == ENDPOINTS, 5)
+        # Cluster-wide reads: every replica reports every endpoint HEALTHY, whoever owns it.
+        for r in replicas:
+            self.wait_until("every replica sees every endpoint HEALTHY",
+                            lambda r=r: self.all_healthy(r), 5)
         # A second registration of an id through another replica is a clear conflict.
         self.assert_rpc_error(
             lambda: replicas[1].supervisor.RegisterEndpoint(
@@ -129,11 +138,14 @@ class ClusterTest(DurabilityTestCase):
         replicas[1].kill9()
         self.wait_until("the killed replica's connections end",
                         lambda: len(self.upstream.open_connections()) < ENDPOINTS, 5)
-        orphaned = ENDPOINTS - len(self.upstream.open_connections())
         self.wait_until("every endpoint connected again by the survivors",
                         self.each_connected_once, TAKEOVER_BOUND_S + 5)
+        orphaned = len(before_kill - {c.number for c in self.upstream.open_connections()})
         takeover = max(c.opened for c in self.upstream.open_connections()
                        if c.number not in before_kill) - killed_at
+        for r in (replicas[0], replicas[2]):
+            self.wait_until("the survivors see every endpoint HEALTHY",
+                            lambda r=r: self.all_healthy(r), 5)
         report(f"takeover of {orphaned} endpoints after SIGKILL of a replica: {takeover:.2f} s "
                f"(lease TTL {TTL_S} s)")
         self.assertLessEqual(takeover, TAKEOVER_BOUND_S)
@@ -167,16 +179,19 @@ class ClusterTest(DurabilityTestCase):
         # 5. Quorum lost: writes refused, connections stopped before the leases can expire.
         quorum_lost_at = time.monotonic()
         self.etcd.kill(1)
+        self.wait_until("every replica stops its connections once its lease may expire",
+                        lambda: not self.upstream.open_connections(), TTL_S + 10)
+        last_close = max(c.closed for c in self.upstream.connections())
+        report(f"quorum lost: all connections stopped {last_close - quorum_lost_at:.2f} s later "
+               f"(bound: the lease TTL, {TTL_S} s, after the last acknowledged renewal)")
+        # A leader that lost its quorum still acknowledges renewals until it steps down, one
+        # election timeout later (500 ms in etcd_cluster.py): the deadline counts from those.
+        self.assertLessEqual(last_close - quorum_lost_at, TTL_S + 0.5)
         self.assert_rpc_error(
             lambda: replicas[2].supervisor.RegisterEndpoint(
                 pb.RegisterEndpointRequest(spec=spec(pb, "ep-lost", self.upstream.url("ep-lost"))),
                 timeout=30),
             grpc.StatusCode.UNAVAILABLE)
-        self.wait_until("every replica stops its connections once its lease may expire",
-                        lambda: not self.upstream.open_connections(), TTL_S + 10)
-        report(f"quorum lost: all connections stopped after "
-               f"{time.monotonic() - quorum_lost_at:.2f} s (bound: the lease TTL, {TTL_S} s, "
-               f"after the last renewal)")
 
         # Quorum back: every endpoint connected once again, nothing lost.
         self.etcd.restart(1)

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "wsvisor/v1/supervisor.pb.h"
+
+namespace wsvisor::service {
+
+// The health of every endpoint of the cluster as its owners published it under
+// `<prefix>/health/<endpoint-id>` (ClusterMember keeps it in sync with a watch), so that any
+// replica answers Get and List for endpoints another replica supervises. A status here is as
+// fresh as the owner's last health change, not its last heartbeat: owners publish on change only.
+//
+// Thread-safe.
+class ClusterHealth {
+ public:
+  void set(const std::string& id, v1::EndpointStatus status);
+  void erase(const std::string& id);
+  void replaceAll(std::map<std::string, v1::EndpointStatus> all);
+  std::optional<v1::EndpointStatus> get(const std::string& id) const;
+
+  // Whether `b` differs from `a` in what is worth publishing: health, phase, the health under
+  // flap damping and the time of the last transition. RTTs and counters change with every
+  // heartbeat and are left to the owner's own Get, WatchHealth and metrics.
+  static bool sameState(const v1::EndpointStatus& a, const v1::EndpointStatus& b);
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, v1::EndpointStatus> statuses_;  // guarded by mu_
+};
+
+}  // namespace wsvisor::service
