@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -72,6 +73,36 @@ TEST(ServerOptionsTest, HistoryAndReplayLogSizes) {
             "--history-size must be a number from 0 to 1024, got '1025'");
   EXPECT_EQ(parseError({"--replay-log-size", "-1"}),
             "--replay-log-size must be a number from 0 to 1048576, got '-1'");
+}
+
+TEST(ServerOptionsTest, ClusterMemberIdAndTtl) {
+  std::string error;
+  bool help = false;
+  const auto defaults = parseServerOptions({}, error, help);
+  ASSERT_TRUE(defaults) << error;
+  EXPECT_TRUE(defaults->member_id.empty());  // the host name at start-up
+  EXPECT_EQ(defaults->member_ttl, std::chrono::seconds(5));
+
+  const auto set =
+      parseServerOptions({"--member-id", "wsvisor-0.ns_a", "--member-ttl=2s"}, error, help);
+  ASSERT_TRUE(set) << error;
+  EXPECT_EQ(set->member_id, "wsvisor-0.ns_a");
+  EXPECT_EQ(set->member_ttl, std::chrono::seconds(2));
+  const auto longest = parseServerOptions({"--member-ttl", "1m"}, error, help);
+  ASSERT_TRUE(longest) << error;
+  EXPECT_EQ(longest->member_ttl, std::chrono::seconds(60));
+
+  for (const char* bad : {"1s", "61s", "2500ms", "0", "soon"}) {
+    EXPECT_EQ(parseError({"--member-ttl", bad}),
+              std::string("--member-ttl must be whole seconds from 2s to 60s (etcd leases count "
+                          "seconds), got '") +
+                  bad + "'")
+        << bad;
+  }
+  for (const std::string& bad : {std::string(""), std::string("a/b"), std::string(129, 'a')}) {
+    EXPECT_EQ(parseError({"--member-id", bad}),
+              "--member-id must be 1-128 letters, digits, '.', '_' or '-', got '" + bad + "'");
+  }
 }
 
 }  // namespace
