@@ -74,7 +74,13 @@ void LeaseKeeper::run() {
     }
     int64_t new_ttl = 0;
     // A renewal may take until the lease would expire, no longer: past that, it is lost anyway.
-    const auto deadline = std::min(safe_until, sent + client_.options().call_timeout);
+    // And at most a quarter of the TTL (at least 500 ms): a member that forwarded it to a leader
+    // that just died holds it until etcd's own timeout, and waiting that long would leave no
+    // time to retry on another member once a new leader is elected.
+    const auto attempt_bound =
+        std::max<std::chrono::milliseconds>(ttl / 4, std::chrono::milliseconds(500));
+    const auto deadline =
+        std::min({safe_until, sent + client_.options().call_timeout, sent + attempt_bound});
     if (auto error = client_.keepAliveOnce(lease_.id, deadline, new_ttl, &canceller_)) {
       if (error->code == grpc::StatusCode::CANCELLED && canceller_.cancelled()) return;
       last_error = error->message;

@@ -15,7 +15,8 @@ namespace wsvisor::service::etcd {
 // Keeps one etcd lease alive from a thread of its own, and says when it is lost.
 //
 // Schedule: a renewal every TTL/3 after the last acknowledged one (etcd's Go client does the
-// same), so two renewals can fail before the lease is in danger. A failed renewal is retried
+// same), so two renewals can fail before the lease is in danger. One renewal waits at most
+// TTL/4 (at least 500 ms) for its answer. A failed renewal is retried
 // after 200 ms, doubling up to TTL/6, on the next member when the failure was the member's.
 //
 // Loss: `on_lost` is called once, from the keeper's thread, and the keeper stops, when
