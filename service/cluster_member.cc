@@ -86,6 +86,9 @@ bool ClusterMember::join(bool exclusive, std::string& error) {
   if (!exclusive) {
     if (auto failure = client_.put(key, options_.member_id, lease.id)) {
       error = "cannot write the member key " + key + ": " + failure->message;
+      // Not a member without the key: the next turn starts the join over with a new lease.
+      std::lock_guard<std::mutex> lock(mu_);
+      deadline_->lost();
       return false;
     }
     return true;
