@@ -30,8 +30,8 @@ struct EtcdStoreOptions {
 // says so, and the next load shows what etcd holds.
 //
 // Writes are etcd transactions of unconditional puts and deletes: last writer wins, as with the
-// SQLite store. That is right while one wsvisor writes the prefix; concurrent replicas need
-// compare-and-swap by mod revision (EtcdClient::updateIfModRevision), which the cluster mode adds.
+// SQLite store, while one wsvisor writes the prefix. In cluster mode (setShared) put() compares
+// and swaps instead, so concurrent replicas cannot clobber each other (see setShared).
 //
 // Batches (applyBatch): etcd refuses a transaction of more than --max-txn-ops operations (128 by
 // default) or a request over --max-request-bytes (1.5 MiB). A batch within both is one atomic
