@@ -12,13 +12,14 @@ deploy/prometheus/alerts.yml's groups, which `promtool check rules` accepts. yam
 sources, and wsvisor itself parses the rendered arguments and endpoint file (single replica).
 Cluster mode adds: three replicas with no claim, --store naming the etcd StatefulSet's pods under
 its headless Service, --member-id from the downward API, anti-affinity, PDBs, and an etcd whose
---initial-cluster is exactly its pods' names.
+--initial-cluster is exactly its pods' names; and the rendered etcd and wsvisor are run for real
+(run_rendered_cluster.py: three Debian etcd members, names resolved as in the pods).
 
 Tools (none is installed by this test): kubectl (Debian kubernetes-client, or any kubectl with
 kustomize; env KUBECTL), node with tests/deploy/node_modules (`npm ci --prefix tests/deploy`),
-yamllint and promtool (Debian yamllint, prometheus), python3-yaml. A missing tool fails the test
-and names its package. The wsvisor start-up check needs WSVISOR_BIN (default build/wsvisor) and
-`unshare --net` (root): without them it is skipped.
+yamllint and promtool (Debian yamllint, prometheus), python3-yaml, etcd (Debian etcd-server).
+A missing tool fails the test and names its package. The wsvisor start-up check needs
+WSVISOR_BIN (default build/wsvisor) and `unshare --net` (root): without them it is skipped.
 
 Run: /usr/bin/python3 -m unittest tests/deploy/test_manifests.py
 """
@@ -815,6 +816,71 @@ class ClusterWithEtcdTest(ClusterModeChecks, EtcdChecks, RenderedManifests, unit
 
     def test_namespace_enforces_restricted_pod_security(self):
         ExampleOverlayTest.test_namespace_enforces_restricted_pod_security(self)
+
+    def test_rendered_etcd_bootstraps_and_wsvisor_reaches_it(self):
+        """Runs it: three real etcd members (Debian etcd-server) with the rendered args, names
+        resolved as the pods' DNS would (run_rendered_cluster.py), then wsvisor with its rendered
+        args. Needs /usr/bin/etcd (or WSVISOR_ETCD_BIN) and root (unshare --net --mount; skipped
+        without); wsvisor's part needs WSVISOR_BIN. Flags the built wsvisor does not know yet are
+        left out and named on stderr."""
+        etcd_bin = os.environ.get("WSVISOR_ETCD_BIN", "/usr/bin/etcd")
+        self.assertTrue(Path(etcd_bin).is_file(),
+                        f"no etcd at {etcd_bin}: install Debian package etcd-server "
+                        "(scripts/install-deps does)")
+        unshare = shutil.which("unshare")
+        if not unshare or subprocess.run([unshare, "--net", "--mount", "true"],
+                                         capture_output=True).returncode != 0:
+            self.skipTest("cannot create network and mount namespaces (needs root)")
+        service = self.etcd_one("Service")
+        probes = {name: self.etcd_container[name]["httpGet"]["path"]
+                  for name in ("startupProbe", "livenessProbe", "readinessProbe")}
+        spec = {"namespace": self.EXPECTED_NAMESPACE,
+                "etcd": {"statefulset": self.etcd["metadata"]["name"],
+                         "service": service["metadata"]["name"],
+                         "replicas": self.etcd["spec"]["replicas"],
+                         "client_port": ETCD_CLIENT_PORT,
+                         "args": self.etcd_container["args"], "probes": probes}}
+        if WSVISOR_BIN.is_file():
+            configmap = self.one("ConfigMap")
+            config_path = self.args["--config"]
+            mount = next(m["mountPath"] for m in self.container["volumeMounts"]
+                         if config_path.startswith(m["mountPath"] + "/"))
+            key = Path(config_path).name
+            spec["wsvisor"] = {"bin": str(WSVISOR_BIN), "args": self.container["args"],
+                               "pod": f"{self.statefulset['metadata']['name']}-0",
+                               "config_mount": mount, "config_file": key,
+                               "config_text": configmap["data"][key]}
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as spec_file:
+            json.dump(spec, spec_file)
+            spec_file.flush()
+            result = subprocess.run(
+                [unshare, "--net", "--mount", "--", "/usr/bin/python3",
+                 str(HERE / "run_rendered_cluster.py"), spec_file.name],
+                capture_output=True, text=True, timeout=180)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        report = json.loads(result.stdout)
+
+        def url(pod, port):
+            return f"http://{pod}.{ETCD_SERVICE}.{self.EXPECTED_NAMESPACE}.svc:{port}"
+
+        self.assertEqual(report["members"],
+                         [[pod, [url(pod, ETCD_PEER_PORT)], [url(pod, ETCD_CLIENT_PORT)]]
+                          for pod in self.etcd_pod_names()])
+        for probe, status in report["probes"].items():
+            self.assertEqual(status, 200, probe)
+        wsvisor = report["wsvisor"]
+        if not wsvisor["ran"]:
+            self.skipTest(f"etcd checked; wsvisor not built at {WSVISOR_BIN}")
+        self.assertTrue(wsvisor["serving"], wsvisor["log"])
+        _, prefix = parse_etcd_store(self.args["--store"])
+        endpoints = yaml.safe_load(spec["wsvisor"]["config_text"])["endpoints"]
+        self.assertEqual([k for k in wsvisor["keys"] if k.startswith(prefix + "/endpoints/")],
+                         sorted(f"{prefix}/endpoints/{e['id']}" for e in endpoints))
+        if wsvisor["dropped_args"]:
+            sys.stderr.write("\nnote: the built wsvisor does not know "
+                             f"{wsvisor['dropped_args']}; it ran without them\n")
+        else:
+            self.assertIn(f"{prefix}/members/{spec['wsvisor']['pod']}", wsvisor["keys"])
 
 
 class SourcesTest(unittest.TestCase):
