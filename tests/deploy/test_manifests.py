@@ -766,6 +766,12 @@ class EtcdChecks:
                         if labels_match(source["podSelector"], labels):
                             admitted.setdefault(who, set()).add(port["port"])
         self.assertEqual(admitted, {"wsvisor": {"client"}, "etcd": {"client", "peer"}})
+        # Out: the other members' peer port (raft) and client port (etcdctl --cluster), DNS.
+        to_members = {p["port"] for rule in policy["egress"] for p in rule["ports"]
+                      if any(labels_match(t.get("podSelector", {}), etcd_labels)
+                             for t in rule.get("to", []))}
+        self.assertEqual(to_members, {ETCD_CLIENT_PORT, ETCD_PEER_PORT})
+        self.assertIn(53, {p["port"] for rule in policy["egress"] for p in rule["ports"]})
 
 
 class ClusterOverlayTest(ClusterModeChecks, RenderedManifests, unittest.TestCase):
