@@ -127,21 +127,13 @@ def main(spec_path: str) -> int:
         wsvisor = {"ran": False}
         ws = spec.get("wsvisor")
         if ws:
-            known = subprocess.run([ws["bin"], "--help"], capture_output=True,
-                                   text=True).stdout
             env = {"POD_NAME": ws["pod"], "POD_NAMESPACE": namespace}
             config_dir = os.path.join(temp, "wsvisor-config")
             os.makedirs(config_dir)
             with open(os.path.join(config_dir, ws["config_file"]), "w") as out:
                 out.write(ws["config_text"])
-            args, dropped = [], []
-            for arg in ws["args"]:
-                name = arg.split("=", 1)[0]
-                if name not in known:
-                    dropped.append(arg)
-                    continue
-                arg = substitute(arg, env).replace(ws["config_mount"], config_dir, 1)
-                args.append(arg)
+            args = [substitute(arg, env).replace(ws["config_mount"], config_dir, 1)
+                    for arg in ws["args"]]
             log_path = os.path.join(temp, "wsvisor.log")
             with open(log_path, "w") as log:
                 process = subprocess.Popen([ws["bin"], *args], stdout=log, stderr=log,
@@ -162,7 +154,7 @@ def main(spec_path: str) -> int:
             keys = sorted(base64.b64decode(kv["key"]).decode()
                           for kv in json.loads(body).get("kvs", []))
             wsvisor = {"ran": True, "serving": "serving gRPC" in log_text and exited is None,
-                       "exit": exited, "dropped_args": dropped, "keys": keys,
+                       "exit": exited, "keys": keys,
                        "log": log_text[-4000:]}
         print(json.dumps({"members": members, "probes": probes, "wsvisor": wsvisor}))
         return 0
