@@ -7,7 +7,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <fstream>
 #include <optional>
+#include <sstream>
 
 #include "supervisor/log.h"
 
@@ -84,7 +86,59 @@ std::optional<std::string> checkTlsFiles(const ServerOptions& options) {
   return std::nullopt;
 }
 
+std::optional<std::string> checkStoreFiles(const ServerOptions& options) {
+  std::string error;
+  if (!readCertificate("--store-ca", options.store_ca_file, error)) return error;
+  if (options.store_cert_file.empty()) return std::nullopt;
+  X509Ptr cert = readCertificate("--store-cert", options.store_cert_file, error);
+  if (!cert) return error;
+  BioPtr key_bio = openFile("--store-key", options.store_key_file, error);
+  if (!key_bio) return error;
+  KeyPtr key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
+  if (!key) {
+    return "--store-key " + options.store_key_file + ": not an unencrypted PEM private key (" +
+           openSslError() + ")";
+  }
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    ERR_clear_error();
+    return "--store-key " + options.store_key_file + " does not belong to the certificate in " +
+           "--store-cert " + options.store_cert_file;
+  }
+  return std::nullopt;
+}
+
+bool readWholeFile(const std::string& flag, const std::string& path, std::string& out,
+                   std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in) {
+    error = flag + " " + path + ": cannot read the file";
+    return false;
+  }
+  out = text.str();
+  return true;
+}
+
 }  // namespace
+
+std::shared_ptr<grpc::ChannelCredentials> makeStoreCredentials(const ServerOptions& options,
+                                                               std::string& error) {
+  if (auto problem = checkStoreFiles(options)) {
+    error = *problem;
+    return nullptr;
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!readWholeFile("--store-ca", options.store_ca_file, ssl.pem_root_certs, error)) {
+    return nullptr;
+  }
+  if (!options.store_cert_file.empty() &&
+      (!readWholeFile("--store-cert", options.store_cert_file, ssl.pem_cert_chain, error) ||
+       !readWholeFile("--store-key", options.store_key_file, ssl.pem_private_key, error))) {
+    return nullptr;
+  }
+  return grpc::SslCredentials(ssl);
+}
 
 std::shared_ptr<grpc::ServerCredentials> makeServerCredentials(const ServerOptions& options,
                                                                std::string& error) {

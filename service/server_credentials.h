@@ -1,5 +1,6 @@
 #pragma once
 
+#include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 
 #include <memory>
@@ -16,6 +17,13 @@ namespace wsvisor::service {
 // certificate (cert-manager, a renewed Secret) is served without a restart.
 // Returns nullptr with `error` set when a file is unusable.
 std::shared_ptr<grpc::ServerCredentials> makeServerCredentials(const ServerOptions& options,
+                                                               std::string& error);
+
+// The credentials of wsvisor's connections to etcd when --store-ca is given: TLS verified by that
+// CA, with --store-cert and --store-key as the client certificate if given. The files are read
+// once, now, and checked like --tls-cert's, so a mistake stops start-up naming the flag and file.
+// Returns nullptr with `error` set when a file is unusable.
+std::shared_ptr<grpc::ChannelCredentials> makeStoreCredentials(const ServerOptions& options,
                                                                std::string& error);
 
 // "plaintext", "TLS" or "mutual TLS": for the start-up log line.

@@ -80,6 +80,13 @@ Flags:
   --store-connect-timeout D
                            How long start-up waits for the store to answer (etcd: a reachable
                            member with a leader) before it fails (e.g. 5s, 1m). Default 30s.
+  --store-ca FILE          PEM CA bundle that verifies the etcd members' certificates: talk to
+                           etcd over TLS. Without it, etcd is spoken to in plaintext.
+  --store-cert FILE        PEM client certificate for etcd's --client-cert-auth (with
+                           --store-key; needs --store-ca).
+  --store-key FILE         PEM private key of --store-cert (unencrypted).
+  --store-server-name NAME Name the etcd certificates must carry instead of each endpoint's
+                           host (needs --store-ca). Default: the host of each endpoint.
   --member-id ID           With an etcd store: this replica's id in the cluster (letters, digits,
                            '.', '_', '-'; at most 128). Must be unique among live replicas; a
                            replica refuses to start while another holds it. Default: host name.
@@ -182,6 +189,14 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
         return std::nullopt;
       }
       options.store = std::move(*location);
+    } else if (name == "--store-ca") {
+      options.store_ca_file = v;
+    } else if (name == "--store-cert") {
+      options.store_cert_file = v;
+    } else if (name == "--store-key") {
+      options.store_key_file = v;
+    } else if (name == "--store-server-name") {
+      options.store_server_name = v;
     } else if (name == "--store-connect-timeout") {
       if (!parseMillis(v, options.store_connect_timeout) ||
           options.store_connect_timeout.count() == 0) {
@@ -268,6 +283,20 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
   }
   if (!options.client_ca_file.empty() && options.tls_cert_file.empty()) {
     error = "--client-ca needs --tls-cert and --tls-key: client certificates are checked in TLS";
+    return std::nullopt;
+  }
+  if (options.store_cert_file.empty() != options.store_key_file.empty()) {
+    error = "--store-cert and --store-key go together: give both or neither";
+    return std::nullopt;
+  }
+  if (options.store_ca_file.empty() &&
+      (!options.store_cert_file.empty() || !options.store_server_name.empty())) {
+    error = std::string(options.store_cert_file.empty() ? "--store-server-name" : "--store-cert") +
+            " needs --store-ca: TLS to etcd is turned on by the CA that verifies it";
+    return std::nullopt;
+  }
+  if (!options.store_ca_file.empty() && options.store.kind != StoreLocation::Kind::kEtcd) {
+    error = "--store-ca needs --store etcd://...: only etcd is reached over the network";
     return std::nullopt;
   }
   if (!options.health_listen.empty() && options.health_listen == options.listen) {

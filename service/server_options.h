@@ -28,6 +28,12 @@ struct ServerOptions {
   StoreLocation store;  // --store: SQLite in data_dir unless etcd://...
   // How long start-up waits for the store to answer (etcd: a leader and a quorum).
   std::chrono::milliseconds store_connect_timeout{30000};
+  // TLS to etcd: --store-ca turns it on; --store-cert and --store-key (both or neither, only with
+  // --store-ca) add a client certificate; --store-server-name overrides the name checked.
+  std::string store_ca_file;
+  std::string store_cert_file;
+  std::string store_key_file;
+  std::string store_server_name;
   // Cluster mode (with an etcd store): this replica's member id, unique among live replicas
   // (empty: the host name), and the TTL of its etcd lease, whole seconds from 2 s to 60 s.
   std::string member_id;

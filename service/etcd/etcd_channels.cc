@@ -49,7 +49,10 @@ gpr_timespec toGrpcDeadline(std::chrono::steady_clock::time_point deadline) {
                       gpr_time_from_micros(std::max<int64_t>(0, left.count()), GPR_TIMESPAN));
 }
 
-EtcdChannels::EtcdChannels(const std::vector<std::string>& addresses) {
+EtcdChannels::EtcdChannels(const std::vector<std::string>& addresses,
+                           std::shared_ptr<grpc::ChannelCredentials> credentials,
+                           const std::string& tls_server_name) {
+  if (!credentials) credentials = grpc::InsecureChannelCredentials();
   members_.reserve(addresses.size());
   for (const std::string& address : addresses) {
     grpc::ChannelArguments args;
@@ -63,9 +66,11 @@ EtcdChannels::EtcdChannels(const std::vector<std::string>& addresses) {
     // the same address (gRPC pools subchannels process-wide by default): closing one client must
     // not disturb another's streams.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    if (!tls_server_name.empty())
+      args.SetString(GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, tls_server_name);
     Member member;
     member.address = address;
-    member.channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    member.channel = grpc::CreateCustomChannel(address, credentials, args);
     member.kv = etcdserverpb::KV::NewStub(member.channel);
     member.lease = etcdserverpb::Lease::NewStub(member.channel);
     member.watch = etcdserverpb::Watch::NewStub(member.channel);
@@ -112,6 +117,22 @@ bool EtcdChannels::waitConnected(size_t index, std::chrono::steady_clock::time_p
 bool EtcdChannels::knownDown(size_t index) const {
   return members_[index].channel->GetState(/*try_to_connect=*/false) ==
          GRPC_CHANNEL_TRANSIENT_FAILURE;
+}
+
+std::string EtcdChannels::connectFailure(size_t index) const {
+  const Member& member = members_[index];
+  if (member.channel->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    return "";
+  }
+  // Not wait-for-ready: on a channel in TRANSIENT_FAILURE the call fails at once with the reason
+  // of the last connection attempt. Status is the cheapest read etcd has.
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  etcdserverpb::StatusRequest request;
+  etcdserverpb::StatusResponse response;
+  const grpc::Status status = member.maintenance->Status(&context, request, &response);
+  if (status.ok() || status.error_message().empty()) return "";
+  return ": " + status.error_message();
 }
 
 }  // namespace wsvisor::service::etcd

@@ -44,8 +44,11 @@ class EtcdChannels {
   };
 
   // `addresses`: host:port (host a DNS name, an IPv4 address or a bracketed IPv6 address); at
-  // least one. Channels connect lazily, on first use.
-  explicit EtcdChannels(const std::vector<std::string>& addresses);
+  // least one. `credentials`: TLS for every member, null for plaintext; `tls_server_name`, if
+  // set, is the name checked in every member's certificate. Channels connect lazily.
+  explicit EtcdChannels(const std::vector<std::string>& addresses,
+                        std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr,
+                        const std::string& tls_server_name = "");
 
   size_t size() const { return members_.size(); }
   const Member& member(size_t index) const { return members_[index]; }
@@ -66,6 +69,10 @@ class EtcdChannels {
   // True when the member's channel has failed to connect and is waiting to retry: trying another
   // member first is cheaper than waiting for this one.
   bool knownDown(size_t index) const;
+  // Why the member's channel failed to connect, as ": <gRPC's message>" (a refused connection, a
+  // TLS handshake that failed and why), or "" when it does not say. The channel state alone
+  // cannot tell a wrong CA from a member that is down; a call that fails at once can.
+  std::string connectFailure(size_t index) const;
 
  private:
   std::vector<Member> members_;

@@ -74,7 +74,8 @@ void EtcdCallCanceller::leave() {
 // ----- EtcdClient
 
 EtcdClient::EtcdClient(EtcdClientOptions options)
-    : options_(std::move(options)), channels_(options_.endpoints) {}
+    : options_(std::move(options)),
+      channels_(options_.endpoints, options_.credentials, options_.tls_server_name) {}
 
 std::string EtcdClient::describe() const {
   std::string text = "etcd://";
@@ -110,7 +111,7 @@ bool EtcdClient::visitConnected(Clock::time_point deadline, std::vector<std::str
       std::string state;
       const auto connect_deadline = std::min(deadline, Clock::now() + options_.connect_timeout);
       if (!channels_.waitConnected(index, connect_deadline, state)) {
-        failures[index] = "not connected (" + state + ")";
+        failures[index] = "not connected (" + state + ")" + channels_.connectFailure(index);
         channels_.markFailed(index);
         continue;
       }

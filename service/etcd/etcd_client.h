@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -28,6 +29,10 @@ struct EtcdClientOptions {
   // timeout (5 s + 2 election timeouts), while another attempt succeeds as soon as a new leader
   // is elected (about one election timeout).
   std::chrono::milliseconds attempt_timeout{2000};
+  // TLS to every member (--store-ca, ...); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Name the members' certificates must carry instead of each endpoint's host; empty: the host.
+  std::string tls_server_name;
 };
 
 // One key as etcd holds it.

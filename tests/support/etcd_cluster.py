@@ -7,6 +7,9 @@ As a module (Python tests):
         cluster.endpoints                          # ["127.0.0.1:40123", ...] client addresses
         cluster.kill(0)                            # SIGKILL member 0 (its data stays)
         cluster.restart(0)                         # start it again on the same ports and data
+    with EtcdCluster(members=1, tls=True) as cluster:
+        cluster.tls.ca, cluster.tls.client_cert, cluster.tls.client_key   # PEM files
+      https:// client URLs, --client-cert-auth: a client needs a certificate from tls.ca
     # every member is killed and every data directory removed, passed or failed
 
 As a program (the C++ tests drive it through tests/support/etcd_test_cluster.h):
@@ -36,6 +39,7 @@ import ctypes
 import json
 import os
 import shutil
+import ssl
 import signal
 import socket
 import subprocess
@@ -88,12 +92,53 @@ def _data_root():
     return None
 
 
+def make_certificate_authority(directory, name):
+    """A self-signed CA made by openssl in `directory`: returns (certificate, key) paths."""
+    cert = os.path.join(directory, f"{name}.pem")
+    key = os.path.join(directory, f"{name}-key.pem")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+             f"/CN={name}", "-keyout", key, "-out", cert)
+    return cert, key
+
+
+def _openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+class TlsFiles:
+    """A CA, a server certificate for 127.0.0.1 (IP SAN) and a client certificate, all signed by
+    that CA and made by openssl at test time in `directory`."""
+
+    def __init__(self, directory):
+        os.makedirs(directory, exist_ok=True)
+        self.ca, self.ca_key = make_certificate_authority(directory, "etcd-ca")
+        self.server_cert, self.server_key = self._issue(directory, "etcd-server",
+                                                        "subjectAltName=IP:127.0.0.1\n"
+                                                        "extendedKeyUsage=serverAuth,clientAuth")
+        self.client_cert, self.client_key = self._issue(directory, "etcd-client",
+                                                        "extendedKeyUsage=clientAuth")
+
+    def _issue(self, directory, name, extensions):
+        cert = os.path.join(directory, f"{name}.pem")
+        key = os.path.join(directory, f"{name}-key.pem")
+        request = os.path.join(directory, f"{name}.csr")
+        extfile = os.path.join(directory, f"{name}.ext")
+        with open(extfile, "w", encoding="utf-8") as out:
+            out.write(extensions + "\n")
+        _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                 "-keyout", key, "-out", request)
+        _openssl("x509", "-req", "-in", request, "-CA", self.ca, "-CAkey", self.ca_key,
+                 "-CAcreateserial", "-days", "2", "-extfile", extfile, "-out", cert)
+        return cert, key
+
+
 class PortTaken(Exception):
     """etcd could not bind one of its ports: another process took it first."""
 
 
 class Member:
-    def __init__(self, index, name, client_port, peer_port, data_dir, log_path):
+    def __init__(self, index, name, client_port, peer_port, data_dir, log_path, tls=False):
+        self.tls = tls
         self.index = index
         self.name = name
         self.client_port = client_port
@@ -104,7 +149,8 @@ class Member:
 
     @property
     def client_url(self):
-        return f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self):
@@ -128,7 +174,7 @@ class Member:
 class EtcdCluster:
     """N etcd members on 127.0.0.1. See the module docstring."""
 
-    def __init__(self, members=3, start=True, timeout_s=START_TIMEOUT_S):
+    def __init__(self, members=3, start=True, timeout_s=START_TIMEOUT_S, tls=False):
         if members < 1:
             raise ValueError("an etcd cluster needs at least one member")
         if not os.access(ETCD_BIN, os.X_OK):
@@ -138,6 +184,15 @@ class EtcdCluster:
         self.members = []
         self.work_dir = tempfile.mkdtemp(prefix="wsvisor-etcd-", dir=_data_root())
         self._token = f"wsvisor-test-{uuid.uuid4().hex[:12]}"
+        # With tls: clients are served over TLS only and must present a certificate of tls.ca
+        # (--client-cert-auth); the peers keep talking plaintext, which is not under test.
+        self.tls = None
+        if tls:
+            try:
+                self.tls = TlsFiles(os.path.join(self.work_dir, "tls"))
+            except BaseException:
+                self.close()
+                raise
         if start:
             try:
                 self.start(timeout_s)
@@ -168,7 +223,8 @@ class EtcdCluster:
         for i in range(self.size):
             data_dir = os.path.join(self.work_dir, f"attempt{attempt}-member{i}")
             self.members.append(Member(i, f"m{i}", ports[2 * i], ports[2 * i + 1], data_dir,
-                                       os.path.join(self.work_dir, f"member{i}.log")))
+                                       os.path.join(self.work_dir, f"member{i}.log"),
+                                       tls=self.tls is not None))
 
     def _initial_cluster(self):
         return ",".join(f"{m.name}={m.peer_url}" for m in self.members)
@@ -190,6 +246,9 @@ class EtcdCluster:
             "--logger", "zap",
             "--log-outputs", "stderr",
         ]
+        if self.tls:
+            argv += ["--cert-file", self.tls.server_cert, "--key-file", self.tls.server_key,
+                     "--trusted-ca-file", self.tls.ca, "--client-cert-auth"]
         # ETCD_* variables would override the flags above.
         environment = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
         with open(member.log_path, "a", encoding="utf-8") as log:
@@ -200,8 +259,13 @@ class EtcdCluster:
     def _healthy(self, member):
         """True when the member answers /health with "true" (it has a leader and can serve a
         quorum read)."""
+        context = None
+        if self.tls:
+            context = ssl.create_default_context(cafile=self.tls.ca)
+            context.load_cert_chain(self.tls.client_cert, self.tls.client_key)
         try:
-            with urllib.request.urlopen(member.client_url + "/health", timeout=1.0) as reply:
+            with urllib.request.urlopen(member.client_url + "/health", timeout=1.0,
+                                        context=context) as reply:
                 return json.loads(reply.read().decode()).get("health") == "true"
         except (OSError, ValueError, urllib.error.URLError):
             return False

@@ -50,6 +50,49 @@ TEST(ServerOptionsTest, IncompleteTlsIsRefusedWithTheReason) {
             "--health-listen must differ from --listen");
 }
 
+TEST(ServerOptionsTest, EtcdTlsFlagsAreReadAndOffByDefault) {
+  std::string error;
+  bool help = false;
+  const auto defaults = parseServerOptions({"--store", "etcd://127.0.0.1:2379"}, error, help);
+  ASSERT_TRUE(defaults) << error;
+  EXPECT_TRUE(defaults->store_ca_file.empty());
+  EXPECT_TRUE(defaults->store_cert_file.empty());
+  EXPECT_TRUE(defaults->store_key_file.empty());
+  EXPECT_TRUE(defaults->store_server_name.empty());
+
+  // The flags may come before --store: they are checked against it after every flag is read.
+  const auto options = parseServerOptions(
+      {"--store-ca", "ca.pem", "--store-cert=c.pem", "--store-key", "k.pem", "--store-server-name",
+       "etcd.internal", "--store", "etcd://127.0.0.1:2379"},
+      error, help);
+  ASSERT_TRUE(options) << error;
+  EXPECT_EQ(options->store_ca_file, "ca.pem");
+  EXPECT_EQ(options->store_cert_file, "c.pem");
+  EXPECT_EQ(options->store_key_file, "k.pem");
+  EXPECT_EQ(options->store_server_name, "etcd.internal");
+
+  const auto server_only =
+      parseServerOptions({"--store", "etcd://a:1", "--store-ca", "ca.pem"}, error, help);
+  ASSERT_TRUE(server_only) << error;
+  EXPECT_TRUE(server_only->store_cert_file.empty());
+}
+
+TEST(ServerOptionsTest, IncompleteEtcdTlsIsRefusedWithTheReason) {
+  EXPECT_EQ(parseError({"--store", "etcd://a:1", "--store-ca", "ca", "--store-cert", "c"}),
+            "--store-cert and --store-key go together: give both or neither");
+  EXPECT_EQ(parseError({"--store", "etcd://a:1", "--store-ca", "ca", "--store-key", "k"}),
+            "--store-cert and --store-key go together: give both or neither");
+  EXPECT_EQ(parseError({"--store", "etcd://a:1", "--store-cert", "c", "--store-key", "k"}),
+            "--store-cert needs --store-ca: TLS to etcd is turned on by the CA that verifies it");
+  EXPECT_EQ(
+      parseError({"--store", "etcd://a:1", "--store-server-name", "n"}),
+      "--store-server-name needs --store-ca: TLS to etcd is turned on by the CA that verifies it");
+  EXPECT_EQ(parseError({"--store-ca", "ca.pem"}),
+            "--store-ca needs --store etcd://...: only etcd is reached over the network");
+  EXPECT_EQ(parseError({"--store", "sqlite", "--store-ca", "ca.pem"}),
+            "--store-ca needs --store etcd://...: only etcd is reached over the network");
+}
+
 TEST(ServerOptionsTest, HistoryAndReplayLogSizes) {
   std::string error;
   bool help = false;
