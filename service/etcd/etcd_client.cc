@@ -111,7 +111,10 @@ bool EtcdClient::visitConnected(Clock::time_point deadline, std::vector<std::str
       std::string state;
       const auto connect_deadline = std::min(deadline, Clock::now() + options_.connect_timeout);
       if (!channels_.waitConnected(index, connect_deadline, state)) {
-        failures[index] = "not connected (" + state + ")" + channels_.connectFailure(index);
+        // "over TLS" because a refused handshake (no client certificate) can read like a
+        // network failure in gRPC's message.
+        failures[index] = std::string("not connected") + (options_.credentials ? " over TLS" : "") +
+                          " (" + state + ")" + channels_.connectFailure(index);
         channels_.markFailed(index);
         continue;
       }
