@@ -19,6 +19,8 @@ constexpr std::chrono::milliseconds kReconcileEvery{200};
 constexpr std::chrono::milliseconds kGuardEvery{25};
 // join(): the pause between attempts to create the member key.
 constexpr std::chrono::milliseconds kJoinRetry{250};
+// Bus changes queued for the publisher before they coalesce per endpoint (nothing is lost then).
+constexpr size_t kBusChangesQueued = 4096;
 
 std::string suffixAfter(const std::string& key, const std::string& prefix) {
   return key.compare(0, prefix.size(), prefix) == 0 ? key.substr(prefix.size()) : std::string();
@@ -26,11 +28,12 @@ std::string suffixAfter(const std::string& key, const std::string& prefix) {
 
 }  // namespace
 
-ClusterMember::ClusterMember(etcd::EtcdEndpointStore& store, Registry& registry,
+ClusterMember::ClusterMember(etcd::EtcdEndpointStore& store, Registry& registry, HealthBus& bus,
                              ClusterOptions options)
     : store_(store),
       client_(*store.client()),
       registry_(registry),
+      bus_(bus),
       options_(std::move(options)),
       members_prefix_(store.prefix() + "/members/"),
       owners_prefix_(store.prefix() + "/owners/"),
@@ -38,11 +41,18 @@ ClusterMember::ClusterMember(etcd::EtcdEndpointStore& store, Registry& registry,
 
 ClusterMember::~ClusterMember() { stop(); }
 
-bool ClusterMember::waitFor(std::chrono::milliseconds delay) {
+ClusterMember::Due ClusterMember::waitFor(std::chrono::milliseconds delay) {
   std::unique_lock<std::mutex> lock(mu_);
-  wake_.wait_for(lock, delay, [this] { return stopping_ || dirty_; });
-  dirty_ = false;
-  return !stopping_;
+  const bool woken =
+      wake_.wait_for(lock, delay, [this] { return stopping_ || dirty_ || health_changed_; });
+  if (stopping_) return Due::kStop;
+  health_changed_ = false;
+  // A timeout reconciles too: a lease may have expired without any watch event here.
+  if (!woken || dirty_) {
+    dirty_ = false;
+    return Due::kReconcile;
+  }
+  return Due::kPublish;
 }
 
 core::LeaseDeadline& ClusterMember::deadlineLocked() {
@@ -98,7 +108,10 @@ bool ClusterMember::join(bool exclusive, std::string& error) {
   for (int attempt = 1;; ++attempt) {
     etcd::EtcdSwap swap;
     auto failure = client_.createIfAbsent(key, options_.member_id, lease.id, swap);
-    if (!failure && swap.succeeded) return true;
+    if (!failure && swap.succeeded) {
+      joined_at_revision_ = swap.revision;
+      return true;
+    }
     if (Clock::now() + kJoinRetry >= give_up) {
       error = failure ? "cannot create the member key " + key + ": " + failure->message
                       : "member id '" + options_.member_id + "' is held by a live replica (key " +
@@ -122,6 +135,10 @@ bool ClusterMember::startEndpointsWatch(std::string& error) {
     return false;
   }
   registry_.syncStored(all);
+  {
+    std::lock_guard<std::mutex> remote(remote_mu_);
+    for (const StoredEndpoint& record : all) applyRemoteLocked(record.id);
+  }
   // The same line as a single-node restore: operators and tests look for it.
   WSV_LOG(kInfo) << "restored " << all.size() << " endpoints from " << store_.describe()
                  << "; this replica dials those it owns";
@@ -139,6 +156,9 @@ bool ClusterMember::startEndpointsWatch(std::string& error) {
         continue;
       }
       registry_.applyStoredPut(record);
+      // Its owner's health may have arrived first (the watches run apart).
+      std::lock_guard<std::mutex> remote(remote_mu_);
+      applyRemoteLocked(id);
     }
     std::lock_guard<std::mutex> lock(mu_);
     dirty_ = true;
@@ -238,9 +258,14 @@ bool ClusterMember::startHealthWatch(std::string& error) {
     v1::EndpointStatus status;
     if (status.ParseFromString(kv.value)) all[suffixAfter(kv.key, health_prefix_)] = status;
   }
-  health_.replaceAll(std::move(all));
+  {
+    std::lock_guard<std::mutex> remote(remote_mu_);
+    health_.replaceAll(std::move(all));
+    for (const std::string& id : registry_.ids()) applyRemoteLocked(id);
+  }
   etcd::PrefixWatch::Callbacks callbacks;
   callbacks.on_events = [this](const std::vector<etcd::EtcdEvent>& events, int64_t) {
+    std::lock_guard<std::mutex> remote(remote_mu_);
     for (const etcd::EtcdEvent& event : events) {
       const std::string id = suffixAfter(event.kv.key, health_prefix_);
       v1::EndpointStatus status;
@@ -249,6 +274,7 @@ bool ClusterMember::startHealthWatch(std::string& error) {
       } else {
         health_.set(id, std::move(status));
       }
+      applyRemoteLocked(id);
     }
   };
   callbacks.on_compacted = [this](int64_t) {
@@ -261,18 +287,38 @@ bool ClusterMember::startHealthWatch(std::string& error) {
   return true;
 }
 
+void ClusterMember::applyRemoteLocked(const std::string& id) {
+  const std::optional<v1::EndpointStatus> published = health_.get(id);
+  registry_.applyRemoteStatus(
+      id,
+      published ? std::optional<core::EndpointStatus>(statusFromProto(*published)) : std::nullopt);
+}
+
+void ClusterMember::collectHealthChanges() {
+  if (!bus_changes_) return;
+  while (auto event = bus_changes_->next()) {
+    if (event->type != core::HealthEvent::Type::kSnapshotComplete) {
+      health_due_.insert(event->endpoint_id);
+    }
+  }
+}
+
 void ClusterMember::publishHealth(int64_t lease) {
-  for (const std::string& id : registry_.supervisedIds()) {
+  collectHealthChanges();
+  for (auto it = health_due_.begin(); it != health_due_.end(); it = health_due_.erase(it)) {
+    const std::string& id = *it;
     auto view = registry_.get(id);
+    // Endpoints supervised elsewhere are that replica's to publish; ours we released are gone
+    // from published_ and health/ already (see kRelease).
     if (!view || !view->supervised_here) continue;
     v1::EndpointStatus status;
     statusToProto(view->status, &status);
-    auto it = published_.find(id);
-    if (it != published_.end() && ClusterHealth::sameState(it->second, status)) continue;
+    auto found = published_.find(id);
+    if (found != published_.end() && ClusterHealth::sameState(found->second, status)) continue;
     if (auto failure = client_.put(health_prefix_ + id, status.SerializeAsString(), lease)) {
       WSV_LOG(kWarning) << "cannot publish the health of " << id
                         << " (retrying): " << failure->message;
-      return;
+      return;  // the rest stays due
     }
     published_[id] = std::move(status);
   }
@@ -280,6 +326,21 @@ void ClusterMember::publishHealth(int64_t lease) {
 
 bool ClusterMember::start(std::string& error) {
   if (!join(/*exclusive=*/true, error)) return false;
+  // This run's watch revisions start at (etcd revision of the join) * 2^32: etcd gives every
+  // join its own revision, so no two runs of any replicas share a revision unless one publishes
+  // 2^32 changes, and a client resuming a watch at another replica is refused, not misled.
+  constexpr int kRunRevisionBits = 32;
+  const auto epoch = static_cast<uint64_t>(joined_at_revision_);
+  if (epoch >> (64 - kRunRevisionBits) != 0 ||
+      !bus_.startRevisionsAfter(epoch << kRunRevisionBits)) {
+    WSV_LOG(kWarning) << "watch revisions keep their single-node numbering (etcd revision " << epoch
+                      << "): resuming a watch at another replica may be misread";
+  }
+  bus_changes_ = bus_.subscribe(WatchFilter{}, kBusChangesQueued, [this] {
+    std::lock_guard<std::mutex> lock(mu_);
+    health_changed_ = true;
+    wake_.notify_all();
+  });
   if (!startMembersWatch(error) || !startOwnersWatch(error) || !startHealthWatch(error) ||
       !startEndpointsWatch(error)) {
     return false;
@@ -304,6 +365,7 @@ void ClusterMember::stop() {
   for (auto* watch : {&endpoints_watch_, &members_watch_, &owners_watch_, &health_watch_}) {
     if (*watch) (*watch)->stop();
   }
+  if (bus_changes_) bus_.unsubscribe(bus_changes_);
   // Connections first, lease second: the others claim only once ours are closed.
   stopAll("leaving the cluster");
   std::unique_ptr<etcd::LeaseKeeper> keeper;
@@ -328,7 +390,7 @@ void ClusterMember::stopAll(const std::string& why) {
   const std::vector<std::string> ids = registry_.supervisedIds();
   if (ids.empty()) return;
   WSV_LOG(kWarning) << "stopping all " << ids.size() << " supervised endpoints: " << why;
-  for (const std::string& id : ids) registry_.setSupervised(id, false, core::Duration::zero());
+  for (const std::string& id : ids) registry_.setSupervised(id, false, core::Duration::zero(), why);
 }
 
 void ClusterMember::guardLoop() {
@@ -348,7 +410,25 @@ void ClusterMember::guardLoop() {
 }
 
 void ClusterMember::reconcileLoop() {
-  while (waitFor(kReconcileEvery)) reconcileOnce();
+  for (;;) {
+    switch (waitFor(kReconcileEvery)) {
+      case Due::kStop:
+        return;
+      case Due::kReconcile:
+        reconcileOnce();
+        break;
+      case Due::kPublish: {
+        int64_t lease = 0;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (!deadlineLocked().mayOwn(Clock::now())) break;  // the next reconcile rejoins
+          lease = lease_id_;
+        }
+        publishHealth(lease);
+        break;
+      }
+    }
+  }
 }
 
 void ClusterMember::reconcileOnce() {
@@ -389,6 +469,7 @@ void ClusterMember::reconcileOnce() {
     stopAll("the cluster lease is lost");
     held_.clear();
     published_.clear();  // our health keys go with the old lease
+    health_due_.clear();
     int64_t old_lease = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -482,7 +563,8 @@ void ClusterMember::reconcileOnce() {
       }
       case core::OwnershipAction::kRelease: {
         // Stop the connection first, then free the key: never two connections at once.
-        registry_.setSupervised(id, false, core::Duration::zero());
+        registry_.setSupervised(id, false, core::Duration::zero(),
+                                "released to its preferred owner");
         auto it = held_.find(id);
         if (it == held_.end()) break;
         // Our last published status goes before the key, so the next owner's is never

@@ -16,6 +16,7 @@
 #include "service/etcd/lease_keeper.h"
 #include "service/etcd/prefix_watch.h"
 #include "supervisor/core/ownership.h"
+#include "supervisor/health_bus.h"
 #include "supervisor/registry.h"
 
 namespace wsvisor::service {
@@ -35,17 +36,21 @@ struct ClusterOptions {
 // Keys under the store's prefix:
 //   members/<member-id>  = member id, bound to this replica's lease: the live members
 //   owners/<endpoint-id> = member id, bound to the owner's lease, created only if absent
-//   health/<endpoint-id> = the owner's v1.EndpointStatus, bound to its lease, put on each health
-//                          change (not per heartbeat): every replica's Get/List (ClusterHealth)
+//   health/<endpoint-id> = the owner's v1.EndpointStatus, bound to its lease, put on each change
+//                          of state (not per heartbeat). Every replica watches it into its own
+//                          HealthBus (Registry::applyRemoteStatus), so that its Get, List,
+//                          WatchHealth and GetEndpointHistory cover the whole cluster.
 //   endpoints/<id>       = the registrations (EtcdEndpointStore), watched into the Registry
 //
-// Threads: a reconciler that reads the watched state and claims, starts, releases; a guard that
+// Threads: a reconciler that reads the watched state and claims, starts, releases, and publishes
+// the health of the endpoints supervised here as soon as the bus reports a change; a guard that
 // does nothing but stop every connection when the local lease deadline (core::LeaseDeadline)
 // passes, so that a reconciler stuck in an etcd call during a partition cannot delay it; the
 // lease keeper's and the three watches' own threads, which only update state under mu_.
 class ClusterMember {
  public:
-  ClusterMember(etcd::EtcdEndpointStore& store, Registry& registry, ClusterOptions options);
+  ClusterMember(etcd::EtcdEndpointStore& store, Registry& registry, HealthBus& bus,
+                ClusterOptions options);
   ~ClusterMember();
   ClusterMember(const ClusterMember&) = delete;
   ClusterMember& operator=(const ClusterMember&) = delete;
@@ -57,9 +62,6 @@ class ClusterMember {
   // Leaves: stops the threads and watches, stops every connection (close sent), then revokes the
   // lease so that the other members take over at once. Idempotent.
   void stop();
-
-  // The health of every endpoint as its owner published it.
-  const ClusterHealth& health() const { return health_; }
 
  private:
   struct Holder {
@@ -75,7 +77,12 @@ class ClusterMember {
   bool startMembersWatch(std::string& error);
   bool startOwnersWatch(std::string& error);
   bool startHealthWatch(std::string& error);
-  // Puts the status of each endpoint supervised here whose state changed since it was published.
+  // The status `health_` holds for `id` (or none) to the registry's bus. Requires remote_mu_.
+  void applyRemoteLocked(const std::string& id);
+  // Takes the ids of the bus's changes into health_due_.
+  void collectHealthChanges();
+  // Puts the status of each endpoint supervised here that changed on the bus, unless its state is
+  // what was published last. Stops at the first failure; the rest stays due for the next turn.
   void publishHealth(int64_t lease);
   void reconcileLoop();
   void reconcileOnce();
@@ -84,16 +91,24 @@ class ClusterMember {
   void stopAll(const std::string& why);
   // The local deadline with the keeper's latest acknowledgement folded in. Requires mu_.
   core::LeaseDeadline& deadlineLocked();
-  bool waitFor(std::chrono::milliseconds delay);
+  // Waits up to `delay` for a watch or the bus; returns what is due, or kStop.
+  enum class Due { kStop, kReconcile, kPublish };
+  Due waitFor(std::chrono::milliseconds delay);
 
   etcd::EtcdEndpointStore& store_;
   etcd::EtcdClient& client_;
   Registry& registry_;
+  HealthBus& bus_;
   const ClusterOptions options_;
   const std::string members_prefix_;
   const std::string owners_prefix_;
   const std::string health_prefix_;
+  // The health each owner published, by endpoint id. remote_mu_ orders its changes with their
+  // application to the registry: the health and endpoints watches run on different threads.
+  std::mutex remote_mu_;
   ClusterHealth health_;
+  // The bus's changes: the reconciler publishes those of endpoints supervised here.
+  std::shared_ptr<WatchSubscription> bus_changes_;
 
   // Serializes starting and stopping connections between the reconciler and the guard, so that
   // no connection is started after the guard has decided to stop everything.
@@ -103,6 +118,7 @@ class ClusterMember {
   std::condition_variable wake_;
   bool stopping_ = false;                        // guarded by mu_
   bool dirty_ = true;                            // a watch changed something; guarded by mu_
+  bool health_changed_ = false;                  // the bus has changes; guarded by mu_
   bool endpoints_compacted_ = false;             // guarded by mu_
   bool members_compacted_ = false;               // guarded by mu_
   bool owners_compacted_ = false;                // guarded by mu_
@@ -115,12 +131,14 @@ class ClusterMember {
 
   // Touched only by the reconciler (and start/stop when it does not run).
   std::unique_ptr<etcd::LeaseKeeper> keeper_;
+  int64_t joined_at_revision_ = 0;       // the etcd revision that created our member key
   std::map<std::string, int64_t> held_;  // keys we created under lease_id_: id -> mod revision
   std::unique_ptr<etcd::PrefixWatch> endpoints_watch_;
   std::unique_ptr<etcd::PrefixWatch> members_watch_;
   std::unique_ptr<etcd::PrefixWatch> owners_watch_;
   std::unique_ptr<etcd::PrefixWatch> health_watch_;
   std::map<std::string, v1::EndpointStatus> published_;  // what we put under health/, by id
+  std::set<std::string> health_due_;                     // changed on the bus since last published
   std::thread reconciler_;
   std::thread guard_;
 };

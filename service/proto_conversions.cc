@@ -36,13 +36,24 @@ void toProto(core::WallTime t, Timestamp* out) {
 // The core keeps monotonic times; callers want wall-clock ones. The offset between the clocks is
 // taken once, so the same moment always converts to the same timestamp (a wall-clock step after
 // start-up is not followed; supervision itself never depends on the wall clock).
-core::WallTime toWall(core::MonoTime t) {
+std::chrono::system_clock::duration wallMinusMono() {
   static const auto offset = std::chrono::system_clock::now().time_since_epoch() -
                              std::chrono::duration_cast<std::chrono::system_clock::duration>(
                                  core::MonoClock::now().time_since_epoch());
+  return offset;
+}
+
+core::WallTime toWall(core::MonoTime t) {
   return core::WallTime(
       std::chrono::duration_cast<std::chrono::system_clock::duration>(t.time_since_epoch()) +
-      offset);
+      wallMinusMono());
+}
+
+// The inverse of toWall, for times another replica published.
+core::MonoTime fromWall(const Timestamp& t) {
+  const auto since_epoch = std::chrono::duration_cast<std::chrono::system_clock::duration>(
+      std::chrono::seconds(t.seconds()) + std::chrono::nanoseconds(t.nanos()));
+  return core::MonoTime(std::chrono::duration_cast<core::Duration>(since_epoch - wallMinusMono()));
 }
 
 // google.protobuf.Duration spans +/-10,000 years, core durations (int64 nanoseconds) about
@@ -389,6 +400,67 @@ void historyToProto(const EndpointHistory& history, v1::GetEndpointHistoryRespon
     entry->set_revision(transition.revision);
   }
   proto->set_dropped(history.dropped);
+}
+
+namespace {
+
+core::Health healthFromProto(v1::Health health) {
+  switch (health) {
+    case v1::HEALTH_HEALTHY:
+      return core::Health::kHealthy;
+    case v1::HEALTH_UNHEALTHY:
+      return core::Health::kUnhealthy;
+    case v1::HEALTH_FLAPPING:
+      return core::Health::kFlapping;
+    default:
+      return core::Health::kUnknown;
+  }
+}
+
+core::ConnectionPhase phaseFromProto(v1::ConnectionPhase phase) {
+  switch (phase) {
+    case v1::CONNECTION_PHASE_CONNECTING:
+      return core::ConnectionPhase::kConnecting;
+    case v1::CONNECTION_PHASE_OPEN:
+      return core::ConnectionPhase::kOpen;
+    case v1::CONNECTION_PHASE_BACKING_OFF:
+      return core::ConnectionPhase::kBackingOff;
+    default:
+      return core::ConnectionPhase::kStopped;
+  }
+}
+
+core::FailureReason failureReasonFromProto(v1::FailureReason reason) {
+  for (int i = 0; i < core::kFailureReasonCount; ++i) {
+    const auto candidate = static_cast<core::FailureReason>(i);
+    if (failureReasonToProto(candidate) == reason) return candidate;
+  }
+  return core::FailureReason::kNone;
+}
+
+}  // namespace
+
+core::EndpointStatus statusFromProto(const v1::EndpointStatus& proto) {
+  core::EndpointStatus status;
+  status.health = healthFromProto(proto.health());
+  status.phase = phaseFromProto(proto.phase());
+  if (proto.has_last_rtt()) status.last_rtt = fromProto(proto.last_rtt());
+  if (proto.has_smoothed_rtt()) status.smoothed_rtt = fromProto(proto.smoothed_rtt());
+  status.consecutive_failures = proto.consecutive_failures();
+  if (proto.has_last_failure()) {
+    const v1::Failure& failure = proto.last_failure();
+    status.last_failure =
+        core::Failure::make(failureReasonFromProto(failure.reason()), failure.detail(),
+                            failure.http_status(), failure.close_code());
+    status.last_failure->at = fromWall(failure.time());
+  }
+  status.last_transition = fromWall(proto.last_transition_time());
+  status.reconnect_attempts = proto.reconnect_attempts();
+  if (proto.has_next_attempt_time()) status.next_attempt = fromWall(proto.next_attempt_time());
+  status.heartbeats_sent = proto.heartbeats_sent();
+  status.underlying_health = healthFromProto(proto.underlying_health());
+  status.transition_reason = proto.transition_reason();
+  return status;
 }
 
 }  // namespace wsvisor::service

@@ -28,6 +28,9 @@ void specToProto(const core::EndpointSpec& spec, v1::EndpointSpec* proto,
 // Monotonic times in the core become wall-clock timestamps here.
 void failureToProto(const core::Failure& failure, v1::Failure* proto);
 void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto);
+// The inverse, for the status another replica published (cluster mode); wall-clock times become
+// monotonic ones of this process. Unknown enum values become unknown health, no phase, no reason.
+core::EndpointStatus statusFromProto(const v1::EndpointStatus& proto);
 void healthEventToProto(const core::HealthEvent& event, v1::HealthEvent* proto);
 void historyToProto(const EndpointHistory& history, v1::GetEndpointHistoryResponse* proto);
 // A finished probe (succeeded or failed) as the ProbeEndpoint answer.

@@ -76,7 +76,7 @@ bool Server::start(std::string& error) {
     cluster_options.dials_per_second = options_.restore_dials_per_second;
     cluster_options.join_timeout = std::max<std::chrono::milliseconds>(
         options_.store_connect_timeout, options_.member_ttl + std::chrono::seconds(5));
-    cluster_ = std::make_unique<ClusterMember>(*etcd_store, *registry_, cluster_options);
+    cluster_ = std::make_unique<ClusterMember>(*etcd_store, *registry_, bus_, cluster_options);
     if (!cluster_->start(error)) {
       error = "cannot join the cluster at " + store_->describe() + ": " + error;
       abortStart();
@@ -109,7 +109,6 @@ bool Server::start(std::string& error) {
     api_access_ = std::make_unique<ApiAccess>(std::get<std::vector<ApiToken>>(std::move(tokens)));
   }
   service_ = std::make_unique<SupervisorService>(*registry_, bus_, api_access_.get());
-  if (cluster_) service_->setClusterHealth(&cluster_->health());
   if (!startGrpcServers(error)) {
     abortStart();
     return false;

@@ -38,16 +38,9 @@ grpc::Status toStatus(const RegistryError& error) {
   return grpc::Status(grpc::StatusCode::INTERNAL, error.message);
 }
 
-// `cluster` (cluster mode) gives the status of endpoints another replica supervises.
-void endpointToProto(const EndpointView& view, const ClusterHealth* cluster, v1::Endpoint* proto) {
+void endpointToProto(const EndpointView& view, v1::Endpoint* proto) {
   specToProto(*view.spec, proto->mutable_spec());
-  std::optional<v1::EndpointStatus> remote;
-  if (!view.supervised_here && cluster) remote = cluster->get(view.spec->id);
-  if (remote) {
-    *proto->mutable_status() = std::move(*remote);
-  } else {
-    statusToProto(view.status, proto->mutable_status());
-  }
+  statusToProto(view.status, proto->mutable_status());
   proto->set_owner(ownerToProto(view.owner));
   proto->set_generation(view.generation);
 }
@@ -157,7 +150,7 @@ grpc::Status SupervisorService::doRegister(const v1::RegisterEndpointRequest& re
                                            EndpointOwner::kApi);
   if (auto* error = std::get_if<RegistryError>(&result)) return toStatus(*error);
   const auto& registered = std::get<Registry::RegisterResult>(result);
-  endpointToProto(registered.endpoint, cluster_health_, response->mutable_endpoint());
+  endpointToProto(registered.endpoint, response->mutable_endpoint());
   response->set_created(registered.created);
   return grpc::Status::OK;
 }
@@ -171,7 +164,7 @@ grpc::Status SupervisorService::doUpdate(const v1::UpdateEndpointRequest& reques
                                          request.expected_generation(), EndpointOwner::kApi);
   if (auto* error = std::get_if<RegistryError>(&result)) return toStatus(*error);
   const auto& updated = std::get<Registry::UpdateResult>(result);
-  endpointToProto(updated.endpoint, cluster_health_, response->mutable_endpoint());
+  endpointToProto(updated.endpoint, response->mutable_endpoint());
   response->set_reconnected(updated.reconnected);
   return grpc::Status::OK;
 }
@@ -192,7 +185,7 @@ grpc::Status SupervisorService::doGet(const v1::GetEndpointRequest& request,
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         "endpoint '" + request.id() + "' is not registered");
   }
-  endpointToProto(*view, cluster_health_, response->mutable_endpoint());
+  endpointToProto(*view, response->mutable_endpoint());
   return grpc::Status::OK;
 }
 
@@ -212,8 +205,7 @@ grpc::Status SupervisorService::doList(const v1::ListEndpointsRequest& request,
   }
   const size_t page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
   Registry::Page page = registry_.list(*selector, page_size, request.page_token());
-  for (const EndpointView& view : page.endpoints)
-    endpointToProto(view, cluster_health_, response->add_endpoints());
+  for (const EndpointView& view : page.endpoints) endpointToProto(view, response->add_endpoints());
   response->set_next_page_token(page.next_page_token);
   return grpc::Status::OK;
 }

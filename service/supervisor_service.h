@@ -5,7 +5,6 @@
 #include <atomic>
 
 #include "service/api_access.h"
-#include "service/cluster_health.h"
 #include "service/probe_call.h"
 #include "service/watch_stream.h"
 #include "supervisor/health_bus.h"
@@ -21,10 +20,6 @@ namespace wsvisor::service {
 class SupervisorService final : public v1::Supervisor::CallbackService {
  public:
   SupervisorService(Registry& registry, HealthBus& bus, const ApiAccess* access = nullptr);
-
-  // Cluster mode: Get and List take the status of endpoints other replicas supervise from here.
-  // Set before serving.
-  void setClusterHealth(const ClusterHealth* health) { cluster_health_ = health; }
 
   // Refuses new calls with UNAVAILABLE and ends every open watch with a final status.
   void beginShutdown();
@@ -57,7 +52,6 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
                                           v1::ProbeEndpointResponse* response) override;
 
  private:
-  const ClusterHealth* cluster_health_ = nullptr;
   // OK, or UNAUTHENTICATED / PERMISSION_DENIED / UNAVAILABLE (shutting down).
   grpc::Status admit(const grpc::CallbackServerContext& context, Access needed,
                      std::string_view method) const;

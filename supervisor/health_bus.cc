@@ -71,7 +71,9 @@ std::string resumeRefusal(uint64_t since, uint64_t current, const ReplayLog& log
     message += log.size() == 0 ? std::string("keeps none")
                                : "keeps revisions " + std::to_string(log.firstKept()) + " to " +
                                      std::to_string(current);
-    message += "; a revision from before a restart of wsvisor is always too old)";
+    message +=
+        "; a revision from before a restart of wsvisor, or from another replica in cluster mode, "
+        "is always too old)";
   }
   return message + "; resume with since_revision 0 to start again with a fresh snapshot";
 }
@@ -79,7 +81,8 @@ std::string resumeRefusal(uint64_t since, uint64_t current, const ReplayLog& log
 }  // namespace
 
 HealthBus::HealthBus(HealthBusOptions options)
-    : revision_(options.start_revision.value_or(microsecondsSinceEpoch())),
+    : replay_log_size_(options.replay_log_size),
+      revision_(options.start_revision.value_or(microsecondsSinceEpoch())),
       history_(options.history_size),
       replay_log_(options.replay_log_size, revision_) {}
 
@@ -112,6 +115,7 @@ core::EndpointStatus HealthBus::EndpointState::currentStatus() const {
 void HealthBus::deliver(EndpointState& state, std::shared_ptr<core::HealthEvent> event,
                         std::vector<std::shared_ptr<WatchSubscription>>& woken,
                         SharedHealthEvent relabelled_from) {
+  published_ = true;
   state.latest = std::move(event);
   const core::HealthEvent& published = *state.latest;
   if (published.previous_health && *published.previous_health != published.status.health) {
@@ -132,15 +136,51 @@ void HealthBus::publishRegistered(const std::string& id, uint64_t incarnation,
                                   std::map<std::string, std::string> labels,
                                   const core::EndpointStatus& status,
                                   std::shared_ptr<const LiveStats> live, core::WallTime at) {
+  registerState(id, incarnation, std::move(labels), status, std::move(live), true, at);
+}
+
+void HealthBus::publishRegisteredElsewhere(const std::string& id, uint64_t incarnation,
+                                           std::map<std::string, std::string> labels,
+                                           const core::EndpointStatus& status, core::WallTime at) {
+  registerState(id, incarnation, std::move(labels), status, nullptr, false, at);
+}
+
+void HealthBus::registerState(const std::string& id, uint64_t incarnation,
+                              std::map<std::string, std::string> labels,
+                              const core::EndpointStatus& status,
+                              std::shared_ptr<const LiveStats> live, bool supervised_here,
+                              core::WallTime at) {
   std::vector<std::shared_ptr<WatchSubscription>> woken;
   {
     std::lock_guard<std::mutex> lock(mu_);
     EndpointState& state = endpoints_[id];
     state.incarnation = incarnation;
     state.live = std::move(live);
+    state.supervised_here = supervised_here;
     auto event = newEvent(core::HealthEvent::Type::kRegistered, id, ++revision_, at);
     event->labels = std::move(labels);
     event->status = status;
+    deliver(state, std::move(event), woken);
+  }
+  for (const auto& subscription : woken) subscription->wake_();
+}
+
+void HealthBus::publishHandover(const std::string& id, uint64_t incarnation,
+                                const core::EndpointStatus& status,
+                                std::shared_ptr<const LiveStats> live, core::WallTime at) {
+  std::vector<std::shared_ptr<WatchSubscription>> woken;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = endpoints_.find(id);
+    if (it == endpoints_.end()) return;
+    EndpointState& state = it->second;
+    state.incarnation = incarnation;
+    state.supervised_here = live != nullptr;
+    state.live = std::move(live);
+    auto event = newEvent(core::HealthEvent::Type::kChanged, id, ++revision_, at);
+    event->labels = state.labels();
+    event->status = status;
+    event->previous_health = state.latest->status.health;
     deliver(state, std::move(event), woken);
   }
   for (const auto& subscription : woken) subscription->wake_();
@@ -208,6 +248,14 @@ void HealthBus::replaceRegistration(const std::string& id, uint64_t incarnation,
   for (const auto& subscription : woken) subscription->wake_();
 }
 
+bool HealthBus::startRevisionsAfter(uint64_t last_revision) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (published_) return false;
+  revision_ = last_revision;
+  replay_log_ = ReplayLog(replay_log_size_, last_revision);
+  return true;
+}
+
 std::optional<HealthBus::EndpointState> HealthBus::state(const std::string& id) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = endpoints_.find(id);
@@ -219,6 +267,7 @@ std::array<size_t, core::kHealthCount> HealthBus::countByHealth() const {
   std::array<size_t, core::kHealthCount> counts{};
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [id, state] : endpoints_) {
+    if (!state.supervised_here) continue;
     ++counts[static_cast<size_t>(state.latest->status.health)];
   }
   return counts;

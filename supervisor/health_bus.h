@@ -98,6 +98,9 @@ class HealthBus {
     // Figures that change with every heartbeat (RTT, heartbeats sent) are not published as
     // changes; they are read from here whenever a state is handed out.
     std::shared_ptr<const LiveStats> live;
+    // False in cluster mode for an endpoint another replica supervises: its status is what that
+    // replica published (see publishRegisteredElsewhere), and countByHealth() leaves it out.
+    bool supervised_here = true;
 
     const std::map<std::string, std::string>& labels() const { return latest->labels; }
     uint64_t revision() const { return latest->revision; }
@@ -109,6 +112,18 @@ class HealthBus {
                          std::map<std::string, std::string> labels,
                          const core::EndpointStatus& status, std::shared_ptr<const LiveStats> live,
                          core::WallTime at);
+  // Cluster mode: a registered endpoint that another replica supervises. Its changes arrive with
+  // publishChanged() as that replica publishes them; it has no live figures here.
+  void publishRegisteredElsewhere(const std::string& id, uint64_t incarnation,
+                                  std::map<std::string, std::string> labels,
+                                  const core::EndpointStatus& status, core::WallTime at);
+  // Cluster mode: the supervision of a registered endpoint moved to this process (`live` set: a
+  // connection starts here) or away from it (`live` null: another replica's reports follow).
+  // A new incarnation, so that whatever the previous supervisor still reports is dropped, and a
+  // fresh status; published as a CHANGED event.
+  void publishHandover(const std::string& id, uint64_t incarnation,
+                       const core::EndpointStatus& status, std::shared_ptr<const LiveStats> live,
+                       core::WallTime at);
   // The event's previous_health is the health before this change.
   void publishChanged(const std::string& id, uint64_t incarnation,
                       const core::EndpointStatus& status, core::WallTime at);
@@ -121,10 +136,16 @@ class HealthBus {
                            const std::optional<core::EndpointStatus>& status,
                            std::shared_ptr<const LiveStats> live, core::WallTime at);
 
+  // Moves the revision before the first event to `last_revision`; only before anything was
+  // published (returns false otherwise and changes nothing). Cluster mode gives each replica's run
+  // its own range of revisions this way (see ClusterMember::join), so that a revision issued by
+  // one replica is never mistaken for another's.
+  bool startRevisionsAfter(uint64_t last_revision);
+
   std::optional<EndpointState> state(const std::string& id) const;
   // The endpoint's last health transitions; nullopt when it is not registered.
   std::optional<EndpointHistory> history(const std::string& id) const;
-  // Registered endpoints per health, indexed by core::Health.
+  // Endpoints supervised here per health, indexed by core::Health.
   std::array<size_t, core::kHealthCount> countByHealth() const;
   uint64_t revision() const;
 
@@ -147,6 +168,10 @@ class HealthBus {
   size_t subscriptionCount() const;
 
  private:
+  void registerState(const std::string& id, uint64_t incarnation,
+                     std::map<std::string, std::string> labels, const core::EndpointStatus& status,
+                     std::shared_ptr<const LiveStats> live, bool supervised_here,
+                     core::WallTime at);
   // Publishes `event` as `state`'s latest change: to the replay log, to the endpoint's history
   // when its health changed, and to every matching subscription (by its labels, and also by
   // those of `relabelled_from`, the endpoint's previous event, when the event changed them).
@@ -158,8 +183,10 @@ class HealthBus {
   // changes to `subscription`. Requires mu_ and the subscription's lock.
   void completeSubscriptionLocked(const std::shared_ptr<WatchSubscription>& subscription);
 
+  const size_t replay_log_size_;
   mutable std::mutex mu_;
   uint64_t revision_;
+  bool published_ = false;  // anything was delivered
   std::map<std::string, EndpointState> endpoints_;
   std::vector<std::shared_ptr<WatchSubscription>> subscriptions_;
   HealthHistory history_;

@@ -34,6 +34,16 @@ std::string ownedByConfig(const std::string& id) {
          "' is owned by the config file (--config); change or remove it there and reload";
 }
 
+// Cluster mode: the status of an endpoint this replica does not supervise while no replica reports
+// it: unknown, as this replica has no connection to judge by.
+core::EndpointStatus unreportedStatus(std::string reason) {
+  core::EndpointStatus status;
+  status.phase = core::ConnectionPhase::kStopped;
+  status.last_transition = core::MonoClock::now();
+  status.transition_reason = std::move(reason);
+  return status;
+}
+
 }  // namespace
 
 Registry::Registry(RegistryOptions options, HealthBus& bus, Metrics& metrics, EndpointStore* store,
@@ -214,7 +224,16 @@ EndpointView Registry::startLocked(std::shared_ptr<const core::EndpointSpec> spe
   const std::string id = entry.spec->id;
   std::lock_guard<std::mutex> lock(mu_);
   auto inserted = entries_.insert_or_assign(id, std::move(entry)).first;
-  if (!options_.clustered) superviseLocked(id, inserted->second, first_attempt_after);
+  if (options_.clustered) {
+    // Every replica knows every endpoint; its health comes from the owner (applyRemoteStatus)
+    // until this replica owns it.
+    inserted->second.incarnation = ++next_incarnation_;
+    bus_.publishRegisteredElsewhere(id, inserted->second.incarnation, inserted->second.spec->labels,
+                                    unreportedStatus("awaiting the report of its owner"),
+                                    wallNow());
+  } else {
+    superviseLocked(id, inserted->second, first_attempt_after);
+  }
   return viewOf(id, inserted->second);
 }
 
@@ -230,7 +249,13 @@ void Registry::superviseLocked(const std::string& id, Entry& entry,
     initial.next_attempt = initial.last_transition + first_attempt_after;
   }
   entry.incarnation = ++next_incarnation_;
-  bus_.publishRegistered(id, entry.incarnation, entry.spec->labels, initial, entry.live, wallNow());
+  if (options_.clustered) {
+    initial.transition_reason = "supervised by this replica";
+    bus_.publishHandover(id, entry.incarnation, initial, entry.live, wallNow());
+  } else {
+    bus_.publishRegistered(id, entry.incarnation, entry.spec->labels, initial, entry.live,
+                           wallNow());
+  }
   shards_[entry.shard]->assigned().fetch_add(1);
   shards_[entry.shard]->add(entry.incarnation, entry.incarnation, entry.spec, entry.live,
                             first_attempt_after);
@@ -241,8 +266,9 @@ void Registry::stopLocked(const std::string& id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
   const Entry& entry = it->second;
+  // Also an endpoint supervised elsewhere (cluster mode) is on the bus.
+  bus_.publishUnregistered(id, entry.incarnation, wallNow());
   if (entry.supervised) {
-    bus_.publishUnregistered(id, entry.incarnation, wallNow());
     shards_[entry.shard]->remove(entry.incarnation);
     shards_[entry.shard]->assigned().fetch_sub(1);
   }
@@ -256,6 +282,7 @@ EndpointView Registry::replaceLocked(const std::string& id,
   Entry& entry = entries_.at(id);
   if (!entry.supervised) {
     reconnected = false;
+    bus_.replaceRegistration(id, entry.incarnation, spec->labels, std::nullopt, nullptr, wallNow());
     entry.spec = std::move(spec);
     entry.generation = generation;
     return viewOf(id, entry);
@@ -572,7 +599,7 @@ void Registry::applyStoredRemove(const std::string& id) {
 }
 
 bool Registry::setSupervised(const std::string& id, bool supervised,
-                             core::Duration first_attempt_after) {
+                             core::Duration first_attempt_after, const std::string& why) {
   auto stopped = std::make_shared<std::promise<void>>();
   std::future<void> done = stopped->get_future();
   {
@@ -587,9 +614,12 @@ bool Registry::setSupervised(const std::string& id, bool supervised,
     }
     if (!entry.supervised) return false;
     entry.supervised = false;
-    bus_.publishUnregistered(id, entry.incarnation, wallNow());
     shards_[entry.shard]->remove(entry.incarnation, [stopped] { stopped->set_value(); });
     shards_[entry.shard]->assigned().fetch_sub(1);
+    // A new incarnation: what the stopped session still reports is dropped by the bus.
+    entry.incarnation = ++next_incarnation_;
+    bus_.publishHandover(id, entry.incarnation, unreportedStatus("handed over: " + why), nullptr,
+                         wallNow());
   }
   // The io thread answers within one loop turn; the bound only guards a shard that is stuck or
   // shutting down (then its connections are being closed anyway).
@@ -597,6 +627,15 @@ bool Registry::setSupervised(const std::string& id, bool supervised,
     WSV_LOG(kWarning) << "endpoint " << id << ": its io thread did not confirm the stop in 2 s";
   }
   return true;
+}
+
+void Registry::applyRemoteStatus(const std::string& id,
+                                 const std::optional<core::EndpointStatus>& status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end() || it->second.supervised) return;
+  bus_.publishChanged(id, it->second.incarnation,
+                      status ? *status : unreportedStatus("no replica reports it"), wallNow());
 }
 
 std::vector<std::string> Registry::ids() const {
@@ -647,7 +686,6 @@ EndpointView Registry::viewOf(const std::string& id, const Entry& entry) const {
   view.owner = entry.owner;
   view.generation = entry.generation;
   view.supervised_here = entry.supervised;
-  if (!entry.supervised) return view;
   if (auto state = bus_.state(id); state && state->incarnation == entry.incarnation) {
     view.status = state->currentStatus();
   }

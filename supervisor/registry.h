@@ -46,7 +46,8 @@ struct EndpointView {
   EndpointOwner owner = EndpointOwner::kApi;
   uint64_t generation = 0;
   core::EndpointStatus status;
-  // False in cluster mode when another replica supervises it: `status` is then empty here.
+  // False in cluster mode when another replica supervises it: `status` is then the one its owner
+  // published last (Registry::applyRemoteStatus).
   bool supervised_here = true;
 };
 
@@ -165,7 +166,13 @@ class Registry {
   // Starts or stops the connection of a registered endpoint. Stopping returns once its io thread
   // has stopped the session and sent the close (bounded by 2 s): the caller may then give the
   // endpoint away. Returns false when `id` is not registered (or, stopping, not supervised).
-  bool setSupervised(const std::string& id, bool supervised, core::Duration first_attempt_after);
+  // The endpoint's status then says why it stopped: "handed over: <why>".
+  bool setSupervised(const std::string& id, bool supervised, core::Duration first_attempt_after,
+                     const std::string& why = "released");
+  // The status another replica published for an endpoint it supervises (nullopt: none does now),
+  // published on the bus as the endpoint's change so that every replica's watchers, history and
+  // Get see it. Ignored for endpoints supervised here and for unknown ids.
+  void applyRemoteStatus(const std::string& id, const std::optional<core::EndpointStatus>& status);
   // Every registered id, and the ones supervised here.
   std::vector<std::string> ids() const;
   std::vector<std::string> supervisedIds() const;
@@ -186,7 +193,8 @@ class Registry {
     uint64_t incarnation = 0;
     size_t shard = 0;
     std::shared_ptr<LiveStats> live;
-    // False in cluster mode until this replica owns it: no session, no bus state.
+    // False in cluster mode until this replica owns it: no session; the bus holds the status its
+    // owner publishes.
     bool supervised = true;
   };
 

@@ -90,5 +90,65 @@ TEST_F(RegistryClusterTest, FollowsChangesInGenerationOrder) {
   EXPECT_TRUE(waitUntil([&] { return upstream_.openConnections() == 0; }, seconds(5)));
 }
 
+TEST_F(RegistryClusterTest, EveryEndpointIsOnTheBusWhoeverSupervisesIt) {
+  registry_->syncStored({record("a", 1, "one"), record("b", 1, "one")});
+  auto watch = bus_.subscribe(WatchFilter{}, 64, [] {});
+  std::vector<core::HealthEvent> events;
+  auto drain = [&] {
+    events.clear();
+    while (auto event = watch->next()) events.push_back(std::move(*event));
+    return events.size();
+  };
+  ASSERT_EQ(drain(), 3u);  // a, b, the marker
+  EXPECT_EQ(events[0].status.health, core::Health::kUnknown);
+  EXPECT_EQ(events[0].status.transition_reason, "awaiting the report of its owner");
+  auto supervisedHere = [&] {
+    const auto counts = bus_.countByHealth();
+    size_t total = 0;
+    for (size_t n : counts) total += n;
+    return total;
+  };
+  EXPECT_EQ(supervisedHere(), 0u);
+
+  // The owner's report becomes this replica's view: Get, watch and history.
+  core::EndpointStatus reported;
+  reported.health = core::Health::kHealthy;
+  reported.underlying_health = core::Health::kHealthy;
+  reported.phase = core::ConnectionPhase::kOpen;
+  reported.transition_reason = "2 heartbeats answered";
+  registry_->applyRemoteStatus("a", reported);
+  EXPECT_EQ(registry_->get("a")->status.health, core::Health::kHealthy);
+  ASSERT_EQ(drain(), 1u);
+  EXPECT_EQ(events[0].endpoint_id, "a");
+  EXPECT_EQ(events[0].status.transition_reason, "2 heartbeats answered");
+  ASSERT_EQ(bus_.history("a")->transitions.size(), 1u);
+
+  // Owned here: reports of other replicas no longer apply, and it counts in the metrics.
+  ASSERT_TRUE(registry_->setSupervised("a", true, core::Duration::zero()));
+  EXPECT_TRUE(waitUntil([&] { return upstream_.openConnections() == 1; }, seconds(5)));
+  EXPECT_EQ(supervisedHere(), 1u);
+  registry_->applyRemoteStatus("a", std::nullopt);
+  EXPECT_NE(registry_->get("a")->status.transition_reason, "no replica reports it");
+  drain();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].status.transition_reason, "supervised by this replica");
+
+  // Handed over: the status says so until the next owner reports.
+  ASSERT_TRUE(registry_->setSupervised("a", false, core::Duration::zero(), "leaving the cluster"));
+  EXPECT_EQ(supervisedHere(), 0u);
+  EXPECT_EQ(registry_->get("a")->status.transition_reason, "handed over: leaving the cluster");
+  EXPECT_EQ(registry_->get("a")->status.health, core::Health::kUnknown);
+  registry_->applyRemoteStatus("a", std::nullopt);
+  EXPECT_EQ(registry_->get("a")->status.transition_reason, "no replica reports it");
+
+  // Removed from the store: unregistered on the bus.
+  drain();
+  registry_->applyStoredRemove("a");
+  ASSERT_EQ(drain(), 1u);
+  EXPECT_EQ(events[0].type, core::HealthEvent::Type::kUnregistered);
+  EXPECT_FALSE(bus_.state("a"));
+  bus_.unsubscribe(watch);
+}
+
 }  // namespace
 }  // namespace wsvisor

@@ -97,6 +97,45 @@ TEST(StatusToProtoTest, FlappingWithItsUnderlyingHealthAndReason) {
   EXPECT_EQ(proto.transition_reason(), "6 changes within 2m");
 }
 
+TEST(StatusFromProtoTest, ABroadcastStatusReadsBackAsItWasPublished) {
+  core::EndpointStatus status;
+  status.health = core::Health::kFlapping;
+  status.underlying_health = core::Health::kUnhealthy;
+  status.phase = core::ConnectionPhase::kBackingOff;
+  status.last_rtt = std::chrono::microseconds(1234);
+  status.smoothed_rtt = std::chrono::microseconds(1500);
+  status.consecutive_failures = 3;
+  status.last_failure =
+      core::Failure::make(core::FailureReason::kHandshakeRejected, "HTTP 403", 403);
+  status.last_failure->at = core::MonoClock::now() - std::chrono::seconds(2);
+  status.last_transition = core::MonoClock::now() - std::chrono::seconds(1);
+  status.reconnect_attempts = 4;
+  status.next_attempt = core::MonoClock::now() + std::chrono::seconds(3);
+  status.heartbeats_sent = 99;
+  status.transition_reason = "6 changes within 2m";
+  v1::EndpointStatus proto;
+  statusToProto(status, &proto);
+  const core::EndpointStatus back = statusFromProto(proto);
+  EXPECT_EQ(back.health, status.health);
+  EXPECT_EQ(back.underlying_health, status.underlying_health);
+  EXPECT_EQ(back.phase, status.phase);
+  EXPECT_EQ(back.last_rtt, status.last_rtt);
+  EXPECT_EQ(back.smoothed_rtt, status.smoothed_rtt);
+  EXPECT_EQ(back.consecutive_failures, 3u);
+  ASSERT_TRUE(back.last_failure);
+  EXPECT_EQ(*back.last_failure, *status.last_failure);
+  EXPECT_EQ(back.last_transition, status.last_transition);
+  EXPECT_EQ(back.reconnect_attempts, 4u);
+  EXPECT_EQ(back.next_attempt, status.next_attempt);
+  EXPECT_EQ(back.heartbeats_sent, 99u);
+  EXPECT_EQ(back.transition_reason, status.transition_reason);
+
+  v1::EndpointStatus unknown;
+  unknown.set_health(static_cast<v1::Health>(77));
+  EXPECT_EQ(statusFromProto(unknown).health, core::Health::kUnknown);
+  EXPECT_FALSE(statusFromProto(unknown).last_failure);
+}
+
 TEST(SpecFromProtoTest, ZeroDurationIsRefused) {
   v1::EndpointSpec spec = minimalSpec();
   spec.mutable_backoff()->mutable_max();

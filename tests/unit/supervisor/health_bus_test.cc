@@ -210,6 +210,64 @@ TEST_F(HealthBusTest, ResumeRefusesARevisionOfAnEarlierRun) {
   EXPECT_NE(message.find("1001001 to 1001001"), std::string::npos) << message;
 }
 
+TEST_F(HealthBusTest, ARunGivenItsOwnRevisionRangeRefusesAnotherRunsRevisions) {
+  // Cluster mode: each replica's run starts at (etcd revision of its join) * 2^32.
+  HealthBus first;
+  ASSERT_TRUE(first.startRevisionsAfter(7ull << 32));
+  first.publishRegistered("a", 1, {}, core::EndpointStatus{}, live_, kAt);
+  EXPECT_EQ(first.revision(), (7ull << 32) + 1);
+  EXPECT_FALSE(first.startRevisionsAfter(9ull << 32)) << "only before the first publish";
+  EXPECT_EQ(first.revision(), (7ull << 32) + 1);
+
+  HealthBus second;
+  ASSERT_TRUE(second.startRevisionsAfter(9ull << 32));
+  second.publishRegistered("a", 1, {}, core::EndpointStatus{}, live_, kAt);
+  EXPECT_NE(refusal(second, first.revision()).find("is too old"), std::string::npos);
+  EXPECT_NE(refusal(first, second.revision()).find("is ahead of the current revision"),
+            std::string::npos);
+  EXPECT_NE(resumed(second, everything(), second.revision()), nullptr);
+}
+
+TEST_F(HealthBusTest, EndpointsSupervisedElsewhereAreWatchedButNotCounted) {
+  add("here", 1);
+  bus_.publishRegisteredElsewhere("there", 2, {{"team", "red"}},
+                                  statusOf(Health::kUnknown, "awaiting"), kAt);
+  auto watch = bus_.subscribe(everything(), 64, [] {});
+  const auto snapshot = drain(*watch);
+  ASSERT_EQ(snapshot.size(), 3u);  // two endpoints and the marker
+  auto counts = bus_.countByHealth();
+  EXPECT_EQ(std::accumulate(counts.begin(), counts.end(), size_t{0}), 1u);
+
+  // Its owner's reports arrive as changes, with history.
+  bus_.publishChanged("there", 2, statusOf(Health::kHealthy, "2 heartbeats answered"), kAt);
+  auto events = drain(*watch);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, Type::kChanged);
+  EXPECT_EQ(events[0].status.health, Health::kHealthy);
+  EXPECT_EQ(*events[0].previous_health, Health::kUnknown);
+  ASSERT_EQ(bus_.history("there")->transitions.size(), 1u);
+  EXPECT_EQ(bus_.history("there")->transitions[0].reason, "2 heartbeats answered");
+  counts = bus_.countByHealth();
+  EXPECT_EQ(counts[static_cast<size_t>(Health::kHealthy)], 0u);
+
+  // Handed over to this process: a new incarnation, counted; the old one's reports are dropped.
+  bus_.publishHandover("there", 3, statusOf(Health::kUnknown, "supervised here"), live_, kAt);
+  bus_.publishChanged("there", 2, statusOf(Health::kUnhealthy), kAt);
+  events = drain(*watch);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].status.transition_reason, "supervised here");
+  EXPECT_EQ(events[0].labels, (Labels{{"team", "red"}}));
+  counts = bus_.countByHealth();
+  EXPECT_EQ(counts[static_cast<size_t>(Health::kUnknown)], 2u);
+
+  // And away again: no longer counted.
+  bus_.publishHandover("there", 4, statusOf(Health::kUnknown, "handed over"), nullptr, kAt);
+  counts = bus_.countByHealth();
+  EXPECT_EQ(std::accumulate(counts.begin(), counts.end(), size_t{0}), 1u);
+  EXPECT_FALSE(bus_.state("there")->supervised_here);
+  EXPECT_TRUE(bus_.state("here")->supervised_here);
+}
+
 TEST_F(HealthBusTest, ZeroSizedLogResumesOnlyAtTheCurrentRevision) {
   HealthBus bus(startingAt(kStart, /*replay_log_size=*/0));
   bus.publishRegistered("a", 1, {}, core::EndpointStatus{}, live_, kAt);
