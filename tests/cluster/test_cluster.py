@@ -3,9 +3,14 @@
 etcd-server) on loopback, one recording upstream that reports every connection per path.
 
 One scenario, in order, because each step starts from the state the previous one left:
-  1. 30 endpoints registered through different replicas: each gets exactly one connection.
+  1. 30 endpoints registered through different replicas: each gets exactly one connection. Every
+     replica answers Get, List, WatchHealth and GetEndpointHistory for all of them (a watch on
+     one replica sees every endpoint turn HEALTHY, whoever owns it); the metrics count each
+     endpoint once, at its owner.
   2. SIGKILL one replica: its endpoints are connected again by the survivors within the lease TTL
-     plus connect time (measured and printed); no endpoint ever has two connections at once.
+     plus connect time (measured and printed); no endpoint ever has two connections at once. The
+     watch on a survivor reports them as no longer reported (UNKNOWN), then HEALTHY again; a
+     revision of one replica's watch cannot be resumed at another.
   3. Restart it: it takes its share back without reconnecting the others (no storm).
   4. Kill one etcd member: no connection changes; writes still work.
   5. Kill a quorum: writes are refused with UNAVAILABLE; replicas stop their connections before
@@ -19,6 +24,7 @@ does.
 
 import os
 import sys
+import threading
 import time
 import unittest
 
@@ -29,7 +35,8 @@ sys.path.insert(0, os.path.join(HERE, os.pardir, "support"))
 import grpc  # noqa: E402
 
 from etcd_cluster import EtcdCluster  # noqa: E402
-from wsvisor_proc import CALL_TIMEOUT_S, DurabilityTestCase, list_all, report  # noqa: E402
+from wsvisor_proc import (CALL_TIMEOUT_S, DurabilityTestCase, list_all, metric_value,  # noqa: E402
+                          report, scrape_metrics)
 
 ENDPOINTS = 30
 REPLICAS = 3
@@ -68,6 +75,36 @@ def overlaps(connections):
                 longest = max(longest, end - start)
         worst[path] = longest
     return worst
+
+
+class WatchRecorder(threading.Thread):
+    """Reads one WatchHealth stream in the background: (monotonic time, event) per event."""
+
+    def __init__(self, supervisor, pb):
+        super().__init__(daemon=True)
+        self.call = supervisor.WatchHealth(pb.WatchHealthRequest(), timeout=300)
+        self.lock = threading.Lock()
+        self.events = []
+        self.start()
+
+    def run(self):
+        try:
+            for event in self.call:
+                with self.lock:
+                    self.events.append((time.monotonic(), event))
+        except Exception:  # noqa: BLE001 - the stream ends by cancel or by its replica's death
+            pass
+
+    def timed(self, after=0.0):
+        with self.lock:
+            return [(t, e) for t, e in self.events if t >= after]
+
+    def seen(self, after=0.0):
+        return [e for _, e in self.timed(after)]
+
+    def close(self):
+        self.call.cancel()
+        self.join(5)
 
 
 class ClusterTest(DurabilityTestCase):
@@ -113,6 +150,8 @@ class ClusterTest(DurabilityTestCase):
     def test_three_replicas_share_the_work_and_survive_failures(self):
         pb = self.pb
         replicas = [self.replica(i) for i in range(REPLICAS)]
+        watch = WatchRecorder(replicas[2].supervisor, pb)
+        self.addCleanup(watch.close)
 
         # 1. Registrations through every replica; every replica lists all of them.
         for i, path in enumerate(self.paths_all):
@@ -127,6 +166,26 @@ class ClusterTest(DurabilityTestCase):
         for r in replicas:
             self.wait_until("every replica sees every endpoint HEALTHY",
                             lambda r=r: self.all_healthy(r), 5)
+        # The watch on replica 2 saw every endpoint turn HEALTHY, two thirds of them reported by
+        # the other replicas through etcd.
+        ids = {p[1:] for p in self.paths_all}
+        self.wait_until("the watch on one replica sees every endpoint HEALTHY", lambda: ids <= {
+            e.endpoint_id for e in watch.seen()
+            if e.type == pb.HealthEvent.TYPE_CHANGED and e.status.health == pb.HEALTH_HEALTHY}, 5)
+        # Every replica keeps the history of every endpoint.
+        for r in replicas:
+            for endpoint_id in ("ep-00", "ep-01", "ep-02"):
+                history = r.supervisor.GetEndpointHistory(
+                    pb.GetEndpointHistoryRequest(id=endpoint_id), timeout=CALL_TIMEOUT_S)
+                self.assertIn(pb.HEALTH_HEALTHY, [t.health for t in history.transitions],
+                              f"history of {endpoint_id}")
+        # Metrics stay per replica: each endpoint is counted once, by its owner.
+        healthy_per_replica = [
+            metric_value(scrape_metrics(r.metrics_port), "wsvisor_endpoints", {"health": "healthy"})
+            for r in replicas]
+        report(f"HEALTHY endpoints counted per replica: {healthy_per_replica}")
+        self.assertEqual(sum(healthy_per_replica), ENDPOINTS)
+
         # A second registration of an id through another replica is a clear conflict.
         self.assert_rpc_error(
             lambda: replicas[1].supervisor.RegisterEndpoint(
@@ -142,7 +201,9 @@ class ClusterTest(DurabilityTestCase):
                         lambda: len(self.upstream.open_connections()) < ENDPOINTS, 5)
         self.wait_until("every endpoint connected again by the survivors",
                         self.each_connected_once, TAKEOVER_BOUND_S + 5)
-        orphaned = len(before_kill - {c.number for c in self.upstream.open_connections()})
+        orphaned_paths = {c.path for c in self.upstream.connections()
+                          if c.number in before_kill and c.closed is not None}
+        orphaned = len(orphaned_paths)
         takeover = max(c.opened for c in self.upstream.open_connections()
                        if c.number not in before_kill) - killed_at
         for r in (replicas[0], replicas[2]):
@@ -151,6 +212,32 @@ class ClusterTest(DurabilityTestCase):
         report(f"takeover of {orphaned} endpoints after SIGKILL of a replica: {takeover:.2f} s "
                f"(lease TTL {TTL_S} s)")
         self.assertLessEqual(takeover, TAKEOVER_BOUND_S)
+        # The survivor's watch told the truth: the orphans were no longer reported once the dead
+        # replica's lease expired, then HEALTHY again under their new owners.
+        orphan_ids = {p[1:] for p in orphaned_paths}
+
+        def healthy_again():
+            unreported, healthy = set(), set()
+            for e in watch.seen(after=killed_at):
+                if e.endpoint_id not in orphan_ids:
+                    continue
+                if e.status.health == pb.HEALTH_UNKNOWN:
+                    unreported.add(e.endpoint_id)
+                elif e.status.health == pb.HEALTH_HEALTHY and e.endpoint_id in unreported:
+                    healthy.add(e.endpoint_id)
+            return healthy == orphan_ids
+        self.wait_until("the survivor's watch sees the orphans unreported, then HEALTHY",
+                        healthy_again, 5)
+        recovered = max(t for t, e in watch.timed(after=killed_at)
+                        if e.endpoint_id in orphan_ids and e.status.health == pb.HEALTH_HEALTHY)
+        report(f"the watch on a survivor saw all {orphaned} taken-over endpoints HEALTHY again "
+               f"{recovered - killed_at:.2f} s after the kill")
+        # A revision issued by replica 2 means nothing to replica 0: the resume is refused.
+        last_revision = watch.seen()[-1].revision
+        self.assert_rpc_error(
+            lambda: next(replicas[0].supervisor.WatchHealth(
+                pb.WatchHealthRequest(since_revision=last_revision), timeout=CALL_TIMEOUT_S)),
+            grpc.StatusCode.OUT_OF_RANGE, str(last_revision))
 
         # 3. Restart it: it takes its share, the others keep their connections.
         opened_before_restart = len(self.upstream.connections())
