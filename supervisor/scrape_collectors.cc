@@ -80,8 +80,11 @@ size_t openFds() {
 }  // namespace
 
 std::vector<prometheus::MetricFamily> HealthStateCollector::Collect() const {
-  auto endpoints = family("wsvisor_endpoints", "Registered endpoints in each health state.",
-                          prometheus::MetricType::Gauge);
+  auto endpoints =
+      family("wsvisor_endpoints",
+             "Endpoints supervised by this process in each health state (in cluster mode, this "
+             "replica's share).",
+             prometheus::MetricType::Gauge);
   const auto counts = bus_.countByHealth();
   for (auto health : {core::Health::kUnknown, core::Health::kHealthy, core::Health::kUnhealthy,
                       core::Health::kFlapping}) {
