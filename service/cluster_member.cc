@@ -21,6 +21,8 @@ constexpr std::chrono::milliseconds kGuardEvery{25};
 constexpr std::chrono::milliseconds kJoinRetry{250};
 // Bus changes queued for the publisher before they coalesce per endpoint (nothing is lost then).
 constexpr size_t kBusChangesQueued = 4096;
+// A replica whose open-files budget is full says so at most this often.
+constexpr std::chrono::seconds kNoRoomWarningEvery{30};
 
 std::string suffixAfter(const std::string& key, const std::string& prefix) {
   return key.compare(0, prefix.size(), prefix) == 0 ? key.substr(prefix.size()) : std::string();
@@ -511,6 +513,7 @@ void ClusterMember::reconcileOnce() {
   for (const std::string& id : registry_.ids()) registered.insert(id);
 
   size_t started = 0;
+  size_t no_room = 0;
   for (const std::string& id : ids) {
     core::OwnershipView view;
     view.endpoint_id = id;
@@ -534,6 +537,12 @@ void ClusterMember::reconcileOnce() {
       case core::OwnershipAction::kNone:
         break;
       case core::OwnershipAction::kClaim: {
+        // Without a descriptor for it the endpoint stays unclaimed (and unreported everywhere)
+        // rather than dialled into an EMFILE.
+        if (!registry_.hasRoomToSupervise()) {
+          ++no_room;
+          break;
+        }
         etcd::EtcdSwap swap;
         if (auto failure =
                 client_.createIfAbsent(owners_prefix_ + id, options_.member_id, lease, swap)) {
@@ -581,6 +590,13 @@ void ClusterMember::reconcileOnce() {
         break;
       }
     }
+  }
+  if (no_room > 0 && Clock::now() >= next_no_room_warning_) {
+    next_no_room_warning_ = Clock::now() + kNoRoomWarningEvery;
+    WSV_LOG(kError) << "cannot take " << no_room << " endpoints this replica is preferred for: its "
+                    << registry_.connectionsInUse()
+                    << " connections fill its open-files budget; they stay unsupervised until "
+                       "a replica with room is preferred (add replicas or raise the limit)";
   }
   publishHealth(lease);
 }

@@ -139,6 +139,7 @@ class ClusterMember {
   std::unique_ptr<etcd::PrefixWatch> health_watch_;
   std::map<std::string, v1::EndpointStatus> published_;  // what we put under health/, by id
   std::set<std::string> health_due_;                     // changed on the bus since last published
+  std::chrono::steady_clock::time_point next_no_room_warning_{};  // see reconcileOnce
   std::thread reconciler_;
   std::thread guard_;
 };

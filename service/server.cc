@@ -46,10 +46,7 @@ bool Server::start(std::string& error) {
   fd_budget_ = FdBudget::raiseAndMeasure(kReservedFds);
   RegistryOptions registry_options;
   registry_options.io_threads = options_.threads;
-  registry_options.max_endpoints = std::min(options_.max_endpoints, fd_budget_.max_endpoints);
   registry_options.max_connections = fd_budget_.max_endpoints;
-  WSV_LOG(kInfo) << fd_budget_.describe() << "; --max-endpoints " << options_.max_endpoints
-                 << ": accepting up to " << registry_options.max_endpoints << " endpoints";
 
   MetricsOptions metrics_options;
   metrics_options.per_endpoint = options_.metrics_per_endpoint;
@@ -57,7 +54,6 @@ bool Server::start(std::string& error) {
   metrics_options.version = buildVersion();
   metrics_options.revision = buildRevision();
   metrics_ = std::make_unique<Metrics>(metrics_options);
-  metrics_->setMaxEndpoints(registry_options.max_endpoints);
   if (!startMetricsExposer(error)) return false;
 
   store_ = openEndpointStore(options_, error);
@@ -67,6 +63,19 @@ bool Server::start(std::string& error) {
   // With etcd, every replica is a cluster member: it loads the endpoints and supervises those it
   // owns (ClusterMember); one replica alone owns them all.
   registry_options.clustered = etcd_store != nullptr;
+  if (registry_options.clustered) {
+    // The cluster holds more endpoints than one replica has descriptors for: only the share a
+    // replica supervises is bounded by its open-files budget (it claims no more).
+    registry_options.max_endpoints = options_.max_endpoints;
+    WSV_LOG(kInfo) << fd_budget_.describe() << ": this replica supervises at most "
+                   << fd_budget_.max_endpoints << " endpoints; --max-endpoints "
+                   << options_.max_endpoints << " bounds the endpoints of the whole cluster";
+  } else {
+    registry_options.max_endpoints = std::min(options_.max_endpoints, fd_budget_.max_endpoints);
+    WSV_LOG(kInfo) << fd_budget_.describe() << "; --max-endpoints " << options_.max_endpoints
+                   << ": accepting up to " << registry_options.max_endpoints << " endpoints";
+  }
+  metrics_->setMaxEndpoints(registry_options.max_endpoints);
   if (etcd_store) etcd_store->setShared(true);
   registry_ = std::make_unique<Registry>(registry_options, bus_, *metrics_, store_.get(), &codec_);
   if (etcd_store) {

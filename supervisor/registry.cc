@@ -119,9 +119,10 @@ std::variant<Registry::RegisterResult, RegistryError> Registry::registerEndpoint
                                " endpoints are registered (see --max-endpoints and the "
                                "open-files limit in the start-up log)"};
     }
-    // Running probes hold descriptors of the same budget.
+    // Running probes hold descriptors of the same budget. In cluster mode a registration opens
+    // no connection here: the claims are bounded instead (setSupervised).
     const size_t probes = probes_running_.load();
-    if (entries_.size() + probes >= options_.max_connections) {
+    if (!options_.clustered && entries_.size() + probes >= options_.max_connections) {
       return RegistryError{
           RegistryError::Code::kResourceExhausted,
           "no file descriptor left: " + std::to_string(entries_.size()) + " endpoints and " +
@@ -499,7 +500,7 @@ std::variant<Registry::ProbeTicket, RegistryError> Registry::probe(core::Endpoin
                              " probes are running; at most " + std::to_string(options_.max_probes) +
                              " run at once"};
   }
-  const size_t endpoints = size();
+  const size_t endpoints = connectionsInUse();
   if (endpoints + running >= options_.max_connections) {
     return RegistryError{
         RegistryError::Code::kResourceExhausted,
@@ -609,7 +610,9 @@ bool Registry::setSupervised(const std::string& id, bool supervised,
     if (it == entries_.end()) return false;
     Entry& entry = it->second;
     if (supervised) {
-      if (!entry.supervised) superviseLocked(id, entry, first_attempt_after);
+      if (entry.supervised) return true;
+      if (!hasRoomToSupervise()) return false;
+      superviseLocked(id, entry, first_attempt_after);
       return true;
     }
     if (!entry.supervised) return false;
@@ -636,6 +639,17 @@ void Registry::applyRemoteStatus(const std::string& id,
   if (it == entries_.end() || it->second.supervised) return;
   bus_.publishChanged(id, it->second.incarnation,
                       status ? *status : unreportedStatus("no replica reports it"), wallNow());
+}
+
+size_t Registry::connectionsInUse() const {
+  // Lock-free (setSupervised asks under mu_): every supervised endpoint is assigned to a shard.
+  size_t supervised = 0;
+  for (const auto& shard : shards_) supervised += shard->assigned().load();
+  return supervised;
+}
+
+bool Registry::hasRoomToSupervise() const {
+  return connectionsInUse() + probes_running_.load() < options_.max_connections;
 }
 
 std::vector<std::string> Registry::ids() const {

@@ -58,10 +58,12 @@ inline constexpr size_t kDefaultMaxProbes = 64;
 struct RegistryOptions {
   size_t io_threads = 1;
   // Registrations beyond this are refused (RESOURCE_EXHAUSTED): the smaller of --max-endpoints
-  // and what the open-files limit allows.
+  // and what the open-files limit allows; in cluster mode --max-endpoints alone, since each
+  // replica supervises only its share.
   size_t max_endpoints = 100000;
   // Upstream connections the open-files limit allows (FdBudget::max_endpoints). A probe is
-  // refused (RESOURCE_EXHAUSTED) when registered endpoints and running probes fill it.
+  // refused (RESOURCE_EXHAUSTED) when endpoints supervised here and running probes fill it; in
+  // cluster mode, so is the supervision of one more endpoint (setSupervised).
   size_t max_connections = 100000;
   // Probes beyond this many at once are refused (RESOURCE_EXHAUSTED).
   size_t max_probes = kDefaultMaxProbes;
@@ -163,7 +165,8 @@ class Registry {
   // whose generation is not newer than the one held is ignored (our own writes come back).
   void applyStoredPut(const StoredEndpoint& record);
   void applyStoredRemove(const std::string& id);
-  // Starts or stops the connection of a registered endpoint. Stopping returns once its io thread
+  // Starts or stops the connection of a registered endpoint. Starting fails (false) when the
+  // open-files budget is full (hasRoomToSupervise). Stopping returns once its io thread
   // has stopped the session and sent the close (bounded by 2 s): the caller may then give the
   // endpoint away. Returns false when `id` is not registered (or, stopping, not supervised).
   // The endpoint's status then says why it stopped: "handed over: <why>".
@@ -179,6 +182,12 @@ class Registry {
 
   size_t size() const;
   size_t maxEndpoints() const { return options_.max_endpoints; }
+  // Upstream connections held: the endpoints supervised here (all registered ones outside
+  // cluster mode), not counting probes.
+  size_t connectionsInUse() const;
+  // Whether one more connection fits the open-files budget (max_connections) next to the running
+  // probes.
+  bool hasRoomToSupervise() const;
 
   // Closes every upstream connection with 1001 and stops the io threads, waiting at most
   // `grace` for closing handshakes; then closes the store. Commands fail with UNAVAILABLE

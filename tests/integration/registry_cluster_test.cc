@@ -90,6 +90,34 @@ TEST_F(RegistryClusterTest, FollowsChangesInGenerationOrder) {
   EXPECT_TRUE(waitUntil([&] { return upstream_.openConnections() == 0; }, seconds(5)));
 }
 
+TEST_F(RegistryClusterTest, OnlyTheShareSupervisedHereIsBoundedByTheDescriptorBudget) {
+  registry_->shutdown(std::chrono::milliseconds(0));
+  RegistryOptions options;
+  options.clustered = true;
+  options.max_endpoints = 10;
+  options.max_connections = 2;
+  registry_ = std::make_unique<Registry>(options, bus_, metrics_, nullptr, &codec_);
+  // The cluster holds more endpoints than this replica has descriptors for...
+  registry_->syncStored({record("a", 1, "one"), record("b", 1, "one"), record("c", 1, "one")});
+  EXPECT_EQ(registry_->size(), 3u);
+  // ...but it supervises no more than its budget.
+  EXPECT_TRUE(registry_->setSupervised("a", true, core::Duration::zero()));
+  EXPECT_TRUE(registry_->setSupervised("b", true, core::Duration::zero()));
+  EXPECT_FALSE(registry_->hasRoomToSupervise());
+  EXPECT_FALSE(registry_->setSupervised("c", true, core::Duration::zero()));
+  EXPECT_EQ(registry_->connectionsInUse(), 2u);
+  EXPECT_TRUE(waitUntil([&] { return upstream_.openConnections() == 2; }, seconds(5)));
+  // A probe needs a descriptor too.
+  core::EndpointSpec probe;
+  probe.url = upstream_.url("/probe");
+  auto refused = registry_->probe(probe, 1, [](const core::ProbeResult&) {});
+  ASSERT_TRUE(std::holds_alternative<RegistryError>(refused));
+  EXPECT_EQ(std::get<RegistryError>(refused).code, RegistryError::Code::kResourceExhausted);
+  // Room again once one is handed over.
+  ASSERT_TRUE(registry_->setSupervised("a", false, core::Duration::zero()));
+  EXPECT_TRUE(registry_->setSupervised("c", true, core::Duration::zero()));
+}
+
 TEST_F(RegistryClusterTest, EveryEndpointIsOnTheBusWhoeverSupervisesIt) {
   registry_->syncStored({record("a", 1, "one"), record("b", 1, "one")});
   auto watch = bus_.subscribe(WatchFilter{}, 64, [] {});
