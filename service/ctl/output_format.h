@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "service/status_code_name.h"
 #include "wsvisor/v1/supervisor.pb.h"
 
 namespace wsvisor::ctl {
@@ -78,8 +79,7 @@ std::string formatProbeReport(const v1::ProbeEndpointResponse& response, v1::Hea
 // cannot be printed (it has no Any fields, so this is not expected).
 std::optional<std::string> toJsonLine(const google::protobuf::Message& message, std::string& error);
 
-// The canonical upper-case name of a status code ("INVALID_ARGUMENT"), or "CODE_<n>".
-std::string statusCodeName(grpc::StatusCode code);
+using service::statusCodeName;
 
 // "<CODE_NAME>: <message>", or the code name alone when the message is empty.
 std::string describeStatus(const grpc::Status& status);

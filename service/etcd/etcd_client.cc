@@ -183,8 +183,7 @@ std::optional<EtcdError> EtcdClient::call(std::string_view method, bool may_rese
             outcome->message += " (the request was sent: it may or may not have been applied)";
             return true;
           }
-          failures[index] =
-              std::string(statusCodeName(status.error_code())) + ": " + status.error_message();
+          failures[index] = statusCodeName(status.error_code()) + ": " + status.error_message();
           return false;
         },
         canceller);

@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "service/status_code_name.h"
+
 namespace wsvisor::service::etcd {
 
 // A failed etcd call. `message` names the etcd endpoint(s) that answered (or did not), the call,
@@ -14,9 +16,6 @@ struct EtcdError {
   grpc::StatusCode code = grpc::StatusCode::UNKNOWN;
   std::string message;
 };
-
-// "UNAVAILABLE", "DEADLINE_EXCEEDED", ...: the names operators know from grpc and etcdctl.
-std::string_view statusCodeName(grpc::StatusCode code);
 
 // "etcd <address>: <method>: <CODE>: <etcd's message>".
 EtcdError errorFrom(std::string_view address, std::string_view method, const grpc::Status& status);

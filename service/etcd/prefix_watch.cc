@@ -162,7 +162,7 @@ bool PrefixWatch::watchOn(size_t index) {
   }
   if (stopping) return false;
   if (problem.empty()) {
-    problem = std::string(statusCodeName(status.error_code())) + ": " + status.error_message();
+    problem = statusCodeName(status.error_code()) + ": " + status.error_message();
   }
   if (callbacks_.on_interrupted) {
     callbacks_.on_interrupted("watch of " + prefix_ + " on " + member.address + " ended (" +
