@@ -439,6 +439,15 @@ class FlappingSessionTest : public SessionTest {
     now_ = t;
     return send(event::Closed{Failure::make(FailureReason::kClosedByPeer, "1006", 0, 1006)});
   }
+  // Starts, comes up at 0 s, then down at 1 s, up at 2 s and down at 3 s: the third change
+  // between up and down is more than the threshold, so the endpoint is FLAPPING (quiet until 8 s).
+  void startFlappingAt3s() {
+    start();
+    comeUp(at(seconds(0)));
+    goDown(at(seconds(1)));
+    comeUp(at(seconds(2)));
+    goDown(at(seconds(3)));
+  }
 };
 
 TEST_F(FlappingSessionTest, MoreChangesThanTheThresholdWithinTheWindowIsFlapping) {
@@ -464,11 +473,7 @@ TEST_F(FlappingSessionTest, MoreChangesThanTheThresholdWithinTheWindowIsFlapping
 }
 
 TEST_F(FlappingSessionTest, FlappingEndsAfterTheQuietPeriodInTheCurrentState) {
-  start();
-  comeUp(at(seconds(0)));
-  goDown(at(seconds(1)));
-  comeUp(at(seconds(2)));
-  goDown(at(seconds(3)));  // FLAPPING, quiet until 8 s
+  startFlappingAt3s();
   comeUp(at(seconds(4)));  // a change (at 4.001 s) while flapping: quiet until 9.001 s
   EXPECT_LE(session_->nextDeadline(), at(seconds(9) + milliseconds(1)));
   for (int s = 5; s <= 8; ++s) {
@@ -491,11 +496,7 @@ TEST_F(FlappingSessionTest, FlappingEndsAfterTheQuietPeriodInTheCurrentState) {
 }
 
 TEST_F(FlappingSessionTest, AnEndpointThatStaysDownLeavesFlappingAsUnhealthy) {
-  start();
-  comeUp(at(seconds(0)));
-  goDown(at(seconds(1)));
-  comeUp(at(seconds(2)));
-  goDown(at(seconds(3)));  // FLAPPING while down
+  startFlappingAt3s();
   // Every redial fails from now on: no change of health, so the quiet period runs out.
   for (MonoTime t = at(seconds(3)); t < at(seconds(8));) {
     advanceTo(*session_->nextDeadline());
@@ -518,11 +519,7 @@ TEST_F(FlappingSessionTest, ChangesSpreadWiderThanTheWindowAreNotFlapping) {
 }
 
 TEST_F(FlappingSessionTest, AChangeAfterTheQuietPeriodButBeforeItsTimerStartsAfresh) {
-  start();
-  comeUp(at(seconds(0)));
-  goDown(at(seconds(1)));
-  comeUp(at(seconds(2)));
-  goDown(at(seconds(3)));  // FLAPPING, quiet until 8 s
+  startFlappingAt3s();
   // The peer comes back at 8.003 s, before the timer of 8 s has run (timers run on a 10 ms
   // grid, after socket events). Flapping ended at 8 s; this is the first change afresh.
   advanceTo(at(seconds(3) + milliseconds(100)));  // the redial starts
@@ -538,11 +535,7 @@ TEST_F(FlappingSessionTest, AChangeAfterTheQuietPeriodButBeforeItsTimerStartsAfr
 
 TEST_F(FlappingSessionTest, AShorterQuietPeriodAppliesToAnEndpointAlreadyFlapping) {
   spec_.flapping.quiet_period = std::chrono::hours(24);
-  start();
-  comeUp(at(seconds(0)));
-  goDown(at(seconds(1)));
-  comeUp(at(seconds(2)));
-  goDown(at(seconds(3)));
+  startFlappingAt3s();
   ASSERT_EQ(status().health, Health::kFlapping);
   FlapPolicy shorter = spec_.flapping;
   shorter.quiet_period = seconds(5);
@@ -555,11 +548,7 @@ TEST_F(FlappingSessionTest, AShorterQuietPeriodAppliesToAnEndpointAlreadyFlappin
 
 TEST_F(FlappingSessionTest, OneEventThatEndsFlappingAndFailsReportsOneTransitionFromFlapping) {
   spec_.heartbeat.timeout = seconds(1);
-  start();
-  comeUp(at(seconds(0)));
-  goDown(at(seconds(1)));
-  comeUp(at(seconds(2)));
-  goDown(at(seconds(3)));
+  startFlappingAt3s();
   comeUp(at(seconds(4)));  // up while FLAPPING: quiet until 9.001 s
   // Pings answered until 8 s; the ping of 8.001 s is never answered and fails at 9.001 s, the
   // very moment the quiet period runs out.
@@ -584,11 +573,7 @@ TEST_F(FlappingSessionTest, ChangesWithinTheWindowFlapWhereSpreadOnesDoNot) {
 }
 
 TEST_F(FlappingSessionTest, TurningDetectionOffEndsFlapping) {
-  start();
-  comeUp(at(seconds(0)));
-  goDown(at(seconds(1)));
-  comeUp(at(seconds(2)));
-  goDown(at(seconds(3)));
+  startFlappingAt3s();
   ASSERT_EQ(status().health, Health::kFlapping);
   now_ = at(seconds(4));
   const SessionActions a = session_->updateFlapPolicy(FlapPolicy::off(), now_);

@@ -37,6 +37,16 @@ v1::Endpoint makeEndpoint(const std::string& id) {
   return endpoint;
 }
 
+// Holds a call open until the client cancels it or its deadline passes, as a server that never
+// answers would. The synchronous API has no cancel notification, so this polls; the bound keeps a
+// client that never gives up from hanging the test (it then fails on the call's status).
+void waitForClientToGiveUp(grpc::ServerContext& context) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!context.IsCancelled() && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 // Answers like the real service would for the cases under test, and records what it was sent.
 class FakeSupervisor final : public v1::Supervisor::Service {
  public:
@@ -116,7 +126,7 @@ class FakeSupervisor final : public v1::Supervisor::Service {
                            v1::GetEndpointResponse* response) override {
     if (request->id() == "slow") {
       // Never answers; the client's deadline ends the call.
-      while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      waitForClientToGiveUp(*context);
       return grpc::Status::CANCELLED;
     }
     *response->mutable_endpoint() = makeEndpoint(request->id());
@@ -181,7 +191,7 @@ class FakeSupervisor final : public v1::Supervisor::Service {
       return grpc::Status::OK;
     }
     if (url == "ws://slow/") {
-      while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      waitForClientToGiveUp(*context);
       return grpc::Status::CANCELLED;
     }
     return {grpc::StatusCode::INVALID_ARGUMENT, "spec.url: must start with ws:// or wss://"};
@@ -197,7 +207,7 @@ class FakeSupervisor final : public v1::Supervisor::Service {
       if (event.revision() > request->since_revision()) writer->Write(event);
     }
     if (watch_until_cancelled) {
-      while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      waitForClientToGiveUp(*context);
       return grpc::Status::CANCELLED;
     }
     return watch_end_status;
