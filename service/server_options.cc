@@ -94,6 +94,12 @@ Flags:
                            from 2s to 60s. A replica that cannot renew it stops its connections
                            before it expires; survivors take over its endpoints after it
                            expires. Default 5s.
+  --import-from-data-dir DIR
+                           With an etcd store: copy every endpoint of the single-node registry
+                           in DIR (DIR/wsvisor.db, as --data-dir) into etcd with its spec, owner
+                           and generation, then exit: 0 when all were copied or already there.
+                           Endpoints already in etcd are left as they are; run it once, before
+                           the replicas start. Serves nothing.
   --config FILE            YAML file of endpoints to supervise (see docs/config.md). Applied on
                            start and on SIGHUP as a diff; its endpoints cannot be changed or
                            removed over the API. A bad file changes nothing. Default: none.
@@ -189,6 +195,8 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
         return std::nullopt;
       }
       options.store = std::move(*location);
+    } else if (name == "--import-from-data-dir") {
+      options.import_from_data_dir = v;
     } else if (name == "--store-ca") {
       options.store_ca_file = v;
     } else if (name == "--store-cert") {
@@ -297,6 +305,12 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
   }
   if (!options.store_ca_file.empty() && options.store.kind != StoreLocation::Kind::kEtcd) {
     error = "--store-ca needs --store etcd://...: only etcd is reached over the network";
+    return std::nullopt;
+  }
+  if (!options.import_from_data_dir.empty() && options.store.kind != StoreLocation::Kind::kEtcd) {
+    error =
+        "--import-from-data-dir needs --store etcd://...: it copies a single-node registry "
+        "into etcd";
     return std::nullopt;
   }
   if (!options.health_listen.empty() && options.health_listen == options.listen) {

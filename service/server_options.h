@@ -34,6 +34,9 @@ struct ServerOptions {
   std::string store_cert_file;
   std::string store_key_file;
   std::string store_server_name;
+  // --import-from-data-dir: copy the SQLite registry of this data dir into the etcd store, then
+  // exit (see service/store_import.h). Empty: serve as usual.
+  std::string import_from_data_dir;
   // Cluster mode (with an etcd store): this replica's member id, unique among live replicas
   // (empty: the host name), and the TTL of its etcd lease, whole seconds from 2 s to 60 s.
   std::string member_id;

@@ -2,11 +2,13 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "service/server.h"
+#include "service/store_import.h"
 #include "supervisor/log.h"
 
 int main(int argc, char** argv) {
@@ -22,6 +24,10 @@ int main(int argc, char** argv) {
   if (!options) {
     std::fprintf(stderr, "wsvisor: %s\n", error.c_str());
     return 2;
+  }
+
+  if (!options->import_from_data_dir.empty()) {
+    return wsvisor::service::importDataDirIntoEtcd(*options, std::cout);
   }
 
   // Signals are taken by one thread with sigwait(); every other thread inherits the mask.

@@ -126,6 +126,19 @@ void EtcdEndpointStore::setLimitsForTest(size_t max_ops_per_txn, size_t max_txn_
   page_size_ = page_size;
 }
 
+std::optional<std::string> EtcdEndpointStore::createIfAbsent(const StoredEndpoint& endpoint,
+                                                             bool& created) {
+  created = false;
+  if (!client_) return "the etcd store is closed";
+  EtcdSwap swap;
+  if (auto failure =
+          client_->createIfAbsent(endpointKey(endpoint.id), encodeRecord(endpoint), 0, swap)) {
+    return failure->message;
+  }
+  created = swap.succeeded;
+  return std::nullopt;
+}
+
 std::optional<std::string> EtcdEndpointStore::put(const StoredEndpoint& endpoint) {
   last_write_conflicted_ = false;
   if (!shared_) return applyBatch({endpoint}, {});

@@ -75,6 +75,9 @@ class EtcdEndpointStore : public EndpointStore {
   // is created only if the key is absent, generation g replaces only the stored generation g-1
   // (by mod revision); a lost race fails with lastWriteConflicted(). Set before use.
   void setShared(bool shared) { shared_ = shared; }
+  // Writes `endpoint` as it is (spec, owner, generation) only if no endpoint has its id: an
+  // import from another store. `created` says whether it was written; an existing key is left.
+  std::optional<std::string> createIfAbsent(const StoredEndpoint& endpoint, bool& created);
   // A key under endpointsPrefix() as read or watched, decoded.
   std::optional<std::string> decodeKeyValue(const EtcdKeyValue& kv, StoredEndpoint& out) const;
 

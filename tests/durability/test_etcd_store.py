@@ -131,6 +131,65 @@ class EtcdStoreTest(DurabilityTestCase):
         self.assertEqual(self.listed(restarted), before)
         self.assertEqual(sorted(before), ["before", "during"])
 
+    def import_data_dir(self, data_dir, store=None):
+        result = subprocess.run(
+            [self.paths.wsvisor, "--store", store or self.store, "--import-from-data-dir",
+             data_dir, "--store-connect-timeout", "20s"],
+            capture_output=True, text=True, timeout=60)
+        return result.returncode, result.stdout
+
+    def test_a_single_node_registry_moves_into_etcd_with_owner_and_generation(self):
+        closed = self.closed_port()
+        config = os.path.join(self.work_dir, "endpoints.yaml")
+        with open(config, "w", encoding="utf-8") as out:
+            out.write(f"endpoints:\n  - id: cfg-0\n    url: {closed.url('cfg-0')}\n")
+        single_dir = os.path.join(self.work_dir, "single-node")
+        single = self.wsvisor("--config", config, data_dir=single_dir)
+        for i in range(5):
+            self.register(single, f"mv-{i}", closed.url(f"mv-{i}"), {"team": "blue"})
+        spec = cheap_spec(self.pb, "mv-0", closed.url("mv-0"), {"team": "red"})
+        single.supervisor.UpdateEndpoint(self.pb.UpdateEndpointRequest(spec=spec),
+                                         timeout=CALL_TIMEOUT_S)
+        before = self.listed(single)
+        single.terminate()
+
+        # An endpoint registered in the cluster already, with another spec, is kept as it is.
+        cluster = self.start()
+        self.register(cluster, "mv-4", closed.url("elsewhere"))
+        kept = self.listed(cluster)["mv-4"]
+        cluster.terminate()
+
+        status, out = self.import_data_dir(single_dir)
+        report(out.strip().splitlines()[-1])
+        self.assertEqual(status, 0, out)
+        self.assertIn("imported 5 of 6 endpoints", out)
+        self.assertIn("1 were there already (1 with another spec, kept), 0 skipped", out)
+        self.assertIn("kept mv-4 as etcd has it", out)
+
+        # A second run copies nothing and changes nothing.
+        status, out = self.import_data_dir(single_dir)
+        self.assertEqual(status, 0, out)
+        self.assertIn("imported 0 of 6 endpoints", out)
+
+        restarted = self.start("--config", config)
+        after = self.listed(restarted)
+        expected = dict(before)
+        expected["mv-4"] = kept
+        self.assertEqual(after, expected)
+        self.assertEqual(after["mv-0"][3], 2, "the generation moves along")
+        self.assertEqual(after["cfg-0"][2], self.pb.OWNER_CONFIG_FILE)
+
+    def test_an_import_needs_an_etcd_store_and_a_readable_registry(self):
+        result = subprocess.run([self.paths.wsvisor, "--import-from-data-dir", self.work_dir],
+                                capture_output=True, text=True, timeout=EXIT_TIMEOUT_S)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("--import-from-data-dir needs --store etcd://", result.stderr)
+        missing = os.path.join(self.work_dir, "no-such-dir", "deeper")
+        open(os.path.join(self.work_dir, "no-such-dir"), "w").close()  # a file, not a directory
+        status, out = self.import_data_dir(missing)
+        self.assertEqual(status, 1, out)
+        self.assertIn("cannot open the registry in " + missing, out)
+
     def test_a_bad_store_flag_stops_start_up_with_the_reason(self):
         cases = {
             "etcd://127.0.0.1:99999": "--store: etcd endpoint '127.0.0.1:99999': the port must "

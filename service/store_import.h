@@ -1,0 +1,18 @@
+#pragma once
+
+#include <ostream>
+
+#include "service/server_options.h"
+
+namespace wsvisor::service {
+
+// --import-from-data-dir: moving from one wsvisor to a cluster without re-registering anything.
+// Reads every endpoint of the single-node registry in `options.import_from_data_dir` (SQLite) and
+// creates each in the etcd store of `options.store` with its spec, owner and generation, unless
+// an endpoint with its id is there already (left as it is, and named when its spec differs).
+// Records that do not decode or validate are skipped and named. Idempotent: a second run copies
+// nothing. Prints one line per skipped or differing endpoint and a summary to `out`.
+// Returns the exit status: 0 when every endpoint was copied or already there, 1 otherwise.
+int importDataDirIntoEtcd(const ServerOptions& options, std::ostream& out);
+
+}  // namespace wsvisor::service
