@@ -139,7 +139,7 @@ bool ClusterMember::startEndpointsWatch(std::string& error) {
   registry_.syncStored(all);
   {
     std::lock_guard<std::mutex> remote(remote_mu_);
-    for (const StoredEndpoint& record : all) applyRemoteLocked(record.id);
+    for (const StoredEndpoint& record : all) applyRemoteLocked(record.id, /*if_reported=*/true);
   }
   // The same line as a single-node restore: operators and tests look for it.
   WSV_LOG(kInfo) << "restored " << all.size() << " endpoints from " << store_.describe()
@@ -160,7 +160,7 @@ bool ClusterMember::startEndpointsWatch(std::string& error) {
       registry_.applyStoredPut(record);
       // Its owner's health may have arrived first (the watches run apart).
       std::lock_guard<std::mutex> remote(remote_mu_);
-      applyRemoteLocked(id);
+      applyRemoteLocked(id, /*if_reported=*/true);
     }
     std::lock_guard<std::mutex> lock(mu_);
     dirty_ = true;
@@ -263,7 +263,7 @@ bool ClusterMember::startHealthWatch(std::string& error) {
   {
     std::lock_guard<std::mutex> remote(remote_mu_);
     health_.replaceAll(std::move(all));
-    for (const std::string& id : registry_.ids()) applyRemoteLocked(id);
+    for (const std::string& id : registry_.ids()) applyRemoteLocked(id, /*if_reported=*/false);
   }
   etcd::PrefixWatch::Callbacks callbacks;
   callbacks.on_events = [this](const std::vector<etcd::EtcdEvent>& events, int64_t) {
@@ -276,7 +276,7 @@ bool ClusterMember::startHealthWatch(std::string& error) {
       } else {
         health_.set(id, std::move(status));
       }
-      applyRemoteLocked(id);
+      applyRemoteLocked(id, /*if_reported=*/false);
     }
   };
   callbacks.on_compacted = [this](int64_t) {
@@ -289,8 +289,9 @@ bool ClusterMember::startHealthWatch(std::string& error) {
   return true;
 }
 
-void ClusterMember::applyRemoteLocked(const std::string& id) {
+void ClusterMember::applyRemoteLocked(const std::string& id, bool if_reported) {
   const std::optional<v1::EndpointStatus> published = health_.get(id);
+  if (!published && if_reported) return;
   registry_.applyRemoteStatus(
       id,
       published ? std::optional<core::EndpointStatus>(statusFromProto(*published)) : std::nullopt);

@@ -77,8 +77,10 @@ class ClusterMember {
   bool startMembersWatch(std::string& error);
   bool startOwnersWatch(std::string& error);
   bool startHealthWatch(std::string& error);
-  // The status `health_` holds for `id` (or none) to the registry's bus. Requires remote_mu_.
-  void applyRemoteLocked(const std::string& id);
+  // The status `health_` holds for `id` to the registry's bus; when it holds none, "no replica
+  // reports it" unless `if_reported` (an endpoint just added already says it awaits its owner).
+  // Requires remote_mu_.
+  void applyRemoteLocked(const std::string& id, bool if_reported);
   // Takes the ids of the bus's changes into health_due_.
   void collectHealthChanges();
   // Puts the status of each endpoint supervised here that changed on the bus, unless its state is
