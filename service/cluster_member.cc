@@ -390,10 +390,9 @@ void ClusterMember::stop() {
 
 void ClusterMember::stopAll(const std::string& why) {
   std::lock_guard<std::mutex> own(own_mu_);
-  const std::vector<std::string> ids = registry_.supervisedIds();
-  if (ids.empty()) return;
-  WSV_LOG(kWarning) << "stopping all " << ids.size() << " supervised endpoints: " << why;
-  for (const std::string& id : ids) registry_.setSupervised(id, false, core::Duration::zero(), why);
+  const size_t stopped = registry_.stopSupervisingAll(why);
+  if (stopped > 0)
+    WSV_LOG(kWarning) << "stopped all " << stopped << " supervised endpoints: " << why;
 }
 
 void ClusterMember::guardLoop() {

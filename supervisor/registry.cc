@@ -15,6 +15,11 @@ namespace {
 
 core::WallTime wallNow() { return std::chrono::system_clock::now(); }
 
+// How long a stop waits for its io thread to confirm. The io thread answers within one loop
+// turn; the bound only guards a shard that is stuck or shutting down (then its connections are
+// being closed anyway).
+constexpr std::chrono::seconds kStopConfirmation{2};
+
 // Changes that need a new connection; everything else applies to the live one.
 bool needsReconnect(const core::EndpointSpec& a, const core::EndpointSpec& b) {
   return a.url != b.url || !(a.headers == b.headers) || a.subprotocols != b.subprotocols ||
@@ -601,8 +606,7 @@ void Registry::applyStoredRemove(const std::string& id) {
 
 bool Registry::setSupervised(const std::string& id, bool supervised,
                              core::Duration first_attempt_after, const std::string& why) {
-  auto stopped = std::make_shared<std::promise<void>>();
-  std::future<void> done = stopped->get_future();
+  std::future<void> stopped;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (shut_down_.load()) return false;
@@ -616,20 +620,49 @@ bool Registry::setSupervised(const std::string& id, bool supervised,
       return true;
     }
     if (!entry.supervised) return false;
-    entry.supervised = false;
-    shards_[entry.shard]->remove(entry.incarnation, [stopped] { stopped->set_value(); });
-    shards_[entry.shard]->assigned().fetch_sub(1);
-    // A new incarnation: what the stopped session still reports is dropped by the bus.
-    entry.incarnation = ++next_incarnation_;
-    bus_.publishHandover(id, entry.incarnation, unreportedStatus("handed over: " + why), nullptr,
-                         wallNow());
+    stopped = unsuperviseLocked(id, entry, why);
   }
-  // The io thread answers within one loop turn; the bound only guards a shard that is stuck or
-  // shutting down (then its connections are being closed anyway).
-  if (done.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+  if (stopped.wait_for(kStopConfirmation) != std::future_status::ready) {
     WSV_LOG(kWarning) << "endpoint " << id << ": its io thread did not confirm the stop in 2 s";
   }
   return true;
+}
+
+size_t Registry::stopSupervisingAll(const std::string& why) {
+  std::vector<std::future<void>> stops;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_.load()) return 0;
+    for (auto& [id, entry] : entries_) {
+      if (entry.supervised) stops.push_back(unsuperviseLocked(id, entry, why));
+    }
+  }
+  // Every stop is on its io thread's queue before the first wait: one pass of each thread stops
+  // them all, instead of one round trip per endpoint.
+  const auto deadline = std::chrono::steady_clock::now() + kStopConfirmation;
+  size_t unconfirmed = 0;
+  for (auto& stopped : stops) {
+    if (stopped.wait_until(deadline) != std::future_status::ready) ++unconfirmed;
+  }
+  if (unconfirmed > 0) {
+    WSV_LOG(kWarning) << unconfirmed << " of " << stops.size()
+                      << " endpoints: their io threads did not confirm the stop in 2 s";
+  }
+  return stops.size();
+}
+
+std::future<void> Registry::unsuperviseLocked(const std::string& id, Entry& entry,
+                                              const std::string& why) {
+  auto stopped = std::make_shared<std::promise<void>>();
+  std::future<void> done = stopped->get_future();
+  entry.supervised = false;
+  shards_[entry.shard]->remove(entry.incarnation, [stopped] { stopped->set_value(); });
+  shards_[entry.shard]->assigned().fetch_sub(1);
+  // A new incarnation: what the stopped session still reports is dropped by the bus.
+  entry.incarnation = ++next_incarnation_;
+  bus_.publishHandover(id, entry.incarnation, unreportedStatus("handed over: " + why), nullptr,
+                       wallNow());
+  return done;
 }
 
 void Registry::applyRemoteStatus(const std::string& id,

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -172,6 +173,10 @@ class Registry {
   // The endpoint's status then says why it stopped: "handed over: <why>".
   bool setSupervised(const std::string& id, bool supervised, core::Duration first_attempt_after,
                      const std::string& why = "released");
+  // Stops every connection supervised here at once (the guard of a cluster member whose lease
+  // may expire, and leaving the cluster): all stops are queued before the first is awaited, and
+  // it returns once every io thread confirmed (bounded by 2 s). Returns how many were stopped.
+  size_t stopSupervisingAll(const std::string& why);
   // The status another replica published for an endpoint it supervises (nullopt: none does now),
   // published on the bus as the endpoint's change so that every replica's watchers, history and
   // Get see it. Ignored for endpoints supervised here and for unknown ids.
@@ -214,6 +219,9 @@ class Registry {
   EndpointView startLocked(std::shared_ptr<const core::EndpointSpec> spec, EndpointOwner owner,
                            uint64_t generation, core::Duration first_attempt_after);
   void stopLocked(const std::string& id);
+  // Stops the session of a supervised entry: queued on its io thread (the future is ready once it
+  // is stopped and its close sent) and published as handed over. Requires mu_.
+  std::future<void> unsuperviseLocked(const std::string& id, Entry& entry, const std::string& why);
   // Starts the session of an entry that has none. Requires mu_.
   void superviseLocked(const std::string& id, Entry& entry, core::Duration first_attempt_after);
   // Decodes and validates a stored record; nullptr with `error` set when it cannot be used.

@@ -169,6 +169,18 @@ TEST_F(RegistryClusterTest, EveryEndpointIsOnTheBusWhoeverSupervisesIt) {
   registry_->applyRemoteStatus("a", std::nullopt);
   EXPECT_EQ(registry_->get("a")->status.transition_reason, "no replica reports it");
 
+  // The guard's stop of everything: one call, every connection closed when it returns.
+  ASSERT_TRUE(registry_->setSupervised("a", true, core::Duration::zero()));
+  ASSERT_TRUE(registry_->setSupervised("b", true, core::Duration::zero()));
+  EXPECT_TRUE(waitUntil([&] { return upstream_.openConnections() == 2; }, seconds(5)));
+  EXPECT_EQ(registry_->stopSupervisingAll("the cluster lease is lost"), 2u);
+  EXPECT_EQ(supervisedHere(), 0u);
+  EXPECT_TRUE(registry_->supervisedIds().empty());
+  EXPECT_EQ(registry_->get("b")->status.transition_reason,
+            "handed over: the cluster lease is lost");
+  EXPECT_TRUE(waitUntil([&] { return upstream_.openConnections() == 0; }, seconds(5)));
+  EXPECT_EQ(registry_->stopSupervisingAll("again"), 0u);
+
   // Removed from the store: unregistered on the bus.
   drain();
   registry_->applyStoredRemove("a");
