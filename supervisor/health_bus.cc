@@ -132,6 +132,16 @@ void HealthBus::deliver(EndpointState& state, std::shared_ptr<core::HealthEvent>
   replay_log_.append({state.latest, std::move(relabelled_from)});
 }
 
+void HealthBus::deliverChange(EndpointState& state, const std::string& id,
+                              const core::EndpointStatus& status, core::WallTime at,
+                              std::vector<std::shared_ptr<WatchSubscription>>& woken) {
+  auto event = newEvent(core::HealthEvent::Type::kChanged, id, ++revision_, at);
+  event->labels = state.labels();
+  event->status = status;
+  event->previous_health = state.latest->status.health;
+  deliver(state, std::move(event), woken);
+}
+
 void HealthBus::publishRegistered(const std::string& id, uint64_t incarnation,
                                   std::map<std::string, std::string> labels,
                                   const core::EndpointStatus& status,
@@ -177,11 +187,7 @@ void HealthBus::publishHandover(const std::string& id, uint64_t incarnation,
     state.incarnation = incarnation;
     state.supervised_here = live != nullptr;
     state.live = std::move(live);
-    auto event = newEvent(core::HealthEvent::Type::kChanged, id, ++revision_, at);
-    event->labels = state.labels();
-    event->status = status;
-    event->previous_health = state.latest->status.health;
-    deliver(state, std::move(event), woken);
+    deliverChange(state, id, status, at, woken);
   }
   for (const auto& subscription : woken) subscription->wake_();
 }
@@ -193,12 +199,7 @@ void HealthBus::publishChanged(const std::string& id, uint64_t incarnation,
     std::lock_guard<std::mutex> lock(mu_);
     auto it = endpoints_.find(id);
     if (it == endpoints_.end() || it->second.incarnation != incarnation) return;
-    EndpointState& state = it->second;
-    auto event = newEvent(core::HealthEvent::Type::kChanged, id, ++revision_, at);
-    event->labels = state.labels();
-    event->status = status;
-    event->previous_health = state.latest->status.health;
-    deliver(state, std::move(event), woken);
+    deliverChange(it->second, id, status, at, woken);
   }
   for (const auto& subscription : woken) subscription->wake_();
 }

@@ -179,6 +179,10 @@ class HealthBus {
   void deliver(EndpointState& state, std::shared_ptr<core::HealthEvent> event,
                std::vector<std::shared_ptr<WatchSubscription>>& woken,
                SharedHealthEvent relabelled_from = nullptr);
+  // Publishes `status` as a CHANGED event of `state` with its current labels. Requires mu_.
+  void deliverChange(EndpointState& state, const std::string& id,
+                     const core::EndpointStatus& status, core::WallTime at,
+                     std::vector<std::shared_ptr<WatchSubscription>>& woken);
   // Queues the snapshot-complete marker (at the current revision) and starts delivering live
   // changes to `subscription`. Requires mu_ and the subscription's lock.
   void completeSubscriptionLocked(const std::shared_ptr<WatchSubscription>& subscription);
