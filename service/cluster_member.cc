@@ -43,15 +43,18 @@ ClusterMember::ClusterMember(etcd::EtcdEndpointStore& store, Registry& registry,
 
 ClusterMember::~ClusterMember() { stop(); }
 
-ClusterMember::Due ClusterMember::waitFor(std::chrono::milliseconds delay) {
+ClusterMember::Due ClusterMember::waitForWork() {
   std::unique_lock<std::mutex> lock(mu_);
-  const bool woken =
-      wake_.wait_for(lock, delay, [this] { return stopping_ || dirty_ || health_changed_; });
+  wake_.wait_until(lock, next_reconcile_,
+                   [this] { return stopping_ || dirty_ || health_changed_; });
   if (stopping_) return Due::kStop;
   health_changed_ = false;
-  // A timeout reconciles too: a lease may have expired without any watch event here.
-  if (!woken || dirty_) {
+  // A reconcile also runs every kReconcileEvery however busy the bus is: a lease may expire
+  // without any watch event here.
+  const Clock::time_point now = Clock::now();
+  if (dirty_ || now >= next_reconcile_) {
     dirty_ = false;
+    next_reconcile_ = now + kReconcileEvery;
     return Due::kReconcile;
   }
   return Due::kPublish;
@@ -413,7 +416,7 @@ void ClusterMember::guardLoop() {
 
 void ClusterMember::reconcileLoop() {
   for (;;) {
-    switch (waitFor(kReconcileEvery)) {
+    switch (waitForWork()) {
       case Due::kStop:
         return;
       case Due::kReconcile:

@@ -93,9 +93,9 @@ class ClusterMember {
   void stopAll(const std::string& why);
   // The local deadline with the keeper's latest acknowledgement folded in. Requires mu_.
   core::LeaseDeadline& deadlineLocked();
-  // Waits up to `delay` for a watch or the bus; returns what is due, or kStop.
+  // Waits for a watch, the bus or the next periodic reconcile; returns what is due, or kStop.
   enum class Due { kStop, kReconcile, kPublish };
-  Due waitFor(std::chrono::milliseconds delay);
+  Due waitForWork();
 
   etcd::EtcdEndpointStore& store_;
   etcd::EtcdClient& client_;
@@ -118,18 +118,19 @@ class ClusterMember {
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
-  bool stopping_ = false;                        // guarded by mu_
-  bool dirty_ = true;                            // a watch changed something; guarded by mu_
-  bool health_changed_ = false;                  // the bus has changes; guarded by mu_
-  bool endpoints_compacted_ = false;             // guarded by mu_
-  bool members_compacted_ = false;               // guarded by mu_
-  bool owners_compacted_ = false;                // guarded by mu_
-  bool health_compacted_ = false;                // guarded by mu_
-  std::set<std::string> members_;                // guarded by mu_
-  std::map<std::string, Holder> owners_;         // endpoint id -> holder; guarded by mu_
-  int64_t lease_id_ = 0;                         // guarded by mu_
-  std::optional<core::LeaseDeadline> deadline_;  // guarded by mu_
-  std::string lease_lost_reason_;                // set by the keeper's callback; guarded by mu_
+  bool stopping_ = false;        // guarded by mu_
+  bool dirty_ = true;            // a watch changed something; guarded by mu_
+  bool health_changed_ = false;  // the bus has changes; guarded by mu_
+  std::chrono::steady_clock::time_point next_reconcile_{};  // guarded by mu_
+  bool endpoints_compacted_ = false;                        // guarded by mu_
+  bool members_compacted_ = false;                          // guarded by mu_
+  bool owners_compacted_ = false;                           // guarded by mu_
+  bool health_compacted_ = false;                           // guarded by mu_
+  std::set<std::string> members_;                           // guarded by mu_
+  std::map<std::string, Holder> owners_;                    // endpoint id -> holder; guarded by mu_
+  int64_t lease_id_ = 0;                                    // guarded by mu_
+  std::optional<core::LeaseDeadline> deadline_;             // guarded by mu_
+  std::string lease_lost_reason_;  // set by the keeper's callback; guarded by mu_
 
   // Touched only by the reconciler (and start/stop when it does not run).
   std::unique_ptr<etcd::LeaseKeeper> keeper_;
