@@ -231,6 +231,7 @@ bool Server::startMetricsExposer(std::string& error) {
   health_state_collector_ = std::make_shared<HealthStateCollector>(bus_);
   process_collector_ = std::make_shared<ProcessCollector>();
   exposer_->RegisterCollectable(metrics_->registry());
+  exposer_->RegisterCollectable(metrics_->endpointSeriesCollector());
   exposer_->RegisterCollectable(health_state_collector_);
   exposer_->RegisterCollectable(process_collector_);
   const auto ports = exposer_->GetListeningPorts();

@@ -43,7 +43,8 @@ class BoundedRing {
   size_t allocated() const { return items_.capacity(); }
 
  private:
-  static constexpr size_t kFirstAllocation = 2;
+  // One: most rings (an endpoint's health history) only ever hold one value (UNKNOWN → HEALTHY).
+  static constexpr size_t kFirstAllocation = 1;
 
   size_t bound_;
   std::vector<T> items_;

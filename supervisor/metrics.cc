@@ -1,6 +1,8 @@
 #include "supervisor/metrics.h"
 
+#include <algorithm>
 #include <cctype>
+#include <limits>
 #include <set>
 
 namespace wsvisor {
@@ -9,6 +11,48 @@ namespace {
 
 const char* kEndpointLabel = "endpoint";
 
+constexpr std::array<double, EndpointSeries::kRttBuckets - 1> kRttBoundsSeconds = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
+
+// The families of the per-endpoint series.
+struct EndpointFamily {
+  const char* name;
+  const char* help;
+  prometheus::MetricType type;
+};
+const EndpointFamily kEndpointUp = {"wsvisor_endpoint_up",
+                                    "1 while the endpoint is HEALTHY, else 0.",
+                                    prometheus::MetricType::Gauge};
+const EndpointFamily kEndpointFlapping = {
+    "wsvisor_endpoint_flapping",
+    "1 while the endpoint is FLAPPING (its health keeps changing), else 0.",
+    prometheus::MetricType::Gauge};
+const EndpointFamily kEndpointRtt = {
+    "wsvisor_heartbeat_rtt_seconds",
+    "Round-trip time of answered heartbeats (PING and TEXT modes).",
+    prometheus::MetricType::Histogram};
+const EndpointFamily kEndpointLastTransition = {
+    "wsvisor_endpoint_last_transition_timestamp_seconds",
+    "Unix time of the endpoint's last health transition (or registration).",
+    prometheus::MetricType::Gauge};
+
+prometheus::MetricFamily emptyFamily(const EndpointFamily& f, size_t series) {
+  prometheus::MetricFamily family;
+  family.name = f.name;
+  family.help = f.help;
+  family.type = f.type;
+  family.metric.reserve(series);
+  return family;
+}
+
+// The key of an endpoint's series: its id and copied label values.
+std::string seriesKey(const std::string& id, const std::vector<std::string>& copied_values) {
+  std::string key = id;
+  for (const std::string& value : copied_values) key += '\n' + value;
+  return key;
+}
+
 std::vector<double> grpcBuckets() {
   return {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 }
@@ -16,11 +60,31 @@ std::vector<double> grpcBuckets() {
 }  // namespace
 
 const std::vector<double>& rttBucketsSeconds() {
-  static const std::vector<double> buckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                              0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
-                                              1,      2.5,     5,      10};
+  static const std::vector<double> buckets(kRttBoundsSeconds.begin(), kRttBoundsSeconds.end());
   return buckets;
 }
+
+void EndpointSeries::observeRtt(double seconds) {
+  // The first bucket whose upper bound is >= the value, as prometheus-cpp's Histogram counts.
+  const size_t bucket = static_cast<size_t>(
+      std::lower_bound(kRttBoundsSeconds.begin(), kRttBoundsSeconds.end(), seconds) -
+      kRttBoundsSeconds.begin());
+  std::lock_guard<std::mutex> lock(rtt_mu_);
+  ++rtt_counts_[bucket];
+  rtt_sum_ += seconds;
+}
+
+// Hands the per-endpoint families to the exposer; holds no state of its own.
+class Metrics::EndpointCollector : public prometheus::Collectable {
+ public:
+  explicit EndpointCollector(Metrics& metrics) : metrics_(metrics) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    return metrics_.collectEndpointSeries();
+  }
+
+ private:
+  Metrics& metrics_;
+};
 
 std::optional<std::string> checkCopiedLabelKeys(const std::vector<std::string>& keys) {
   std::set<std::string> names;
@@ -50,7 +114,15 @@ std::string prometheusLabelName(const std::string& key) {
 }
 
 Metrics::Metrics(MetricsOptions options)
-    : options_(std::move(options)), registry_(std::make_shared<prometheus::Registry>()) {
+    : options_(std::move(options)),
+      registry_(std::make_shared<prometheus::Registry>()),
+      endpoint_collector_(std::make_shared<EndpointCollector>(*this)) {
+  endpoint_label_order_.emplace_back(kEndpointLabel, 0);
+  for (size_t i = 0; i < options_.copied_label_keys.size(); ++i) {
+    endpoint_label_order_.emplace_back(prometheusLabelName(options_.copied_label_keys[i]), i + 1);
+  }
+  std::sort(endpoint_label_order_.begin(), endpoint_label_order_.end());
+
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
   using prometheus::BuildHistogram;
@@ -132,25 +204,6 @@ Metrics::Metrics(MetricsOptions options)
   probes_failed_ = &probes.Add({{"result", "failure"}});
   probes_cancelled_ = &probes.Add({{"result", "cancelled"}});
 
-  endpoint_up_ = &BuildGauge()
-                      .Name("wsvisor_endpoint_up")
-                      .Help("1 while the endpoint is HEALTHY, else 0.")
-                      .Register(registry);
-  endpoint_flapping_ =
-      &BuildGauge()
-           .Name("wsvisor_endpoint_flapping")
-           .Help("1 while the endpoint is FLAPPING (its health keeps changing), else 0.")
-           .Register(registry);
-  endpoint_rtt_ = &BuildHistogram()
-                       .Name("wsvisor_heartbeat_rtt_seconds")
-                       .Help("Round-trip time of answered heartbeats (PING and TEXT modes).")
-                       .Register(registry);
-  endpoint_last_transition_ =
-      &BuildGauge()
-           .Name("wsvisor_endpoint_last_transition_timestamp_seconds")
-           .Help("Unix time of the endpoint's last health transition (or registration).")
-           .Register(registry);
-
   grpc_started_ = &BuildCounter()
                        .Name("grpc_server_started_total")
                        .Help("Total number of RPCs started on the server.")
@@ -203,53 +256,105 @@ void Metrics::healthTransition(core::Health to) {
 std::shared_ptr<EndpointSeries> Metrics::endpointSeries(
     const std::string& id, const std::map<std::string, std::string>& labels) {
   if (!options_.per_endpoint) return nullptr;
-  prometheus::Labels series_labels{{kEndpointLabel, id}};
-  std::string key = id;
+  std::vector<std::string> copied_values;
+  copied_values.reserve(options_.copied_label_keys.size());
   for (const std::string& label_key : options_.copied_label_keys) {
     auto it = labels.find(label_key);
-    const std::string value = it == labels.end() ? "" : it->second;
-    series_labels[prometheusLabelName(label_key)] = value;
-    key += '\n' + value;
+    copied_values.push_back(it == labels.end() ? "" : it->second);
   }
+  const std::string key = seriesKey(id, copied_values);
   std::lock_guard<std::mutex> lock(mu_);
-  SeriesSlot& slot = series_[key];
-  if (auto existing = slot.live.lock()) return existing;
-  // The previous holder of this key is being destroyed and waits for mu_ in release(). Its
-  // metrics must leave the families now: Family::Add() would otherwise hand the very same objects
-  // to the new series, and release() would then delete them under it.
-  if (slot.raw != nullptr) removeSeriesLocked(*slot.raw);
+  std::weak_ptr<EndpointSeries>& slot = series_[key];
+  if (auto existing = slot.lock()) return existing;
+  // An expired slot belongs to a previous holder of this key that is being destroyed and waits
+  // for mu_ in release(): the new series takes the slot over, and that release() leaves it.
   auto series = std::make_shared<EndpointSeries>();
-  series->key_ = key;
-  series->up_ = &endpoint_up_->Add(series_labels);
-  series->flapping_ = &endpoint_flapping_->Add(series_labels);
-  series->rtt_ = &endpoint_rtt_->Add(series_labels, rttBucketsSeconds());
-  series->last_transition_ = &endpoint_last_transition_->Add(series_labels);
-  // Owned by this registry only now that every Add() succeeded: a throwing Add() must not run
-  // release() (and re-lock mu_) while the series is destroyed during unwinding.
+  series->id_ = id;
+  series->copied_values_ = std::move(copied_values);
   series->metrics_ = this;
-  slot = SeriesSlot{series, series.get()};
+  slot = series;
   return series;
 }
 
-void Metrics::removeSeriesLocked(EndpointSeries& series) {
-  if (series.removed_) return;
-  series.removed_ = true;
-  endpoint_up_->Remove(series.up_);
-  endpoint_flapping_->Remove(series.flapping_);
-  endpoint_rtt_->Remove(series.rtt_);
-  endpoint_last_transition_->Remove(series.last_transition_);
+void Metrics::keepSeriesOnRelease() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (keep_series_on_release_.exchange(true)) return;
+  kept_series_.reserve(series_.size());
+  for (const auto& [key, slot] : series_) {
+    if (auto series = slot.lock()) kept_series_.push_back(std::move(series));
+  }
 }
 
 void Metrics::release(EndpointSeries& series) {
   if (keep_series_on_release_.load()) return;
   std::lock_guard<std::mutex> lock(mu_);
-  removeSeriesLocked(series);
-  auto it = series_.find(series.key_);
-  if (it != series_.end() && it->second.raw == &series) series_.erase(it);
+  auto it = series_.find(seriesKey(series.id_, series.copied_values_));
+  // Not expired: a new registration of the same key has taken the slot over.
+  if (it != series_.end() && it->second.expired()) series_.erase(it);
 }
 
 EndpointSeries::~EndpointSeries() {
   if (metrics_ != nullptr) metrics_->release(*this);
+}
+
+std::vector<prometheus::MetricFamily> Metrics::collectEndpointSeries() {
+  // Declared before the lock: a series whose last holder let go meanwhile is destroyed when
+  // `live` goes, and its release() takes mu_.
+  std::vector<std::shared_ptr<EndpointSeries>> live;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    live.reserve(series_.size());
+    for (const auto& [key, slot] : series_) {
+      if (auto series = slot.lock()) live.push_back(std::move(series));
+    }
+  }
+  if (live.empty()) return {};
+  prometheus::MetricFamily up = emptyFamily(kEndpointUp, live.size());
+  prometheus::MetricFamily flapping = emptyFamily(kEndpointFlapping, live.size());
+  prometheus::MetricFamily rtt = emptyFamily(kEndpointRtt, live.size());
+  prometheus::MetricFamily last_transition = emptyFamily(kEndpointLastTransition, live.size());
+  for (const auto& series : live) {
+    prometheus::ClientMetric metric;
+    metric.label.reserve(endpoint_label_order_.size());
+    for (const auto& [name, index] : endpoint_label_order_) {
+      metric.label.push_back({name, index == 0 ? series->id_ : series->copied_values_[index - 1]});
+    }
+    metric.gauge.value = series->up_.load(std::memory_order_relaxed) ? 1 : 0;
+    up.metric.push_back(metric);
+    metric.gauge.value = series->flapping_.load(std::memory_order_relaxed) ? 1 : 0;
+    flapping.metric.push_back(metric);
+    metric.gauge.value = series->last_transition_.load(std::memory_order_relaxed);
+    last_transition.metric.push_back(metric);
+
+    metric.gauge.value = 0;
+    std::array<uint64_t, EndpointSeries::kRttBuckets> counts;
+    double sum = 0;
+    {
+      std::lock_guard<std::mutex> lock(series->rtt_mu_);
+      counts = series->rtt_counts_;
+      sum = series->rtt_sum_;
+    }
+    uint64_t cumulative = 0;
+    metric.histogram.bucket.reserve(counts.size());
+    for (size_t i = 0; i < counts.size(); ++i) {
+      cumulative += counts[i];
+      prometheus::ClientMetric::Bucket bucket;
+      bucket.cumulative_count = cumulative;
+      bucket.upper_bound = i < kRttBoundsSeconds.size() ? kRttBoundsSeconds[i]
+                                                        : std::numeric_limits<double>::infinity();
+      metric.histogram.bucket.push_back(bucket);
+    }
+    metric.histogram.sample_count = cumulative;
+    metric.histogram.sample_sum = sum;
+    rtt.metric.push_back(std::move(metric));
+  }
+  std::vector<prometheus::MetricFamily> families;
+  families.reserve(4);
+  families.push_back(std::move(up));
+  families.push_back(std::move(flapping));
+  families.push_back(std::move(rtt));
+  families.push_back(std::move(last_transition));
+  return families;
 }
 
 Metrics::GrpcMethodSeries& Metrics::grpcMethod(const std::string& full_method,

@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 
 #include <asio/ssl.hpp>
+#include <type_traits>
 #include <unordered_set>
 #include <utility>
 #include <websocketpp/client.hpp>
@@ -184,6 +185,27 @@ core::Failure classifyClose(Connection& con) {
   return Failure::make(FailureReason::kClosedByPeer, detail, 0, remote);
 }
 
+// websocketpp keeps a connection's handshake request and response (header maps and strings,
+// ~1 KiB per connection) for the connection's whole life, although a client connection reads
+// them only until it opens: to validate the response and log the result, both before the open
+// handler runs. After that only the accessors would (we call get_response_code() and
+// get_response_msg() for failed attempts, which never opened). websocketpp has no call to drop
+// them, and its accessors are const views of members that are not const, so they are swapped
+// with empty ones through those views (swapped, not assigned: a string assigned an empty one
+// keeps its buffer). The handshake text it sent (its own member) stays.
+template <typename Connection>
+void releaseHandshake(Connection& con) {
+  using Request = typename Connection::request_type;
+  using Response = typename Connection::response_type;
+  static_assert(std::is_same_v<Request, websocketpp::http::parser::request> &&
+                    std::is_same_v<Response, websocketpp::http::parser::response>,
+                "checked against websocketpp's own HTTP parser only");
+  Request request;
+  Response response;
+  std::swap(const_cast<Request&>(con.get_request()), request);
+  std::swap(const_cast<Response&>(con.get_response()), response);
+}
+
 // Builds the TLS context of one endpoint: its CA file or the system store, optional client
 // certificate, and peer verification against the server name.
 SslContextPtr makeTlsContext(const core::TlsOptions& tls, std::string& error) {
@@ -290,7 +312,9 @@ struct WebSocketTransport::Clients {
     // time websocketpp calls back (websocketpp issues #773, #844: timers firing after close).
     auto* self = this;
     const bool secure = tls_context != nullptr;
-    con->set_open_handler([self, key, attempt, secure](websocketpp::connection_hdl hdl) {
+    con->set_open_handler([self, &client, key, attempt, secure](websocketpp::connection_hdl hdl) {
+      std::error_code ignored;
+      if (auto opened = client.get_con_from_hdl(hdl, ignored)) releaseHandshake(*opened);
       self->sink(key, attempt, ConnectionRef{hdl, secure}, core::event::Connected{});
     });
     con->set_fail_handler([self, &client, key, attempt, secure,

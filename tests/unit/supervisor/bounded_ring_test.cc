@@ -30,9 +30,9 @@ TEST(BoundedRingTest, AllocatesOnDemandAndNeverPastTheBound) {
   BoundedRing<int> ring(100);
   EXPECT_EQ(ring.allocated(), 0u);
   ring.push(1);
-  EXPECT_EQ(ring.allocated(), 2u);
+  EXPECT_EQ(ring.allocated(), 1u);
   for (int i = 0; i < 5; ++i) ring.push(i);
-  EXPECT_EQ(ring.allocated(), 8u);  // doubling
+  EXPECT_EQ(ring.allocated(), 8u);  // doubling: 1, 2, 4, 8
   for (int i = 0; i < 1000; ++i) ring.push(i);
   EXPECT_EQ(ring.size(), 100u);
   EXPECT_EQ(ring.allocated(), 100u);  // 64 -> 100, not 128
