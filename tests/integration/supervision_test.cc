@@ -27,6 +27,11 @@ class SupervisionTest : public ::testing::Test {
 
 TEST_F(SupervisionTest, RegisteredEndpointBecomesHealthyWithMeasuredRoundTrip) {
   HealthRecorder watch(wsvisor_.stub());
+  // Subscribed before the registration, so that the change to HEALTHY arrives as a change and not
+  // folded into the snapshot.
+  ASSERT_TRUE(watch.waitFor(
+      [](const v1::HealthEvent& e) { return e.type() == v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE; },
+      milliseconds(1000)));
   const auto start = Clock::now();
   v1::RegisterEndpointResponse response;
   ASSERT_TRUE(wsvisor_.registerEndpoint(fastSpec("up-1", upstream_.url()), &response).ok());
