@@ -14,7 +14,6 @@
 #include <mutex>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "service/ctl/command_line.h"
@@ -37,18 +36,59 @@ v1::Endpoint makeEndpoint(const std::string& id) {
   return endpoint;
 }
 
-// Holds a call open until the client cancels it or its deadline passes, as a server that never
-// answers would. The synchronous API has no cancel notification, so this polls; the bound keeps a
-// client that never gives up from hanging the test (it then fails on the call's status).
-void waitForClientToGiveUp(grpc::ServerContext& context) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!context.IsCancelled() && std::chrono::steady_clock::now() < give_up) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+// A unary call that never answers: it ends when the client cancels it or its deadline passes.
+class NeverAnswered final : public grpc::ServerUnaryReactor {
+ public:
+  void OnCancel() override { Finish(grpc::Status::CANCELLED); }
+  void OnDone() override { delete this; }
+};
+
+// A watch stream: writes `events` in order, then either ends with `end` or, with
+// `until_cancelled`, stays open until the client cancels it.
+class WatchWriter final : public grpc::ServerWriteReactor<v1::HealthEvent> {
+ public:
+  WatchWriter(std::vector<v1::HealthEvent> events, bool until_cancelled, grpc::Status end)
+      : events_(std::move(events)), until_cancelled_(until_cancelled), end_(std::move(end)) {
+    writeNext();
   }
-}
+  void OnWriteDone(bool ok) override {
+    if (!ok) return;  // cancelled: OnCancel finishes
+    writeNext();
+  }
+  void OnCancel() override { finishOnce(grpc::Status::CANCELLED); }
+  void OnDone() override { delete this; }
+
+ private:
+  void writeNext() {
+    if (next_ < events_.size()) {
+      StartWrite(&events_[next_++]);
+    } else if (!until_cancelled_) {
+      finishOnce(end_);
+    }
+  }
+  void finishOnce(const grpc::Status& status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  std::vector<v1::HealthEvent> events_;
+  size_t next_ = 0;
+  const bool until_cancelled_;
+  const grpc::Status end_;
+  std::mutex mu_;
+  bool finished_ = false;  // guarded by mu_
+};
 
 // Answers like the real service would for the cases under test, and records what it was sent.
-class FakeSupervisor final : public v1::Supervisor::Service {
+// The calls that wait for the client to give up use the callback API, which reports a cancel
+// (OnCancel); the others are synchronous.
+using FakeSupervisorBase =
+    v1::Supervisor::WithCallbackMethod_GetEndpoint<v1::Supervisor::WithCallbackMethod_ProbeEndpoint<
+        v1::Supervisor::WithCallbackMethod_WatchHealth<v1::Supervisor::Service>>>;
+
+class FakeSupervisor final : public FakeSupervisorBase {
  public:
   static constexpr int kPageSize = 2;
 
@@ -122,15 +162,14 @@ class FakeSupervisor final : public v1::Supervisor::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetEndpoint(grpc::ServerContext* context, const v1::GetEndpointRequest* request,
-                           v1::GetEndpointResponse* response) override {
-    if (request->id() == "slow") {
-      // Never answers; the client's deadline ends the call.
-      waitForClientToGiveUp(*context);
-      return grpc::Status::CANCELLED;
-    }
+  grpc::ServerUnaryReactor* GetEndpoint(grpc::CallbackServerContext* context,
+                                        const v1::GetEndpointRequest* request,
+                                        v1::GetEndpointResponse* response) override {
+    if (request->id() == "slow") return new NeverAnswered;  // the client's deadline ends it
     *response->mutable_endpoint() = makeEndpoint(request->id());
-    return grpc::Status::OK;
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
   }
 
   grpc::Status GetEndpointHistory(grpc::ServerContext*,
@@ -166,8 +205,9 @@ class FakeSupervisor final : public v1::Supervisor::Service {
 
   // ws://ok/: two answered heartbeats; ws://refused/: nothing listens; ws://slow/: never
   // answers (the client's deadline ends the call).
-  grpc::Status ProbeEndpoint(grpc::ServerContext* context, const v1::ProbeEndpointRequest* request,
-                             v1::ProbeEndpointResponse* response) override {
+  grpc::ServerUnaryReactor* ProbeEndpoint(grpc::CallbackServerContext* context,
+                                          const v1::ProbeEndpointRequest* request,
+                                          v1::ProbeEndpointResponse* response) override {
     {
       std::lock_guard<std::mutex> lock(mutex);
       probe_requests.push_back(*request);
@@ -175,6 +215,13 @@ class FakeSupervisor final : public v1::Supervisor::Service {
                                 std::chrono::system_clock::time_point::max());
     }
     const std::string& url = request->spec().url();
+    if (url == "ws://slow/") return new NeverAnswered;
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(answerProbe(url, response));
+    return reactor;
+  }
+
+  static grpc::Status answerProbe(const std::string& url, v1::ProbeEndpointResponse* response) {
     if (url == "ws://ok/") {
       response->set_success(true);
       response->mutable_connect_time()->set_nanos(1500000);
@@ -190,27 +237,22 @@ class FakeSupervisor final : public v1::Supervisor::Service {
       response->mutable_duration()->set_nanos(2000000);
       return grpc::Status::OK;
     }
-    if (url == "ws://slow/") {
-      waitForClientToGiveUp(*context);
-      return grpc::Status::CANCELLED;
-    }
     return {grpc::StatusCode::INVALID_ARGUMENT, "spec.url: must start with ws:// or wss://"};
   }
 
-  grpc::Status WatchHealth(grpc::ServerContext* context, const v1::WatchHealthRequest* request,
-                           grpc::ServerWriter<v1::HealthEvent>* writer) override {
+  grpc::ServerWriteReactor<v1::HealthEvent>* WatchHealth(
+      grpc::CallbackServerContext*, const v1::WatchHealthRequest* request) override {
     if (request->since_revision() != 0 && request->since_revision() < kOldestResumable) {
-      return {grpc::StatusCode::OUT_OF_RANGE,
-              "since_revision " + std::to_string(request->since_revision()) + " is too old"};
+      return new WatchWriter(
+          {}, false,
+          {grpc::StatusCode::OUT_OF_RANGE,
+           "since_revision " + std::to_string(request->since_revision()) + " is too old"});
     }
+    std::vector<v1::HealthEvent> sent;
     for (const v1::HealthEvent& event : events) {
-      if (event.revision() > request->since_revision()) writer->Write(event);
+      if (event.revision() > request->since_revision()) sent.push_back(event);
     }
-    if (watch_until_cancelled) {
-      waitForClientToGiveUp(*context);
-      return grpc::Status::CANCELLED;
-    }
-    return watch_end_status;
+    return new WatchWriter(std::move(sent), watch_until_cancelled, watch_end_status);
   }
 };
 
