@@ -18,6 +18,12 @@ namespace wsvisor {
 
 namespace {
 
+// websocketpp's _htonll (every frame header with an extended length, pings and pongs included)
+// detects the byte order on first use into a function-local static, without synchronisation:
+// first used by two io threads at once, that is a data race. Detecting it here, during static
+// initialisation and so before any thread exists, leaves the threads only reading it.
+[[maybe_unused]] const uint64_t kByteOrderDetected = websocketpp::lib::net::_htonll(1);
+
 // Longer than the longest connect timeout a spec may ask for (5 min): websocketpp's own
 // transport timers must never be the ones that fire.
 constexpr long kTransportTimeoutMs = 5 * 60 * 1000 + 30 * 1000;
