@@ -15,14 +15,11 @@ IoShard::IoShard(size_t index, HealthBus& bus, Metrics& metrics)
                  [this](uint64_t key, uint64_t attempt, const ConnectionRef& ref,
                         const core::SessionEvent& event) { dispatch(key, attempt, ref, event); }),
       shutdown_timer_(io_),
-      context_{io_,
-               transport_,
-               bus,
-               metrics,
-               jitter_,
-               [this](uint64_t key, core::MonoTime deadline) {
-                 timerFired(key, deadline);  // an endpoint's or a probe's
-               }},
+      timers_(io_,
+              [this](uint64_t key, core::MonoTime deadline) {
+                timerFired(key, deadline);  // an endpoint's or a probe's
+              }),
+      context_{io_, transport_, bus, metrics, jitter_, timers_},
       thread_([this] {
         try {
           io_.run();

@@ -20,6 +20,7 @@
 #include "supervisor/metrics.h"
 #include "supervisor/probe_run.h"
 #include "supervisor/shard_context.h"
+#include "supervisor/shard_timers.h"
 #include "supervisor/supervised_endpoint.h"
 #include "supervisor/websocket_transport.h"
 
@@ -92,6 +93,7 @@ class IoShard {
   Jitter jitter_;
   WebSocketTransport transport_;
   asio::steady_timer shutdown_timer_;
+  ShardTimers timers_;  // outlives the endpoints and probes, whose deadlines it holds
   ShardContext context_;
   // Touched only on the io thread.
   std::unordered_map<uint64_t, std::unique_ptr<SupervisedEndpoint>> endpoints_;

@@ -1,19 +1,19 @@
 #pragma once
 
-#include <asio/steady_timer.hpp>
 #include <cstdint>
 #include <optional>
 
 #include "supervisor/core/time.h"
+#include "supervisor/core/timer_wheel.h"
 #include "supervisor/shard_context.h"
 #include "supervisor/websocket_transport.h"
 
 namespace wsvisor {
 
 // The single timer of one Session driven on an io thread (a supervised endpoint or a probe):
-// kept armed at the session's next deadline, rounded up to a 10 ms slot grid, and routed back by
-// key through ShardContext::timer_fired, never by pointer, so that an expiry that outlives its
-// owner finds nothing and does nothing.
+// kept armed at the session's next deadline on the shard's timing wheel (ShardTimers, 10 ms
+// slots), and routed back by key through it, never by pointer. Destroying it disarms it, so a
+// deadline never outlives its session.
 //
 // Used from the io thread only.
 class SessionTimer {
@@ -29,12 +29,8 @@ class SessionTimer {
   bool expired(core::MonoTime deadline, bool heartbeat_fails_now, const ConnectionRef& connection);
 
  private:
-  // Arms the timer to expire at `expiry` and report `deadline`.
-  void waitFor(core::MonoTime expiry, core::MonoTime deadline);
-
   ShardContext& shard_;
-  const uint64_t key_;
-  asio::steady_timer timer_;
+  core::TimerWheel::Entry entry_;
   std::optional<core::MonoTime> armed_for_;
   // The deadline whose failure verdict was put off once to read input that had already arrived.
   std::optional<core::MonoTime> deferred_for_;

@@ -2,12 +2,12 @@
 
 #include <asio/io_context.hpp>
 #include <cstdint>
-#include <functional>
 
 #include "supervisor/core/jitter_source.h"
 #include "supervisor/core/time.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/metrics.h"
+#include "supervisor/shard_timers.h"
 #include "supervisor/websocket_transport.h"
 
 namespace wsvisor {
@@ -20,8 +20,9 @@ struct ShardContext {
   HealthBus& bus;
   Metrics& metrics;
   core::JitterSource& jitter;
-  // Routes a timer expiry to the endpoint or probe with this key, if it still exists.
-  std::function<void(uint64_t key, core::MonoTime deadline)> timer_fired;
+  // The sessions' deadlines; an expiry is routed to the endpoint or probe with its key, if that
+  // still exists.
+  ShardTimers& timers;
 };
 
 }  // namespace wsvisor
