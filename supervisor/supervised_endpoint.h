@@ -38,8 +38,7 @@ class SupervisedEndpoint {
   // An event from the transport. Events of an abandoned connection attempt are dropped here.
   void onTransportEvent(uint64_t attempt, const ConnectionRef& ref,
                         const core::SessionEvent& event);
-  // The timer armed for `deadline` expired. A wait that was replaced after it completed may still
-  // be delivered; the session treats an early TimerFired as a no-op.
+  // The timer armed for `deadline` expired (only the deadline armed last is ever delivered).
   void onTimer(core::MonoTime deadline);
   bool stopped() const { return session_.status().phase == core::ConnectionPhase::kStopped; }
 

@@ -88,7 +88,7 @@ TEST(TimerWheelTest, AnEntryMoreThanARevolutionAwayWaitsForItsRevolution) {
   // nextDue never lies beyond one revolution; a wake-up before the entry's time runs nothing.
   const std::optional<MonoTime> next = wheel.nextDue();
   ASSERT_TRUE(next.has_value());
-  EXPECT_LE(*next, t0 + milliseconds(20) + kSlot * kSlots);
+  EXPECT_LE(*next, t0 + milliseconds(20) + kSlot * static_cast<int64_t>(kSlots));
   for (MonoTime now = *next; now < t0 + milliseconds(260); now += kSlot) {
     EXPECT_TRUE(run(wheel, now).empty()) << (now - t0).count();
   }
@@ -132,6 +132,38 @@ TEST(TimerWheelTest, AnExpiryAlreadyRunFiresAtTheNextRunNotTheCurrentOne) {
 
   EXPECT_EQ(run(wheel, t0 + milliseconds(12)), (Fired{{1, t0 + milliseconds(10)}}));
   EXPECT_FALSE(a.armed());
+}
+
+TEST(TimerWheelTest, AnEntryArmedDuringARunForABoundaryThatRunIsCoveredFiresAtTheNextRun) {
+  TimerWheel wheel(kSlot, kSlots, t0);
+  TimerWheel::Entry trigger(1), inside(2), on_now(3);
+  wheel.arm(trigger, t0 + milliseconds(10), t0 + milliseconds(10));
+  Fired fired;
+  // The run covers the boundaries 10, 20 and 30 ms at once. Deadlines a callback arms for 25 and
+  // 30 ms are already due: they must fire at the next run, not a revolution later.
+  wheel.runDue(t0 + milliseconds(35), [&](uint64_t key, MonoTime deadline) {
+    fired.emplace_back(key, deadline);
+    wheel.arm(inside, t0 + milliseconds(25), t0 + milliseconds(25));
+    wheel.arm(on_now, t0 + milliseconds(30), t0 + milliseconds(30));
+  });
+  EXPECT_EQ(fired, (Fired{{1, t0 + milliseconds(10)}}));
+  EXPECT_EQ(wheel.firesAt(inside), t0 + milliseconds(30));
+  EXPECT_EQ(wheel.nextDue(), t0 + milliseconds(30));
+  EXPECT_EQ(run(wheel, t0 + milliseconds(36)),
+            (Fired{{2, t0 + milliseconds(25)}, {3, t0 + milliseconds(30)}}));
+}
+
+TEST(TimerWheelTest, AStartBetweenBoundariesRunsFromTheNextBoundary) {
+  const MonoTime start = t0 + milliseconds(4);
+  TimerWheel wheel(kSlot, kSlots, start);
+  TimerWheel::Entry before(1), at_start(2), next(3);
+  wheel.arm(before, t0, t0);          // before the start: due at once
+  wheel.arm(at_start, start, start);  // fires at the boundary after the start
+  wheel.arm(next, t0 + milliseconds(10), t0 + milliseconds(10));
+  EXPECT_EQ(wheel.nextDue(), t0);
+  EXPECT_EQ(run(wheel, start), (Fired{{1, t0}}));
+  EXPECT_EQ(wheel.nextDue(), t0 + milliseconds(10));
+  EXPECT_EQ(run(wheel, t0 + milliseconds(10)), (Fired{{2, start}, {3, t0 + milliseconds(10)}}));
 }
 
 TEST(TimerWheelTest, AnEntryDisarmedOrDestroyedByAnEarlierCallbackDoesNotFire) {
