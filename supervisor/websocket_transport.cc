@@ -426,6 +426,11 @@ bool WebSocketTransport::hasUnreadInput(const ConnectionRef& ref) {
   clients_->withConnection(ref, [&](auto& con) {
     std::error_code ec;
     unread = con.get_raw_socket().available(ec) > 0 && !ec;
+    if constexpr (std::is_same_v<std::decay_t<decltype(con)>, TlsClient::connection_type>) {
+      // OpenSSL decrypts whole records (up to 16 KiB) but websocketpp takes them a read buffer at
+      // a time: the rest waits inside OpenSSL, where the socket's byte count does not show it.
+      unread = unread || SSL_pending(con.get_socket().native_handle()) > 0;
+    }
   });
   return unread;
 }
