@@ -28,7 +28,7 @@ TimerWheel::~TimerWheel() {
 }
 
 void TimerWheel::arm(Entry& entry, MonoTime expiry, MonoTime deadline) {
-  if (entry.wheel_ != nullptr) disarm(entry);
+  if (entry.wheel_ != nullptr) entry.wheel_->disarm(entry);
   entry.deadline_ = deadline;
   entry.slot_ = slotAtOrAfter(expiry);
   entry.wheel_ = this;
