@@ -7,12 +7,14 @@
 #include <thread>
 #include <vector>
 
+#include "service/allocator_settings.h"
 #include "service/server.h"
 #include "service/store_import.h"
 #include "supervisor/log.h"
 
 int main(int argc, char** argv) {
   using wsvisor::service::Server;
+  const std::string allocator = wsvisor::service::applyAllocatorSettings();
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string error;
   bool help = false;
@@ -44,6 +46,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "wsvisor: %s\n", error.c_str());
     return 1;
   }
+  WSV_LOG(kInfo) << "allocator: " << allocator;
   std::thread signal_waiter([&] {
     for (;;) {
       int received = 0;
