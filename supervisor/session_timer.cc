@@ -5,8 +5,7 @@ namespace wsvisor {
 SessionTimer::SessionTimer(ShardContext& shard, uint64_t key) : shard_(shard), entry_(key) {}
 
 void SessionTimer::arm(std::optional<core::MonoTime> deadline) {
-  if (deadline == armed_for_) return;
-  armed_for_ = deadline;
+  if (deadline == entry_.armedFor()) return;
   if (!deadline) {
     shard_.timers.disarm(entry_);
     return;
@@ -16,14 +15,10 @@ void SessionTimer::arm(std::optional<core::MonoTime> deadline) {
   shard_.timers.arm(entry_, *deadline, *deadline);
 }
 
-void SessionTimer::cancel() {
-  armed_for_.reset();
-  shard_.timers.disarm(entry_);
-}
+void SessionTimer::cancel() { shard_.timers.disarm(entry_); }
 
 bool SessionTimer::expired(core::MonoTime deadline, bool heartbeat_fails_now,
                            const ConnectionRef& connection) {
-  if (armed_for_ == deadline) armed_for_.reset();
   if (deferred_for_ != deadline && heartbeat_fails_now &&
       shard_.transport.hasUnreadInput(connection)) {
     // Bytes are waiting in our own socket: the loop is behind, not necessarily the upstream.
@@ -32,7 +27,6 @@ bool SessionTimer::expired(core::MonoTime deadline, bool heartbeat_fails_now,
     // so the waiting answer is read before the verdict. Once per deadline, so a peer that floods
     // cannot put it off for ever.
     deferred_for_ = deadline;
-    armed_for_ = deadline;
     shard_.timers.arm(entry_, core::MonoTime{}, deadline);
     return false;
   }

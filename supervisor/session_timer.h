@@ -30,8 +30,7 @@ class SessionTimer {
 
  private:
   ShardContext& shard_;
-  core::TimerWheel::Entry entry_;
-  std::optional<core::MonoTime> armed_for_;
+  core::TimerWheel::Entry entry_;  // armed for the deadline the timer waits for
   // The deadline whose failure verdict was put off once to read input that had already arrived.
   std::optional<core::MonoTime> deferred_for_;
 };

@@ -9,19 +9,13 @@ TimerWheel::Entry::~Entry() {
 }
 
 TimerWheel::TimerWheel(Duration slot_width, size_t slots, MonoTime start)
-    : width_(slot_width), slots_(slots), last_run_(slotAtOrAfter(start) - 1) {
-  // A default-constructed Link points at itself; the vector's elements were constructed in place.
-  for (Link& head : slots_) head.prev = head.next = &head;
-}
+    // Each head is constructed in place and so points at itself: an empty list.
+    : width_(slot_width), slots_(slots), last_run_(slotAtOrAfter(start) - 1) {}
 
 TimerWheel::~TimerWheel() {
   // Entries may outlive the wheel; they must not reach back into it.
-  auto release = [](Link& list) {
-    while (list.next != &list) {
-      auto* entry = static_cast<Entry*>(list.next);
-      unlink(*entry);
-      entry->wheel_ = nullptr;
-    }
+  auto release = [this](Link& list) {
+    while (list.next != &list) disarm(*static_cast<Entry*>(list.next));
   };
   for (Link& head : slots_) release(head);
   release(overdue_);

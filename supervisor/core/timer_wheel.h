@@ -37,6 +37,10 @@ class TimerWheel {
     Entry& operator=(const Entry&) = delete;
 
     bool armed() const { return wheel_ != nullptr; }
+    // The deadline it is armed to report; nullopt while disarmed (also once it has fired).
+    std::optional<MonoTime> armedFor() const {
+      return armed() ? std::optional<MonoTime>(deadline_) : std::nullopt;
+    }
 
    private:
     friend class TimerWheel;

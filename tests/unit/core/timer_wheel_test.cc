@@ -38,12 +38,14 @@ TEST(TimerWheelTest, AnEntryFiresAtTheFirstSlotBoundaryAtOrAfterItsExpiry) {
   EXPECT_EQ(wheel.firesAt(b), t0 + milliseconds(20));
   EXPECT_EQ(wheel.nextDue(), t0 + milliseconds(20));
   EXPECT_EQ(wheel.armedCount(), 2u);
+  EXPECT_EQ(a.armedFor(), t0 + milliseconds(13));
 
   EXPECT_TRUE(run(wheel, t0 + milliseconds(19)).empty());
   const Fired fired = run(wheel, t0 + milliseconds(20));
   EXPECT_EQ(fired, (Fired{{1, t0 + milliseconds(13)}, {2, t0 + milliseconds(20)}}));
   EXPECT_FALSE(a.armed());
   EXPECT_FALSE(b.armed());
+  EXPECT_EQ(a.armedFor(), std::nullopt);
   EXPECT_EQ(wheel.armedCount(), 0u);
   EXPECT_EQ(wheel.nextDue(), std::nullopt);
   EXPECT_TRUE(run(wheel, t0 + milliseconds(100)).empty());  // fired once only
