@@ -6,7 +6,7 @@
 #include <set>
 #include <sstream>
 
-#include "service/duration_text.h"
+#include "service/api/duration_text.h"
 
 namespace wsvisor::service {
 

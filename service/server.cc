@@ -6,12 +6,12 @@
 
 #include <algorithm>
 
+#include "service/api/grpc_metrics_interceptor.h"
 #include "service/build_info.h"
+#include "service/cluster/etcd/etcd_endpoint_store.h"
 #include "service/config_file.h"
-#include "service/etcd/etcd_endpoint_store.h"
-#include "service/grpc_metrics_interceptor.h"
-#include "service/open_store.h"
 #include "service/server_credentials.h"
+#include "service/store/open_store.h"
 #include "supervisor/log.h"
 
 namespace wsvisor::service {
@@ -37,6 +37,19 @@ HealthBusOptions busOptions(const ServerOptions& options) {
 
 }  // namespace
 
+std::optional<StoreOptions> storeOptionsFrom(const ServerOptions& options, std::string& error) {
+  StoreOptions store;
+  store.location = options.store;
+  store.data_dir = options.data_dir;
+  store.connect_timeout = options.store_connect_timeout;
+  if (!options.store_ca_file.empty()) {
+    store.etcd_credentials = makeStoreCredentials(options, error);
+    if (!store.etcd_credentials) return std::nullopt;
+    store.etcd_server_name = options.store_server_name;
+  }
+  return store;
+}
+
 Server::Server(ServerOptions options) : options_(std::move(options)), bus_(busOptions(options_)) {}
 
 Server::~Server() { shutdown(); }
@@ -56,7 +69,9 @@ bool Server::start(std::string& error) {
   metrics_ = std::make_unique<Metrics>(metrics_options);
   if (!startMetricsExposer(error)) return false;
 
-  store_ = openEndpointStore(options_, error);
+  const std::optional<StoreOptions> store_options = storeOptionsFrom(options_, error);
+  if (!store_options) return false;
+  store_ = openEndpointStore(*store_options, error);
   if (!store_) return false;
   registry_options.restore_dials_per_second = options_.restore_dials_per_second;
   auto* etcd_store = dynamic_cast<etcd::EtcdEndpointStore*>(store_.get());

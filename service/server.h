@@ -4,21 +4,27 @@
 #include <prometheus/exposer.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
-#include "service/api_access.h"
-#include "service/cluster_member.h"
-#include "service/proto_conversions.h"
+#include "service/api/api_access.h"
+#include "service/api/proto_conversions.h"
+#include "service/api/supervisor_service.h"
+#include "service/cluster/cluster_member.h"
 #include "service/server_options.h"
-#include "service/supervisor_service.h"
-#include "supervisor/endpoint_store.h"
+#include "service/store/open_store.h"
 #include "supervisor/fd_budget.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/metrics.h"
 #include "supervisor/registry.h"
 #include "supervisor/scrape_collectors.h"
+#include "supervisor/store/endpoint_store.h"
 
 namespace wsvisor::service {
+
+// The store that --store, --data-dir and the --store-* flags name, with the etcd TLS credentials
+// read from their files. Returns nullopt with `error` naming the flag and file that is unusable.
+std::optional<StoreOptions> storeOptionsFrom(const ServerOptions& options, std::string& error);
 
 // The whole wsvisor process minus main(): registry, io threads, gRPC server with health and
 // reflection. Integration tests run it in-process on port 0.

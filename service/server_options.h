@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "service/store_url.h"
+#include "service/store/store_url.h"
 #include "supervisor/log.h"
 
 namespace wsvisor::service {

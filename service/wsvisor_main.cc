@@ -9,7 +9,7 @@
 
 #include "service/allocator_settings.h"
 #include "service/server.h"
-#include "service/store_import.h"
+#include "service/store/store_import.h"
 #include "supervisor/log.h"
 
 int main(int argc, char** argv) {
@@ -29,7 +29,14 @@ int main(int argc, char** argv) {
   }
 
   if (!options->import_from_data_dir.empty()) {
-    return wsvisor::service::importDataDirIntoEtcd(*options, std::cout);
+    const auto target = wsvisor::service::storeOptionsFrom(*options, error);
+    if (!target) {
+      std::cout << "cannot open the etcd store " << options->store.describe() << ": " << error
+                << "\n";
+      return 1;
+    }
+    return wsvisor::service::importDataDirIntoEtcd(options->import_from_data_dir, *target,
+                                                   std::cout);
   }
 
   // Signals are taken by one thread with sigwait(); every other thread inherits the mask.

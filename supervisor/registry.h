@@ -17,11 +17,11 @@
 #include "supervisor/core/endpoint_status.h"
 #include "supervisor/core/label_selector.h"
 #include "supervisor/core/probe.h"
-#include "supervisor/endpoint_store.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/io_shard.h"
 #include "supervisor/live_stats.h"
 #include "supervisor/metrics.h"
+#include "supervisor/store/endpoint_store.h"
 
 namespace wsvisor {
 

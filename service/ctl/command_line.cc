@@ -7,7 +7,7 @@
 #include <limits>
 #include <utility>
 
-#include "service/duration_text.h"
+#include "service/api/duration_text.h"
 
 namespace wsvisor::ctl {
 

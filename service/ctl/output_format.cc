@@ -10,8 +10,8 @@
 #include <string_view>
 #include <utility>
 
+#include "service/api/duration_text.h"
 #include "service/ctl/text_table.h"
-#include "service/duration_text.h"
 
 namespace wsvisor::ctl {
 

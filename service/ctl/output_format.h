@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "service/status_code_name.h"
+#include "service/api/status_code_name.h"
 #include "wsvisor/v1/supervisor.pb.h"
 
 namespace wsvisor::ctl {

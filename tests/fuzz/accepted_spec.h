@@ -3,7 +3,7 @@
 #include <string>
 #include <variant>
 
-#include "service/proto_conversions.h"
+#include "service/api/proto_conversions.h"
 #include "supervisor/core/endpoint_spec.h"
 #include "supervisor/core/spec_validation.h"
 #include "tests/fuzz/fuzz_check.h"

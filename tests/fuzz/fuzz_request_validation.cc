@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <variant>
 
-#include "service/proto_conversions.h"
+#include "service/api/proto_conversions.h"
 #include "supervisor/core/spec_validation.h"
 #include "tests/fuzz/accepted_spec.h"
 #include "wsvisor/v1/supervisor.pb.h"

@@ -3,7 +3,7 @@
 // endpoint with its owner's health, and the survivor takes over when a member leaves. Runs under
 // ThreadSanitizer with the other etcd tests: the members' watches, reconcilers and io threads all
 // meet in the registries and buses. Every wait is bounded.
-#include "service/cluster_member.h"
+#include "service/cluster/cluster_member.h"
 
 #include <gtest/gtest.h>
 
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "service/proto_conversions.h"
+#include "service/api/proto_conversions.h"
 #include "support/etcd_test_cluster.h"
 #include "support/test_upstream.h"
 #include "support/wait.h"

@@ -1,7 +1,7 @@
 // The etcd client against real etcd clusters (Debian's etcd-server, three members on loopback):
 // reads and writes, compare-and-swap conflicts, leases that expire or are kept alive, watches
 // that deliver every change in order and resume when their member dies.
-#include "service/etcd/etcd_client.h"
+#include "service/cluster/etcd/etcd_client.h"
 
 #include <gtest/gtest.h>
 
@@ -10,8 +10,8 @@
 #include <mutex>
 #include <thread>
 
-#include "service/etcd/lease_keeper.h"
-#include "service/etcd/prefix_watch.h"
+#include "service/cluster/etcd/lease_keeper.h"
+#include "service/cluster/etcd/prefix_watch.h"
 #include "support/closed_port.h"
 #include "support/etcd_test_cluster.h"
 #include "support/wait.h"

@@ -2,14 +2,14 @@
 // against the SQLite store and the etcd store alike so both behave the same, then what only the
 // etcd store has (key layout, transactions and pages within etcd's limits, start-up without etcd,
 // the loss of a member).
-#include "service/etcd/etcd_endpoint_store.h"
+#include "service/cluster/etcd/etcd_endpoint_store.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <filesystem>
 
-#include "supervisor/sqlite_endpoint_store.h"
+#include "supervisor/store/sqlite_endpoint_store.h"
 #include "support/closed_port.h"
 #include "support/etcd_test_cluster.h"
 #include "wsvisor/store/v1/stored_endpoint.pb.h"

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "service/proto_conversions.h"
+#include "service/api/proto_conversions.h"
 #include "supervisor/core/spec_validation.h"
 #include "supervisor/registry.h"
 #include "support/test_upstream.h"

@@ -1,0 +1,61 @@
+#include "service/api/probe_call.h"
+
+#include "service/api/proto_conversions.h"
+#include "supervisor/happens_before.h"
+
+namespace wsvisor::service {
+
+ProbeCall::ProbeCall(Registry& registry, v1::ProbeEndpointResponse* response)
+    : registry_(registry), response_(response) {}
+
+Registry::ProbeDone ProbeCall::completion() {
+  return [this](const core::ProbeResult& result) { onProbeEnded(result); };
+}
+
+void ProbeCall::started(const Registry::ProbeTicket& ticket) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ticket_ = ticket;
+  if (cancelled_) registry_.cancelProbe(ticket);
+}
+
+ProbeCall* ProbeCall::handOver() {
+  // gRPC runs OnCancel() and OnDone() only after the handler has returned the reactor
+  // (ServerCallbackUnaryImpl::SetupReactor). ThreadSanitizer cannot see that ordering inside
+  // gRPC; both declare their side first.
+  annotateHappensBefore(this);
+  return this;
+}
+
+void ProbeCall::OnCancel() {
+  annotateHappensAfter(this);  // after the handler; see handOver()
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_ = true;
+  if (ticket_) registry_.cancelProbe(*ticket_);
+}
+
+void ProbeCall::OnDone() {
+  annotateHappensAfter(this);                 // after the handler; see handOver()
+  { std::lock_guard<std::mutex> lock(mu_); }  // after a completion's Finish(); see the class
+  delete this;
+}
+
+void ProbeCall::onProbeEnded(const core::ProbeResult& result) {
+  std::lock_guard<std::mutex> lock(mu_);
+  switch (result.outcome) {
+    case core::ProbeResult::Outcome::kSucceeded:
+    case core::ProbeResult::Outcome::kFailed:
+      // A failed probe is a successful call: the answer is what failed.
+      probeResultToProto(result, response_);
+      Finish(grpc::Status::OK);
+      return;
+    case core::ProbeResult::Outcome::kCancelled:
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the probe was cancelled"));
+      return;
+    case core::ProbeResult::Outcome::kShutDown:
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "wsvisor is shutting down; the probe was cut short"));
+      return;
+  }
+}
+
+}  // namespace wsvisor::service

@@ -1,0 +1,147 @@
+#include "service/api/watch_stream.h"
+
+#include "service/api/proto_conversions.h"
+#include "supervisor/happens_before.h"
+
+namespace wsvisor::service {
+
+WatchStreamSet::~WatchStreamSet() {
+  // The service that owns this set is destroyed only after Server::Shutdown() has returned, and
+  // gRPC returns from it only once every reactor's OnDone() has run (each call's CallbackRequest
+  // holds a reference on the server that Shutdown() waits for). ThreadSanitizer cannot see that
+  // wait inside gRPC; OnDone() declares its side after its last remove().
+  annotateHappensAfter(this);
+}
+
+void WatchStreamSet::add(WatchStream* stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  streams_.insert(stream);
+}
+
+void WatchStreamSet::remove(WatchStream* stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  streams_.erase(stream);
+}
+
+void WatchStreamSet::finishAll(const grpc::Status& status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (WatchStream* stream : streams_) stream->finish(status);
+}
+
+size_t WatchStreamSet::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return streams_.size();
+}
+
+WatchStream::WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pump,
+                         WatchFilter filter, uint64_t since_revision)
+    : bus_(bus), streams_(streams), shared_(std::make_shared<Shared>(pump)) {
+  shared_->reactor = this;
+  streams_.add(this);
+  // subscribe() and resume() queue the first events and call wake() once, which starts the
+  // first write.
+  std::weak_ptr<Shared> weak = shared_;
+  auto wake_this = [weak] {
+    if (auto shared = weak.lock()) wake(shared);
+  };
+  std::shared_ptr<WatchSubscription> subscription;
+  std::optional<ResumeRefused> refused;
+  if (since_revision == 0) {
+    subscription = bus_.subscribe(std::move(filter), kLiveQueueCapacity, std::move(wake_this));
+  } else {
+    auto resumed =
+        bus_.resume(std::move(filter), since_revision, kLiveQueueCapacity, std::move(wake_this));
+    if (auto* ok = std::get_if<std::shared_ptr<WatchSubscription>>(&resumed)) {
+      subscription = std::move(*ok);
+    } else {
+      refused = std::get<ResumeRefused>(std::move(resumed));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    if (refused) {
+      // Nothing was subscribed; OnDone() unsubscribes a null subscription, which is a no-op.
+      shared_->finished = true;
+      Finish(grpc::Status(grpc::StatusCode::OUT_OF_RANGE, refused->message));
+    } else {
+      // Wakes that ran before the assignment found no subscription to read; start the first
+      // write.
+      subscription_ = std::move(subscription);
+      writeNextLocked();
+    }
+  }
+  // gRPC calls OnWriteDone(), OnCancel() and OnDone() only after WatchHealth() has returned this
+  // reactor (ServerCallbackWriterImpl::SetupReactor). ThreadSanitizer cannot see that ordering
+  // inside gRPC; each of them declares its side first. (OnDone() after the other reactions needs
+  // no declaration: each of them takes shared_->mu, and so does OnDone() before anything else.)
+  annotateHappensBefore(this);
+}
+
+void WatchStream::wake(const std::shared_ptr<Shared>& shared) {
+  if (shared->wake_posted.exchange(true)) return;
+  shared->pump.post([shared] {
+    // Cleared first: an event queued from here on posts again, so none is left waiting.
+    shared->wake_posted.store(false);
+    std::lock_guard<std::mutex> lock(shared->mu);
+    if (shared->reactor != nullptr) shared->reactor->writeNextLocked();
+  });
+}
+
+void WatchStream::writeNextLocked() {
+  if (shared_->write_in_flight || shared_->finished || !subscription_) return;
+  if (shared_->pending_finish) {
+    shared_->finished = true;
+    Finish(*shared_->pending_finish);
+    return;
+  }
+  std::optional<core::HealthEvent> event = subscription_->next();
+  if (!event) return;
+  shared_->message.Clear();
+  healthEventToProto(*event, &shared_->message);
+  shared_->write_in_flight = true;
+  StartWrite(&shared_->message);
+}
+
+void WatchStream::finish(const grpc::Status& status) {
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  if (shared_->finished) return;
+  shared_->pending_finish = status;
+  writeNextLocked();
+}
+
+void WatchStream::OnWriteDone(bool ok) {
+  annotateHappensAfter(this);  // after the constructor; see there
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  shared_->write_in_flight = false;
+  if (!ok) {
+    // The client went away; OnCancel() follows or the stream is already broken.
+    if (!shared_->finished) {
+      shared_->finished = true;
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away"));
+    }
+    return;
+  }
+  writeNextLocked();
+}
+
+void WatchStream::OnCancel() {
+  annotateHappensAfter(this);  // after the constructor; see there
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  if (shared_->finished) return;
+  shared_->finished = true;
+  Finish(grpc::Status::CANCELLED);
+}
+
+void WatchStream::OnDone() {
+  annotateHappensAfter(this);  // after the constructor; see there
+  {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    shared_->reactor = nullptr;
+  }
+  bus_.unsubscribe(subscription_);
+  streams_.remove(this);
+  annotateHappensBefore(&streams_);  // before the set is destroyed; see ~WatchStreamSet()
+  delete this;
+}
+
+}  // namespace wsvisor::service
