@@ -77,8 +77,7 @@ bool Server::start(std::string& error) {
   auto* etcd_store = dynamic_cast<etcd::EtcdEndpointStore*>(store_.get());
   // With etcd, every replica is a cluster member: it loads the endpoints and supervises those it
   // owns (ClusterMember); one replica alone owns them all.
-  registry_options.clustered = etcd_store != nullptr;
-  if (registry_options.clustered) {
+  if (etcd_store) {
     // The cluster holds more endpoints than one replica has descriptors for: only the share a
     // replica supervises is bounded by its open-files budget (it claims no more).
     registry_options.max_endpoints = options_.max_endpoints;
@@ -92,28 +91,37 @@ bool Server::start(std::string& error) {
   }
   metrics_->setMaxEndpoints(registry_options.max_endpoints);
   if (etcd_store) etcd_store->setShared(true);
-  registry_ = std::make_unique<Registry>(registry_options, bus_, *metrics_, store_.get(), &codec_);
   if (etcd_store) {
+    auto clustered = std::make_unique<ClusteredRegistry>(registry_options, bus_, *metrics_,
+                                                         store_.get(), &codec_);
+    ClusteredRegistry& registry = *clustered;
+    registry_ = std::move(clustered);
     ClusterOptions cluster_options;
     cluster_options.member_id = options_.member_id.empty() ? hostName() : options_.member_id;
     cluster_options.ttl = options_.member_ttl;
     cluster_options.dials_per_second = options_.restore_dials_per_second;
     cluster_options.join_timeout = std::max<std::chrono::milliseconds>(
         options_.store_connect_timeout, options_.member_ttl + std::chrono::seconds(5));
-    cluster_ = std::make_unique<ClusterMember>(*etcd_store, *registry_, bus_, cluster_options);
+    cluster_ = std::make_unique<ClusterMember>(*etcd_store, registry, bus_, cluster_options);
     if (!cluster_->start(error)) {
       error = "cannot join the cluster at " + store_->describe() + ": " + error;
       abortStart();
       return false;
     }
-  } else if (auto restore_error = registry_->restore()) {
-    error = "cannot restore endpoints from " + store_->describe() + ": " + *restore_error;
-    registry_->shutdown(std::chrono::milliseconds(0));
-    return false;
+  } else {
+    registry_ =
+        std::make_unique<Registry>(registry_options, bus_, *metrics_, store_.get(), &codec_);
+    if (auto restore_error = registry_->restore()) {
+      error = "cannot restore endpoints from " + store_->describe() + ": " + *restore_error;
+      registry_->shutdown(std::chrono::milliseconds(0));
+      return false;
+    }
   }
+  probes_ = std::make_unique<ProbeRunner>(*registry_);
+  config_ = std::make_unique<ConfigReconciler>(*registry_);
   if (options_.config_file.empty()) {
     // Without a file nothing could ever change or remove endpoints a file once owned.
-    if (const size_t adopted = registry_->adoptConfigOwned(); adopted > 0) {
+    if (const size_t adopted = config_->adoptAll(); adopted > 0) {
       WSV_LOG(kWarning) << adopted
                         << " stored endpoints were owned by a config file, but no --config was "
                            "given: they are now owned by the API and can be changed over it";
@@ -132,7 +140,7 @@ bool Server::start(std::string& error) {
     }
     api_access_ = std::make_unique<ApiAccess>(std::get<std::vector<ApiToken>>(std::move(tokens)));
   }
-  service_ = std::make_unique<SupervisorService>(*registry_, bus_, api_access_.get());
+  service_ = std::make_unique<SupervisorService>(*registry_, *probes_, bus_, api_access_.get());
   if (!startGrpcServers(error)) {
     abortStart();
     return false;
@@ -218,8 +226,8 @@ bool Server::reloadConfig() {
   auto loaded = loadConfigFile(options_.config_file);
   std::string error;
   if (auto* specs = std::get_if<std::vector<core::EndpointSpec>>(&loaded)) {
-    auto applied = registry_->applyConfig(std::move(*specs));
-    if (auto* diff = std::get_if<Registry::ConfigDiff>(&applied)) {
+    auto applied = config_->apply(std::move(*specs));
+    if (auto* diff = std::get_if<ConfigReconciler::Diff>(&applied)) {
       metrics_->configReload(true);
       WSV_LOG(kInfo) << "config " << options_.config_file << " applied: " << diff->added
                      << " added, " << diff->updated << " updated, " << diff->removed << " removed, "

@@ -13,9 +13,12 @@
 #include "service/cluster/cluster_member.h"
 #include "service/server_options.h"
 #include "service/store/open_store.h"
+#include "supervisor/clustered_registry.h"
+#include "supervisor/config_reconciler.h"
 #include "supervisor/fd_budget.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/metrics.h"
+#include "supervisor/probe_runner.h"
 #include "supervisor/registry.h"
 #include "supervisor/scrape_collectors.h"
 #include "supervisor/store/endpoint_store.h"
@@ -75,7 +78,9 @@ class Server {
   std::shared_ptr<ProcessCollector> process_collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int metrics_port_ = 0;
-  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<Registry> registry_;  // a ClusteredRegistry with an etcd store
+  std::unique_ptr<ProbeRunner> probes_;
+  std::unique_ptr<ConfigReconciler> config_;
   std::unique_ptr<ClusterMember> cluster_;  // with an etcd store
   std::unique_ptr<ApiAccess> api_access_;   // null without --auth-token-file
   std::unique_ptr<SupervisorService> service_;

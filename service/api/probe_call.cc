@@ -5,17 +5,17 @@
 
 namespace wsvisor::service {
 
-ProbeCall::ProbeCall(Registry& registry, v1::ProbeEndpointResponse* response)
-    : registry_(registry), response_(response) {}
+ProbeCall::ProbeCall(ProbeRunner& probes, v1::ProbeEndpointResponse* response)
+    : probes_(probes), response_(response) {}
 
-Registry::ProbeDone ProbeCall::completion() {
+ProbeRunner::Done ProbeCall::completion() {
   return [this](const core::ProbeResult& result) { onProbeEnded(result); };
 }
 
-void ProbeCall::started(const Registry::ProbeTicket& ticket) {
+void ProbeCall::started(const ProbeRunner::Ticket& ticket) {
   std::lock_guard<std::mutex> lock(mu_);
   ticket_ = ticket;
-  if (cancelled_) registry_.cancelProbe(ticket);
+  if (cancelled_) probes_.cancel(ticket);
 }
 
 ProbeCall* ProbeCall::handOver() {
@@ -30,7 +30,7 @@ void ProbeCall::OnCancel() {
   annotateHappensAfter(this);  // after the handler; see handOver()
   std::lock_guard<std::mutex> lock(mu_);
   cancelled_ = true;
-  if (ticket_) registry_.cancelProbe(*ticket_);
+  if (ticket_) probes_.cancel(*ticket_);
 }
 
 void ProbeCall::OnDone() {

@@ -6,7 +6,7 @@
 #include <optional>
 
 #include "supervisor/core/probe.h"
-#include "supervisor/registry.h"
+#include "supervisor/probe_runner.h"
 #include "wsvisor/v1/supervisor.grpc.pb.h"
 
 namespace wsvisor::service {
@@ -19,7 +19,7 @@ namespace wsvisor::service {
 // cannot start, or by the probe's completion (onProbeEnded(), on an io thread). So the completion
 // never outlives the reactor.
 //
-// Cancellation: OnCancel() (the client cancelled or left, its deadline passed) asks the registry
+// Cancellation: OnCancel() (the client cancelled or left, its deadline passed) asks the runner
 // to cancel the probe, which closes its connection and completes at once; the completion then
 // finishes the call. The probe may have completed already: cancelling is a no-op then.
 //
@@ -30,12 +30,12 @@ namespace wsvisor::service {
 // so this cannot deadlock (as in WatchStream).
 class ProbeCall final : public grpc::ServerUnaryReactor {
  public:
-  ProbeCall(Registry& registry, v1::ProbeEndpointResponse* response);
+  ProbeCall(ProbeRunner& probes, v1::ProbeEndpointResponse* response);
 
-  // What Registry::probe() calls when the probe ends. Valid until Finish().
-  Registry::ProbeDone completion();
-  // The probe has been handed to the registry (which may already have completed it).
-  void started(const Registry::ProbeTicket& ticket);
+  // What ProbeRunner::probe() calls when the probe ends. Valid until Finish().
+  ProbeRunner::Done completion();
+  // The probe has been handed to the probe runner (which may already have completed it).
+  void started(const ProbeRunner::Ticket& ticket);
   // The handler's last call, as it returns this reactor to gRPC.
   ProbeCall* handOver();
 
@@ -46,10 +46,10 @@ class ProbeCall final : public grpc::ServerUnaryReactor {
  private:
   void onProbeEnded(const core::ProbeResult& result);
 
-  Registry& registry_;
+  ProbeRunner& probes_;
   v1::ProbeEndpointResponse* const response_;
   std::mutex mu_;
-  std::optional<Registry::ProbeTicket> ticket_;
+  std::optional<ProbeRunner::Ticket> ticket_;
   bool cancelled_ = false;
 };
 

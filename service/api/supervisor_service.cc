@@ -64,8 +64,9 @@ std::optional<std::string_view> authorizationOf(const grpc::CallbackServerContex
 
 }  // namespace
 
-SupervisorService::SupervisorService(Registry& registry, HealthBus& bus, const ApiAccess* access)
-    : registry_(registry), bus_(bus), access_(access) {}
+SupervisorService::SupervisorService(Registry& registry, ProbeRunner& probes, HealthBus& bus,
+                                     const ApiAccess* access)
+    : registry_(registry), probes_(probes), bus_(bus), access_(access) {}
 
 grpc::Status SupervisorService::admit(const grpc::CallbackServerContext& context, Access needed,
                                       std::string_view method) const {
@@ -225,7 +226,7 @@ grpc::Status SupervisorService::doHistory(const v1::GetEndpointHistoryRequest& r
 grpc::ServerUnaryReactor* SupervisorService::ProbeEndpoint(grpc::CallbackServerContext* context,
                                                            const v1::ProbeEndpointRequest* request,
                                                            v1::ProbeEndpointResponse* response) {
-  auto* call = new ProbeCall(registry_, response);
+  auto* call = new ProbeCall(probes_, response);
   // Write access: a probe makes wsvisor dial whatever URL the caller names.
   grpc::Status status = admit(*context, Access::kWrite, "ProbeEndpoint");
   if (status.ok()) status = doProbe(*request, *call);
@@ -237,11 +238,11 @@ grpc::Status SupervisorService::doProbe(const v1::ProbeEndpointRequest& request,
   if (!request.has_spec()) return invalidArgument({"spec", "is required"});
   auto converted = specFromProto(request.spec());
   if (auto* error = std::get_if<core::FieldError>(&converted)) return invalidArgument(*error);
-  auto started = registry_.probe(std::get<core::EndpointSpec>(std::move(converted)),
-                                 request.heartbeats(), call.completion());
+  auto started = probes_.probe(std::get<core::EndpointSpec>(std::move(converted)),
+                               request.heartbeats(), call.completion());
   if (auto* error = std::get_if<RegistryError>(&started)) return toStatus(*error);
   // The probe may have ended already; `call` lives at least until the handler returns.
-  call.started(std::get<Registry::ProbeTicket>(started));
+  call.started(std::get<ProbeRunner::Ticket>(started));
   return grpc::Status::OK;
 }
 

@@ -8,6 +8,7 @@
 #include "service/api/probe_call.h"
 #include "service/api/watch_stream.h"
 #include "supervisor/health_bus.h"
+#include "supervisor/probe_runner.h"
 #include "supervisor/registry.h"
 #include "wsvisor/v1/supervisor.grpc.pb.h"
 
@@ -19,7 +20,8 @@ namespace wsvisor::service {
 // With `access` set, every call first needs a bearer token allowed to do what it asks.
 class SupervisorService final : public v1::Supervisor::CallbackService {
  public:
-  SupervisorService(Registry& registry, HealthBus& bus, const ApiAccess* access = nullptr);
+  SupervisorService(Registry& registry, ProbeRunner& probes, HealthBus& bus,
+                    const ApiAccess* access = nullptr);
 
   // Refuses new calls with UNAVAILABLE and ends every open watch with a final status.
   void beginShutdown();
@@ -72,6 +74,7 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
   grpc::Status doProbe(const v1::ProbeEndpointRequest& request, ProbeCall& call);
 
   Registry& registry_;
+  ProbeRunner& probes_;
   HealthBus& bus_;
   const ApiAccess* access_;
   WatchPump watch_pump_;  // before watch_streams_: streams post to it until they are done

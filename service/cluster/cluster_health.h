@@ -11,8 +11,8 @@ namespace wsvisor::service {
 
 // The health of every endpoint of the cluster as its owners published it under
 // `<prefix>/health/<endpoint-id>`, kept by ClusterMember from a watch. ClusterMember hands each
-// status to the registry's health bus (Registry::applyRemoteStatus), which is what Get, List,
-// WatchHealth and GetEndpointHistory read; this copy is for statuses that arrive before their
+// status to the registry's health bus (ClusteredRegistry::applyRemoteStatus), which is what Get,
+// List, WatchHealth and GetEndpointHistory read; this copy is for statuses that arrive before their
 // endpoint's registration does (the two watches run apart). A status here is as fresh as the
 // owner's last change of state, not its last heartbeat: owners publish on change only.
 //

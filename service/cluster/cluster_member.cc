@@ -30,8 +30,8 @@ std::string suffixAfter(const std::string& key, const std::string& prefix) {
 
 }  // namespace
 
-ClusterMember::ClusterMember(etcd::EtcdEndpointStore& store, Registry& registry, HealthBus& bus,
-                             ClusterOptions options)
+ClusterMember::ClusterMember(etcd::EtcdEndpointStore& store, ClusteredRegistry& registry,
+                             HealthBus& bus, ClusterOptions options)
     : store_(store),
       client_(*store.client()),
       registry_(registry),

@@ -15,9 +15,9 @@
 #include "service/cluster/etcd/etcd_endpoint_store.h"
 #include "service/cluster/etcd/lease_keeper.h"
 #include "service/cluster/etcd/prefix_watch.h"
+#include "supervisor/clustered_registry.h"
 #include "supervisor/core/ownership.h"
 #include "supervisor/health_bus.h"
-#include "supervisor/registry.h"
 
 namespace wsvisor::service {
 
@@ -38,7 +38,7 @@ struct ClusterOptions {
 //   owners/<endpoint-id> = member id, bound to the owner's lease, created only if absent
 //   health/<endpoint-id> = the owner's v1.EndpointStatus, bound to its lease, put on each change
 //                          of state (not per heartbeat). Every replica watches it into its own
-//                          HealthBus (Registry::applyRemoteStatus), so that its Get, List,
+//                          HealthBus (ClusteredRegistry::applyRemoteStatus), so that its Get, List,
 //                          WatchHealth and GetEndpointHistory cover the whole cluster.
 //   endpoints/<id>       = the registrations (EtcdEndpointStore), watched into the Registry
 //
@@ -49,7 +49,7 @@ struct ClusterOptions {
 // lease keeper's and the three watches' own threads, which only update state under mu_.
 class ClusterMember {
  public:
-  ClusterMember(etcd::EtcdEndpointStore& store, Registry& registry, HealthBus& bus,
+  ClusterMember(etcd::EtcdEndpointStore& store, ClusteredRegistry& registry, HealthBus& bus,
                 ClusterOptions options);
   ~ClusterMember();
   ClusterMember(const ClusterMember&) = delete;
@@ -99,7 +99,7 @@ class ClusterMember {
 
   etcd::EtcdEndpointStore& store_;
   etcd::EtcdClient& client_;
-  Registry& registry_;
+  ClusteredRegistry& registry_;
   HealthBus& bus_;
   const ClusterOptions options_;
   const std::string members_prefix_;

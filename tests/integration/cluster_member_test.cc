@@ -47,8 +47,7 @@ class Replica {
     if (!store_) return;
     store_->setShared(true);
     RegistryOptions options;
-    options.clustered = true;
-    registry_ = std::make_unique<Registry>(options, bus_, metrics_, store_.get(), &codec_);
+    registry_ = std::make_unique<ClusteredRegistry>(options, bus_, metrics_, store_.get(), &codec_);
     ClusterOptions cluster;
     cluster.member_id = member_id;
     cluster.ttl = seconds(2);
@@ -65,7 +64,7 @@ class Replica {
   }
 
   bool ok() const { return member_ != nullptr; }
-  Registry& registry() { return *registry_; }
+  ClusteredRegistry& registry() { return *registry_; }
   HealthBus& bus() { return bus_; }
 
   // Whether this replica's bus has every endpoint HEALTHY (`here`: supervised by this replica).
@@ -86,7 +85,7 @@ class Replica {
   Metrics metrics_{MetricsOptions{}};
   ProtoSpecCodec codec_;
   std::unique_ptr<etcd::EtcdEndpointStore> store_;
-  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<ClusteredRegistry> registry_;
   std::unique_ptr<ClusterMember> member_;
 };
 

@@ -13,6 +13,7 @@
 #include <optional>
 #include <thread>
 
+#include "supervisor/probe_runner.h"
 #include "supervisor/registry.h"
 #include "support/test_upstream.h"
 #include "support/wait.h"
@@ -187,7 +188,7 @@ TEST_F(ProbeEndpointTest, DeadlineAbortsTheProbeAndClosesItsConnection) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_TRUE(waitUntil([&] { return upstream_.tcpConnections() == 0; }, milliseconds(3000)));
   EXPECT_EQ(upstream_.connectionsAccepted(), 1u);
-  EXPECT_TRUE(waitUntil([&] { return wsvisor_.server().registry().runningProbes() == 0; },
+  EXPECT_TRUE(waitUntil([&] { return wsvisor_.server().registry().shards().probesRunning() == 0; },
                         milliseconds(2000)));
 }
 
@@ -325,7 +326,7 @@ class RegistryProbeTest : public ::testing::Test {
     spec.heartbeat.interval = std::chrono::seconds(10);
     return spec;
   }
-  static Registry::ProbeDone recordInto(Outcome& outcome) {
+  static ProbeRunner::Done recordInto(Outcome& outcome) {
     return [&outcome](const core::ProbeResult& result) {
       std::lock_guard<std::mutex> lock(outcome.mu);
       outcome.result = result;
@@ -345,35 +346,34 @@ class RegistryProbeTest : public ::testing::Test {
 };
 
 TEST_F(RegistryProbeTest, ProbesBeyondTheCapAreRefusedUntilOneEnds) {
-  RegistryOptions options;
-  options.max_probes = 1;
-  auto registry = makeRegistry(options);
+  auto registry = makeRegistry({});
+  ProbeRunner probes(*registry, /*max_probes=*/1);
   const uint64_t revision_before = bus_.revision();
   upstream_.setAnswerPings(false);
   Outcome first;
-  auto started = registry->probe(stalledSpec(upstream_.url()), 3, recordInto(first));
-  ASSERT_TRUE(std::holds_alternative<Registry::ProbeTicket>(started));
-  EXPECT_EQ(registry->runningProbes(), 1u);
+  auto started = probes.probe(stalledSpec(upstream_.url()), 3, recordInto(first));
+  ASSERT_TRUE(std::holds_alternative<ProbeRunner::Ticket>(started));
+  EXPECT_EQ(probes.running(), 1u);
 
   Outcome second;
-  auto refused = registry->probe(stalledSpec(upstream_.url()), 3, recordInto(second));
+  auto refused = probes.probe(stalledSpec(upstream_.url()), 3, recordInto(second));
   ASSERT_TRUE(std::holds_alternative<RegistryError>(refused));
   EXPECT_EQ(std::get<RegistryError>(refused).code, RegistryError::Code::kResourceExhausted);
 
   ASSERT_TRUE(waitUntil([&] { return upstream_.openConnections() == 1; }, milliseconds(3000)));
-  registry->cancelProbe(std::get<Registry::ProbeTicket>(started));
+  probes.cancel(std::get<ProbeRunner::Ticket>(started));
   const auto result = waitFor(first);
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->outcome, core::ProbeResult::Outcome::kCancelled);
   EXPECT_TRUE(waitUntil([&] { return upstream_.tcpConnections() == 0; }, milliseconds(3000)));
-  EXPECT_EQ(registry->runningProbes(), 0u);
+  EXPECT_EQ(probes.running(), 0u);
   // Cancelling again, after the end, does nothing.
-  registry->cancelProbe(std::get<Registry::ProbeTicket>(started));
+  probes.cancel(std::get<ProbeRunner::Ticket>(started));
 
   upstream_.setAnswerPings(true);
   Outcome third;
-  ASSERT_TRUE(std::holds_alternative<Registry::ProbeTicket>(
-      registry->probe(stalledSpec(upstream_.url()), 1, recordInto(third))));
+  ASSERT_TRUE(std::holds_alternative<ProbeRunner::Ticket>(
+      probes.probe(stalledSpec(upstream_.url()), 1, recordInto(third))));
   const auto succeeded = waitFor(third);
   ASSERT_TRUE(succeeded.has_value());
   EXPECT_EQ(succeeded->outcome, core::ProbeResult::Outcome::kSucceeded);
@@ -387,12 +387,13 @@ TEST_F(RegistryProbeTest, NoProbeWhenEndpointsFillTheConnectionBudget) {
   RegistryOptions options;
   options.max_connections = 1;
   auto registry = makeRegistry(options);
+  ProbeRunner probes(*registry);
   core::EndpointSpec endpoint = stalledSpec(upstream_.url());
   endpoint.id = "only";
   ASSERT_TRUE(std::holds_alternative<Registry::RegisterResult>(
       registry->registerEndpoint(endpoint, EndpointOwner::kApi)));
   Outcome outcome;
-  auto refused = registry->probe(stalledSpec(upstream_.url()), 1, recordInto(outcome));
+  auto refused = probes.probe(stalledSpec(upstream_.url()), 1, recordInto(outcome));
   ASSERT_TRUE(std::holds_alternative<RegistryError>(refused));
   EXPECT_EQ(std::get<RegistryError>(refused).code, RegistryError::Code::kResourceExhausted);
   EXPECT_NE(std::get<RegistryError>(refused).message.find("file descriptor"), std::string::npos);
@@ -402,10 +403,11 @@ TEST_F(RegistryProbeTest, NoRegistrationWhenRunningProbesFillTheConnectionBudget
   RegistryOptions options;
   options.max_connections = 1;
   auto registry = makeRegistry(options);
+  ProbeRunner probes(*registry);
   upstream_.setAnswerPings(false);
   Outcome outcome;
-  const auto started = registry->probe(stalledSpec(upstream_.url()), 3, recordInto(outcome));
-  ASSERT_TRUE(std::holds_alternative<Registry::ProbeTicket>(started));
+  const auto started = probes.probe(stalledSpec(upstream_.url()), 3, recordInto(outcome));
+  ASSERT_TRUE(std::holds_alternative<ProbeRunner::Ticket>(started));
   core::EndpointSpec endpoint = stalledSpec(upstream_.url());
   endpoint.id = "late";
   auto refused = registry->registerEndpoint(endpoint, EndpointOwner::kApi);
@@ -414,7 +416,7 @@ TEST_F(RegistryProbeTest, NoRegistrationWhenRunningProbesFillTheConnectionBudget
   EXPECT_NE(std::get<RegistryError>(refused).message.find("1 running probes"), std::string::npos);
   EXPECT_EQ(registry->size(), 0u);
   // Once the probe has ended, the descriptor is free again.
-  registry->cancelProbe(std::get<Registry::ProbeTicket>(started));
+  probes.cancel(std::get<ProbeRunner::Ticket>(started));
   ASSERT_TRUE(waitFor(outcome).has_value());
   EXPECT_TRUE(std::holds_alternative<Registry::RegisterResult>(
       registry->registerEndpoint(endpoint, EndpointOwner::kApi)));
@@ -422,10 +424,11 @@ TEST_F(RegistryProbeTest, NoRegistrationWhenRunningProbesFillTheConnectionBudget
 
 TEST_F(RegistryProbeTest, ShutdownEndsRunningProbesAndRefusesNewOnes) {
   auto registry = makeRegistry({});
+  ProbeRunner probes(*registry);
   upstream_.setAnswerPings(false);
   Outcome outcome;
-  ASSERT_TRUE(std::holds_alternative<Registry::ProbeTicket>(
-      registry->probe(stalledSpec(upstream_.url()), 3, recordInto(outcome))));
+  ASSERT_TRUE(std::holds_alternative<ProbeRunner::Ticket>(
+      probes.probe(stalledSpec(upstream_.url()), 3, recordInto(outcome))));
   ASSERT_TRUE(waitUntil([&] { return upstream_.openConnections() == 1; }, milliseconds(3000)));
   registry->shutdown(milliseconds(2000));
   const auto result = waitFor(outcome);
@@ -437,7 +440,7 @@ TEST_F(RegistryProbeTest, ShutdownEndsRunningProbesAndRefusesNewOnes) {
   EXPECT_EQ(upstream_.closeCodesReceived(), std::vector<int>{1001});
 
   Outcome late;
-  auto refused = registry->probe(stalledSpec(upstream_.url()), 1, recordInto(late));
+  auto refused = probes.probe(stalledSpec(upstream_.url()), 1, recordInto(late));
   ASSERT_TRUE(std::holds_alternative<RegistryError>(refused));
   EXPECT_EQ(std::get<RegistryError>(refused).code, RegistryError::Code::kUnavailable);
   registry.reset();

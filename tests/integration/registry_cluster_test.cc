@@ -9,8 +9,9 @@
 #include <vector>
 
 #include "service/api/proto_conversions.h"
+#include "supervisor/clustered_registry.h"
 #include "supervisor/core/spec_validation.h"
-#include "supervisor/registry.h"
+#include "supervisor/probe_runner.h"
 #include "support/test_upstream.h"
 #include "support/wait.h"
 
@@ -25,8 +26,7 @@ class RegistryClusterTest : public ::testing::Test {
  protected:
   RegistryClusterTest() {
     RegistryOptions options;
-    options.clustered = true;
-    registry_ = std::make_unique<Registry>(options, bus_, metrics_, nullptr, &codec_);
+    registry_ = std::make_unique<ClusteredRegistry>(options, bus_, metrics_, nullptr, &codec_);
   }
   ~RegistryClusterTest() override { registry_->shutdown(std::chrono::milliseconds(500)); }
 
@@ -43,7 +43,7 @@ class RegistryClusterTest : public ::testing::Test {
   HealthBus bus_;
   Metrics metrics_{MetricsOptions{}};
   service::ProtoSpecCodec codec_;
-  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<ClusteredRegistry> registry_;
 };
 
 TEST_F(RegistryClusterTest, HoldsEverythingAndDialsOnlyWhatItOwns) {
@@ -93,10 +93,9 @@ TEST_F(RegistryClusterTest, FollowsChangesInGenerationOrder) {
 TEST_F(RegistryClusterTest, OnlyTheShareSupervisedHereIsBoundedByTheDescriptorBudget) {
   registry_->shutdown(std::chrono::milliseconds(0));
   RegistryOptions options;
-  options.clustered = true;
   options.max_endpoints = 10;
   options.max_connections = 2;
-  registry_ = std::make_unique<Registry>(options, bus_, metrics_, nullptr, &codec_);
+  registry_ = std::make_unique<ClusteredRegistry>(options, bus_, metrics_, nullptr, &codec_);
   // The cluster holds more endpoints than this replica has descriptors for...
   registry_->syncStored({record("a", 1, "one"), record("b", 1, "one"), record("c", 1, "one")});
   EXPECT_EQ(registry_->size(), 3u);
@@ -110,7 +109,8 @@ TEST_F(RegistryClusterTest, OnlyTheShareSupervisedHereIsBoundedByTheDescriptorBu
   // A probe needs a descriptor too.
   core::EndpointSpec probe;
   probe.url = upstream_.url("/probe");
-  auto refused = registry_->probe(probe, 1, [](const core::ProbeResult&) {});
+  ProbeRunner probes(*registry_);
+  auto refused = probes.probe(probe, 1, [](const core::ProbeResult&) {});
   ASSERT_TRUE(std::holds_alternative<RegistryError>(refused));
   EXPECT_EQ(std::get<RegistryError>(refused).code, RegistryError::Code::kResourceExhausted);
   // Room again once one is handed over.
