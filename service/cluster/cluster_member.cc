@@ -1,6 +1,8 @@
 #include "service/cluster/cluster_member.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -44,9 +46,10 @@ ClusterMember::ClusterMember(etcd::EtcdEndpointStore& store, ClusteredRegistry& 
 ClusterMember::~ClusterMember() { stop(); }
 
 ClusterMember::Due ClusterMember::waitForWork() {
-  std::unique_lock<std::mutex> lock(mu_);
-  wake_.wait_until(lock, next_reconcile_,
-                   [this] { return stopping_ || dirty_ || health_changed_; });
+  MutexLock lock(mu_);
+  while (!stopping_ && !dirty_ && !health_changed_) {
+    if (!wake_.waitUntil(lock, next_reconcile_)) break;
+  }
   if (stopping_) return Due::kStop;
   health_changed_ = false;
   // A reconcile also runs every kReconcileEvery however busy the bus is: a lease may expire
@@ -79,16 +82,16 @@ bool ClusterMember::join(bool exclusive, std::string& error) {
       std::chrono::seconds(std::max<int64_t>(lease.ttl_seconds, options_.ttl.count())));
   auto keeper = std::make_unique<etcd::LeaseKeeper>(
       client_, lease, [this, id = lease.id](const std::string& reason) {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         if (lease_id_ != id) return;
         lease_lost_reason_ = reason;
         deadline_->lost();
         dirty_ = true;
-        wake_.notify_all();
+        wake_.notifyAll();
       });
   std::unique_ptr<etcd::LeaseKeeper> old;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     lease_id_ = lease.id;
     lease_lost_reason_.clear();
     deadline_.emplace(ttl, core::LeaseDeadline::marginFor(ttl));
@@ -102,7 +105,7 @@ bool ClusterMember::join(bool exclusive, std::string& error) {
     if (auto failure = client_.put(key, options_.member_id, lease.id)) {
       error = "cannot write the member key " + key + ": " + failure->message;
       // Not a member without the key: the next turn starts the join over with a new lease.
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       deadline_->lost();
       return false;
     }
@@ -141,8 +144,9 @@ bool ClusterMember::startEndpointsWatch(std::string& error) {
   }
   registry_.syncStored(all);
   {
-    std::lock_guard<std::mutex> remote(remote_mu_);
-    for (const StoredEndpoint& record : all) applyRemoteLocked(record.id, /*if_reported=*/true);
+    MutexLock remote(remote_mu_);
+    for (const StoredEndpoint& record : all)
+      applyRemoteUnderRemoteLock(record.id, /*if_reported=*/true);
   }
   // The same line as a single-node restore: operators and tests look for it.
   WSV_LOG(kInfo) << "restored " << all.size() << " endpoints from " << store_.describe()
@@ -162,20 +166,14 @@ bool ClusterMember::startEndpointsWatch(std::string& error) {
       }
       registry_.applyStoredPut(record);
       // Its owner's health may have arrived first (the watches run apart).
-      std::lock_guard<std::mutex> remote(remote_mu_);
-      applyRemoteLocked(id, /*if_reported=*/true);
+      MutexLock remote(remote_mu_);
+      applyRemoteUnderRemoteLock(id, /*if_reported=*/true);
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     dirty_ = true;
-    wake_.notify_all();
+    wake_.notifyAll();
   };
-  callbacks.on_compacted = [this](int64_t) {
-    std::lock_guard<std::mutex> lock(mu_);
-    endpoints_compacted_ = true;
-    wake_.notify_all();
-  };
-  endpoints_watch_ = std::make_unique<etcd::PrefixWatch>(client_, store_.endpointsPrefix(),
-                                                         revision + 1, std::move(callbacks));
+  watchFrom(kEndpointsWatch, store_.endpointsPrefix(), revision + 1, std::move(callbacks));
   return true;
 }
 
@@ -186,13 +184,13 @@ bool ClusterMember::startMembersWatch(std::string& error) {
     return false;
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     members_.clear();
     for (const etcd::EtcdKeyValue& kv : range.kvs) members_.insert(kv.value);
   }
   etcd::PrefixWatch::Callbacks callbacks;
   callbacks.on_events = [this](const std::vector<etcd::EtcdEvent>& events, int64_t) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (const etcd::EtcdEvent& event : events) {
       const std::string id = suffixAfter(event.kv.key, members_prefix_);
       if (event.type == etcd::EtcdEvent::Type::kDelete) {
@@ -203,15 +201,9 @@ bool ClusterMember::startMembersWatch(std::string& error) {
       }
     }
     dirty_ = true;
-    wake_.notify_all();
+    wake_.notifyAll();
   };
-  callbacks.on_compacted = [this](int64_t) {
-    std::lock_guard<std::mutex> lock(mu_);
-    members_compacted_ = true;
-    wake_.notify_all();
-  };
-  members_watch_ = std::make_unique<etcd::PrefixWatch>(client_, members_prefix_, range.revision + 1,
-                                                       std::move(callbacks));
+  watchFrom(kMembersWatch, members_prefix_, range.revision + 1, std::move(callbacks));
   return true;
 }
 
@@ -222,7 +214,7 @@ bool ClusterMember::startOwnersWatch(std::string& error) {
     return false;
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     owners_.clear();
     for (const etcd::EtcdKeyValue& kv : range.kvs) {
       owners_[suffixAfter(kv.key, owners_prefix_)] = Holder{kv.value, kv.lease, kv.mod_revision};
@@ -230,7 +222,7 @@ bool ClusterMember::startOwnersWatch(std::string& error) {
   }
   etcd::PrefixWatch::Callbacks callbacks;
   callbacks.on_events = [this](const std::vector<etcd::EtcdEvent>& events, int64_t) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (const etcd::EtcdEvent& event : events) {
       const std::string id = suffixAfter(event.kv.key, owners_prefix_);
       if (event.type == etcd::EtcdEvent::Type::kDelete) {
@@ -240,15 +232,9 @@ bool ClusterMember::startOwnersWatch(std::string& error) {
       }
     }
     dirty_ = true;
-    wake_.notify_all();
+    wake_.notifyAll();
   };
-  callbacks.on_compacted = [this](int64_t) {
-    std::lock_guard<std::mutex> lock(mu_);
-    owners_compacted_ = true;
-    wake_.notify_all();
-  };
-  owners_watch_ = std::make_unique<etcd::PrefixWatch>(client_, owners_prefix_, range.revision + 1,
-                                                      std::move(callbacks));
+  watchFrom(kOwnersWatch, owners_prefix_, range.revision + 1, std::move(callbacks));
   return true;
 }
 
@@ -264,13 +250,14 @@ bool ClusterMember::startHealthWatch(std::string& error) {
     if (status.ParseFromString(kv.value)) all[suffixAfter(kv.key, health_prefix_)] = status;
   }
   {
-    std::lock_guard<std::mutex> remote(remote_mu_);
+    MutexLock remote(remote_mu_);
     health_.replaceAll(std::move(all));
-    for (const std::string& id : registry_.ids()) applyRemoteLocked(id, /*if_reported=*/false);
+    for (const std::string& id : registry_.ids())
+      applyRemoteUnderRemoteLock(id, /*if_reported=*/false);
   }
   etcd::PrefixWatch::Callbacks callbacks;
   callbacks.on_events = [this](const std::vector<etcd::EtcdEvent>& events, int64_t) {
-    std::lock_guard<std::mutex> remote(remote_mu_);
+    MutexLock remote(remote_mu_);
     for (const etcd::EtcdEvent& event : events) {
       const std::string id = suffixAfter(event.kv.key, health_prefix_);
       v1::EndpointStatus status;
@@ -279,20 +266,14 @@ bool ClusterMember::startHealthWatch(std::string& error) {
       } else {
         health_.set(id, std::move(status));
       }
-      applyRemoteLocked(id, /*if_reported=*/false);
+      applyRemoteUnderRemoteLock(id, /*if_reported=*/false);
     }
   };
-  callbacks.on_compacted = [this](int64_t) {
-    std::lock_guard<std::mutex> lock(mu_);
-    health_compacted_ = true;
-    wake_.notify_all();
-  };
-  health_watch_ = std::make_unique<etcd::PrefixWatch>(client_, health_prefix_, range.revision + 1,
-                                                      std::move(callbacks));
+  watchFrom(kHealthWatch, health_prefix_, range.revision + 1, std::move(callbacks));
   return true;
 }
 
-void ClusterMember::applyRemoteLocked(const std::string& id, bool if_reported) {
+void ClusterMember::applyRemoteUnderRemoteLock(const std::string& id, bool if_reported) {
   const std::optional<v1::EndpointStatus> published = health_.get(id);
   if (!published && if_reported) return;
   registry_.applyRemoteStatus(
@@ -343,9 +324,9 @@ bool ClusterMember::start(std::string& error) {
                       << "): resuming a watch at another replica may be misread";
   }
   bus_changes_ = bus_.subscribe(WatchFilter{}, kBusChangesQueued, [this] {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     health_changed_ = true;
-    wake_.notify_all();
+    wake_.notifyAll();
   });
   if (!startMembersWatch(error) || !startOwnersWatch(error) || !startHealthWatch(error) ||
       !startEndpointsWatch(error)) {
@@ -361,15 +342,15 @@ bool ClusterMember::start(std::string& error) {
 
 void ClusterMember::stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_ && !reconciler_.joinable() && !keeper_) return;
     stopping_ = true;
   }
-  wake_.notify_all();
+  wake_.notifyAll();
   if (reconciler_.joinable()) reconciler_.join();
   if (guard_.joinable()) guard_.join();
-  for (auto* watch : {&endpoints_watch_, &members_watch_, &owners_watch_, &health_watch_}) {
-    if (*watch) (*watch)->stop();
+  for (WatchSlot& slot : watches_) {
+    if (slot.watch) slot.watch->stop();
   }
   if (bus_changes_) bus_.unsubscribe(bus_changes_);
   // Connections first, lease second: the others claim only once ours are closed.
@@ -377,7 +358,7 @@ void ClusterMember::stop() {
   std::unique_ptr<etcd::LeaseKeeper> keeper;
   int64_t lease = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     keeper = std::move(keeper_);
     lease = lease_id_;
   }
@@ -392,7 +373,7 @@ void ClusterMember::stop() {
 }
 
 void ClusterMember::stopAll(const std::string& why) {
-  std::lock_guard<std::mutex> own(own_mu_);
+  MutexLock own(own_mu_);
   const size_t stopped = registry_.stopSupervisingAll(why);
   if (stopped > 0)
     WSV_LOG(kWarning) << "stopped all " << stopped << " supervised endpoints: " << why;
@@ -403,8 +384,11 @@ void ClusterMember::guardLoop() {
     bool expired = false;
     std::string reason;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (wake_.wait_for(lock, kGuardEvery, [this] { return stopping_; })) return;
+      MutexLock lock(mu_);
+      const Clock::time_point next_check = Clock::now() + kGuardEvery;
+      while (!stopping_ && wake_.waitUntil(lock, next_check)) {
+      }
+      if (stopping_) return;
       expired = !deadlineLocked().mayOwn(Clock::now());
       reason = lease_lost_reason_;
     }
@@ -425,7 +409,7 @@ void ClusterMember::reconcileLoop() {
       case Due::kPublish: {
         int64_t lease = 0;
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          MutexLock lock(mu_);
           if (!deadlineLocked().mayOwn(Clock::now())) break;  // the next reconcile rejoins
           lease = lease_id_;
         }
@@ -436,172 +420,191 @@ void ClusterMember::reconcileLoop() {
   }
 }
 
-void ClusterMember::reconcileOnce() {
-  // Watches that lost their history start over from a fresh read.
-  bool endpoints_compacted = false, members_compacted = false, owners_compacted = false,
-       health_compacted = false;
-  bool lease_ok = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::swap(endpoints_compacted, endpoints_compacted_);
-    std::swap(members_compacted, members_compacted_);
-    std::swap(owners_compacted, owners_compacted_);
-    std::swap(health_compacted, health_compacted_);
-    lease_ok = deadlineLocked().mayOwn(Clock::now());
-  }
-  std::string error;
-  const std::pair<bool, bool (ClusterMember::*)(std::string&)> restarts[] = {
-      {endpoints_compacted, &ClusterMember::startEndpointsWatch},
-      {members_compacted, &ClusterMember::startMembersWatch},
-      {owners_compacted, &ClusterMember::startOwnersWatch},
-      {health_compacted, &ClusterMember::startHealthWatch}};
-  std::unique_ptr<etcd::PrefixWatch>* watches[] = {&endpoints_watch_, &members_watch_,
-                                                   &owners_watch_, &health_watch_};
-  bool* flags[] = {&endpoints_compacted_, &members_compacted_, &owners_compacted_,
-                   &health_compacted_};
-  for (size_t i = 0; i < 4; ++i) {
-    if (!restarts[i].first) continue;
-    (*watches[i])->stop();
-    if (!(this->*restarts[i].second)(error)) {
+void ClusterMember::watchFrom(WatchedPrefix which, const std::string& prefix, int64_t revision,
+                              etcd::PrefixWatch::Callbacks callbacks) {
+  callbacks.on_compacted = [this, which](int64_t) {
+    // Under mu_, so that the reconciler's wait cannot miss it.
+    MutexLock lock(mu_);
+    watches_[which].compacted = true;
+    wake_.notifyAll();
+  };
+  watches_[which].watch =
+      std::make_unique<etcd::PrefixWatch>(client_, prefix, revision, std::move(callbacks));
+}
+
+void ClusterMember::restartCompactedWatches() {
+  for (WatchSlot& slot : watches_) {
+    if (!slot.compacted.exchange(false)) continue;
+    slot.watch->stop();
+    std::string error;
+    if (!(this->*slot.start)(error)) {
       WSV_LOG(kError) << "cannot restart a compacted watch (retrying): " << error;
-      std::lock_guard<std::mutex> lock(mu_);
-      *flags[i] = true;
+      MutexLock lock(mu_);
+      slot.compacted = true;
     }
   }
+}
 
-  if (!lease_ok) {
-    // Everything we ran is stopped (the guard did it at the deadline; again here in case).
-    stopAll("the cluster lease is lost");
-    held_.clear();
-    published_.clear();  // our health keys go with the old lease
-    health_due_.clear();
-    int64_t old_lease = 0;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      old_lease = lease_id_;
-    }
-    // Revoking the old lease deletes its keys now rather than after its TTL: our connections
-    // are closed, so the endpoints may be claimed at once.
-    client_.revokeLease(old_lease);
-    if (!join(/*exclusive=*/false, error)) {
-      WSV_LOG(kWarning) << "cannot rejoin the cluster yet: " << error;
-      return;
-    }
-    WSV_LOG(kInfo) << "rejoined the cluster as member " << options_.member_id;
+bool ClusterMember::rejoin() {
+  // Everything we ran is stopped (the guard did it at the deadline; again here in case).
+  stopAll("the cluster lease is lost");
+  held_.clear();
+  published_.clear();  // our health keys go with the old lease
+  health_due_.clear();
+  int64_t old_lease = 0;
+  {
+    MutexLock lock(mu_);
+    old_lease = lease_id_;
   }
+  // Revoking the old lease deletes its keys now rather than after its TTL: our connections
+  // are closed, so the endpoints may be claimed at once.
+  client_.revokeLease(old_lease);
+  std::string error;
+  if (!join(/*exclusive=*/false, error)) {
+    WSV_LOG(kWarning) << "cannot rejoin the cluster yet: " << error;
+    return false;
+  }
+  WSV_LOG(kInfo) << "rejoined the cluster as member " << options_.member_id;
+  return true;
+}
 
+ClusterMember::Pass ClusterMember::beginPass() {
+  Pass pass;
   std::vector<std::string> members;
   std::map<std::string, Holder> owners;
-  int64_t lease = 0;
-  bool may_claim = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     members.assign(members_.begin(), members_.end());
     owners = owners_;
-    lease = lease_id_;
-    may_claim = deadlineLocked().mayClaim(Clock::now());
+    pass.lease = lease_id_;
+    pass.may_claim = deadlineLocked().mayClaim(Clock::now());
   }
   if (std::find(members.begin(), members.end(), options_.member_id) == members.end()) {
     members.push_back(options_.member_id);
   }
-  std::set<std::string> ids;
-  for (const std::string& id : registry_.ids()) ids.insert(id);
-  const std::vector<std::string> supervised_list = registry_.supervisedIds();
-  const std::set<std::string> supervised(supervised_list.begin(), supervised_list.end());
+  const std::vector<std::string> registered = registry_.ids();
+  const std::vector<std::string> supervised = registry_.supervisedIds();
+  const std::set<std::string> registered_set(registered.begin(), registered.end());
+  const std::set<std::string> supervised_set(supervised.begin(), supervised.end());
+  // Every endpoint registered, held by us, or owned under our lease (a claim whose answer was
+  // lost but that etcd applied).
+  std::set<std::string> ids(registered.begin(), registered.end());
   for (const auto& [id, revision] : held_) ids.insert(id);
   for (const auto& [id, holder] : owners) {
-    if (holder.member == options_.member_id && holder.lease == lease) ids.insert(id);
+    if (holder.member == options_.member_id && holder.lease == pass.lease) ids.insert(id);
   }
-  std::set<std::string> registered;
-  for (const std::string& id : registry_.ids()) registered.insert(id);
-
-  size_t started = 0;
-  size_t no_room = 0;
   for (const std::string& id : ids) {
     core::OwnershipView view;
     view.endpoint_id = id;
     view.self = options_.member_id;
     view.members = members;
-    view.registered = registered.count(id) != 0;
-    view.supervising = supervised.count(id) != 0;
-    view.may_claim = may_claim;
+    view.registered = registered_set.count(id) != 0;
+    view.supervising = supervised_set.count(id) != 0;
+    view.may_claim = pass.may_claim;
     if (held_.count(id) != 0) {
       view.holder = options_.member_id;
       view.holder_is_our_lease = true;
     } else if (auto it = owners.find(id); it != owners.end()) {
       view.holder = it->second.member;
-      view.holder_is_our_lease = it->second.lease == lease;
+      view.holder_is_our_lease = it->second.lease == pass.lease;
       // A claim whose answer was lost but that etcd applied: the watch shows it is ours.
       if (view.holder == options_.member_id && view.holder_is_our_lease) {
         held_[id] = it->second.mod_revision;
       }
     }
+    pass.views.push_back(std::move(view));
+  }
+  return pass;
+}
+
+bool ClusterMember::claim(const std::string& id, int64_t lease) {
+  etcd::EtcdSwap swap;
+  if (auto failure = client_.createIfAbsent(owners_prefix_ + id, options_.member_id, lease, swap)) {
+    WSV_LOG(kWarning) << "claim of " << id << " failed: " << failure->message;
+    return false;
+  }
+  if (!swap.succeeded) return false;  // another replica was first; its key will show in the watch
+  held_[id] = swap.revision;
+  return true;
+}
+
+bool ClusterMember::startSupervising(const std::string& id, size_t started_this_pass) {
+  MutexLock own(own_mu_);
+  {
+    MutexLock lock(mu_);
+    if (!deadlineLocked().mayOwn(Clock::now())) return false;
+  }
+  // Spread the dials of one pass (a takeover) over time, as a restart does.
+  const auto delay = std::chrono::duration_cast<core::Duration>(std::chrono::duration<double>(
+      static_cast<double>(started_this_pass) / options_.dials_per_second));
+  if (!registry_.setSupervised(id, true, delay)) return false;
+  WSV_LOG(kInfo) << "endpoint " << id << " owned by this replica";
+  return true;
+}
+
+void ClusterMember::release(const std::string& id) {
+  // Stop the connection first, then free the key: never two connections at once.
+  registry_.setSupervised(id, false, core::Duration::zero(), "released to its preferred owner");
+  auto it = held_.find(id);
+  if (it == held_.end()) return;
+  // Our last published status goes before the key, so the next owner's is never overwritten by
+  // ours.
+  if (published_.erase(id) != 0) client_.remove(health_prefix_ + id);
+  etcd::EtcdSwap swap;
+  // The mod revision of our creation: the key is still ours exactly when it is unchanged.
+  if (auto failure = client_.removeIfModRevision(owners_prefix_ + id, it->second, swap)) {
+    WSV_LOG(kWarning) << "release of " << id << " failed (retrying): " << failure->message;
+    return;
+  }
+  held_.erase(it);
+  WSV_LOG(kInfo) << "endpoint " << id << " released to its preferred owner";
+}
+
+void ClusterMember::warnNoRoom(size_t no_room) {
+  if (no_room == 0 || Clock::now() < next_no_room_warning_) return;
+  next_no_room_warning_ = Clock::now() + kNoRoomWarningEvery;
+  WSV_LOG(kError) << "cannot take " << no_room << " endpoints this replica is preferred for: its "
+                  << registry_.connectionsInUse()
+                  << " connections fill its open-files budget; they stay unsupervised until a "
+                     "replica with room is preferred (add replicas or raise the limit)";
+}
+
+void ClusterMember::reconcileOnce() {
+  restartCompactedWatches();
+  bool lease_ok = false;
+  {
+    MutexLock lock(mu_);
+    lease_ok = deadlineLocked().mayOwn(Clock::now());
+  }
+  if (!lease_ok && !rejoin()) return;
+
+  const Pass pass = beginPass();
+  size_t started = 0;
+  size_t no_room = 0;
+  for (const core::OwnershipView& view : pass.views) {
     switch (core::decideOwnership(view)) {
       case core::OwnershipAction::kNone:
         break;
-      case core::OwnershipAction::kClaim: {
+      case core::OwnershipAction::kClaim:
         // Without a descriptor for it the endpoint stays unclaimed (and unreported everywhere)
         // rather than dialled into an EMFILE.
         if (!registry_.hasRoomToSupervise()) {
           ++no_room;
-          break;
-        }
-        etcd::EtcdSwap swap;
-        if (auto failure =
-                client_.createIfAbsent(owners_prefix_ + id, options_.member_id, lease, swap)) {
-          WSV_LOG(kWarning) << "claim of " << id << " failed: " << failure->message;
-          break;
-        }
-        if (!swap.succeeded) break;  // another replica was first; its key will show in the watch
-        held_[id] = swap.revision;
-        [[fallthrough]];
-      }
-      case core::OwnershipAction::kStart: {
-        std::lock_guard<std::mutex> own(own_mu_);
-        bool may_own = false;
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          may_own = deadlineLocked().mayOwn(Clock::now());
-        }
-        if (!may_own) break;
-        // Spread the dials of one pass (a takeover) over time, as a restart does.
-        const auto delay = std::chrono::duration_cast<core::Duration>(std::chrono::duration<double>(
-            static_cast<double>(started) / options_.dials_per_second));
-        if (registry_.setSupervised(id, true, delay)) {
+        } else if (claim(view.endpoint_id, pass.lease) &&
+                   startSupervising(view.endpoint_id, started)) {
           ++started;
-          WSV_LOG(kInfo) << "endpoint " << id << " owned by this replica";
         }
         break;
-      }
-      case core::OwnershipAction::kRelease: {
-        // Stop the connection first, then free the key: never two connections at once.
-        registry_.setSupervised(id, false, core::Duration::zero(),
-                                "released to its preferred owner");
-        auto it = held_.find(id);
-        if (it == held_.end()) break;
-        // Our last published status goes before the key, so the next owner's is never
-        // overwritten by ours.
-        if (published_.erase(id) != 0) client_.remove(health_prefix_ + id);
-        etcd::EtcdSwap swap;
-        // The mod revision of our creation: the key is still ours exactly when it is unchanged.
-        if (auto failure = client_.removeIfModRevision(owners_prefix_ + id, it->second, swap)) {
-          WSV_LOG(kWarning) << "release of " << id << " failed (retrying): " << failure->message;
-          break;
-        }
-        held_.erase(it);
-        WSV_LOG(kInfo) << "endpoint " << id << " released to its preferred owner";
+      case core::OwnershipAction::kStart:
+        if (startSupervising(view.endpoint_id, started)) ++started;
         break;
-      }
+      case core::OwnershipAction::kRelease:
+        release(view.endpoint_id);
+        break;
     }
   }
-  if (no_room > 0 && Clock::now() >= next_no_room_warning_) {
-    next_no_room_warning_ = Clock::now() + kNoRoomWarningEvery;
-    WSV_LOG(kError) << "cannot take " << no_room << " endpoints this replica is preferred for: its "
-                    << registry_.connectionsInUse()
-                    << " connections fill its open-files budget; they stay unsupervised until "
-                       "a replica with room is preferred (add replicas or raise the limit)";
-  }
-  publishHealth(lease);
+  warnNoRoom(no_room);
+  publishHealth(pass.lease);
 }
 
 }  // namespace wsvisor::service

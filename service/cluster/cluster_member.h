@@ -1,15 +1,16 @@
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "service/cluster/cluster_health.h"
 #include "service/cluster/etcd/etcd_endpoint_store.h"
@@ -18,6 +19,7 @@
 #include "supervisor/clustered_registry.h"
 #include "supervisor/core/ownership.h"
 #include "supervisor/health_bus.h"
+#include "supervisor/mutex.h"
 
 namespace wsvisor::service {
 
@@ -69,33 +71,66 @@ class ClusterMember {
     int64_t lease = 0;
     int64_t mod_revision = 0;
   };
+  // The prefixes this member watches, each in its slot of watches_.
+  enum WatchedPrefix : size_t { kEndpointsWatch, kMembersWatch, kOwnersWatch, kHealthWatch };
+  struct WatchSlot {
+    // (Re)reads the prefix and watches it from the revision after the read.
+    bool (ClusterMember::*start)(std::string& error);
+    // Touched by the reconciler only (and start/stop when it does not run).
+    std::unique_ptr<etcd::PrefixWatch> watch;
+    // etcd compacted the watch's history: the reconciler restarts it. Set under mu_, so that the
+    // reconciler's wait cannot miss it.
+    std::atomic<bool> compacted{false};
+  };
+  // One reconcile pass: what the ownership rule is asked about each endpoint, and under which
+  // lease.
+  struct Pass {
+    std::vector<core::OwnershipView> views;
+    int64_t lease = 0;
+    bool may_claim = false;
+  };
 
   // Grants a lease and puts the member key; with `exclusive`, only if no live replica holds it.
-  bool join(bool exclusive, std::string& error);
-  // (Re)reads a prefix and starts its watch from the revision after the read.
+  bool join(bool exclusive, std::string& error) WSV_EXCLUDES(mu_);
   bool startEndpointsWatch(std::string& error);
   bool startMembersWatch(std::string& error);
   bool startOwnersWatch(std::string& error);
   bool startHealthWatch(std::string& error);
+  // Puts a watch of `prefix` from `revision` in its slot, with the slot's on_compacted.
+  void watchFrom(WatchedPrefix which, const std::string& prefix, int64_t revision,
+                 etcd::PrefixWatch::Callbacks callbacks);
   // The status `health_` holds for `id` to the registry's bus; when it holds none, "no replica
   // reports it" unless `if_reported` (an endpoint just added already says it awaits its owner).
-  // Requires remote_mu_.
-  void applyRemoteLocked(const std::string& id, bool if_reported);
+  void applyRemoteUnderRemoteLock(const std::string& id, bool if_reported) WSV_REQUIRES(remote_mu_);
   // Takes the ids of the bus's changes into health_due_.
   void collectHealthChanges();
   // Puts the status of each endpoint supervised here that changed on the bus, unless its state is
   // what was published last. Stops at the first failure; the rest stays due for the next turn.
   void publishHealth(int64_t lease);
   void reconcileLoop();
+  // One pass of the reconciler, in these steps:
   void reconcileOnce();
+  //  1. watches whose history etcd compacted start over from a fresh read;
+  void restartCompactedWatches();
+  //  2. with the lease lost: stop everything, revoke it and join with a new one (false: not yet);
+  bool rejoin();
+  //  3. what the ownership rule sees of every endpoint that is registered or ours;
+  Pass beginPass() WSV_EXCLUDES(mu_);
+  //  4. for each, what it decides: claim the owner key (false: not ours), start supervising
+  //     (false: the lease or the budget does not allow it), or release;
+  bool claim(const std::string& id, int64_t lease);
+  bool startSupervising(const std::string& id, size_t started_this_pass) WSV_EXCLUDES(own_mu_, mu_);
+  void release(const std::string& id);
+  //  5. say when the budget kept this replica from endpoints it is preferred for; then publish.
+  void warnNoRoom(size_t no_room);
   void guardLoop();
-  // Stops every connection this replica runs; takes own_mu_.
-  void stopAll(const std::string& why);
-  // The local deadline with the keeper's latest acknowledgement folded in. Requires mu_.
-  core::LeaseDeadline& deadlineLocked();
+  // Stops every connection this replica runs.
+  void stopAll(const std::string& why) WSV_EXCLUDES(own_mu_);
+  // The local deadline with the keeper's latest acknowledgement folded in.
+  core::LeaseDeadline& deadlineLocked() WSV_REQUIRES(mu_);
   // Waits for a watch, the bus or the next periodic reconcile; returns what is due, or kStop.
   enum class Due { kStop, kReconcile, kPublish };
-  Due waitForWork();
+  Due waitForWork() WSV_EXCLUDES(mu_);
 
   etcd::EtcdEndpointStore& store_;
   etcd::EtcdClient& client_;
@@ -105,44 +140,45 @@ class ClusterMember {
   const std::string members_prefix_;
   const std::string owners_prefix_;
   const std::string health_prefix_;
+
+  // Locks, in the order they are taken: own_mu_, then the registry's, then mu_ (never held while
+  // calling out); remote_mu_ before the registry's.
+  //
   // The health each owner published, by endpoint id. remote_mu_ orders its changes with their
   // application to the registry: the health and endpoints watches run on different threads.
-  std::mutex remote_mu_;
-  ClusterHealth health_;
+  Mutex remote_mu_;
+  ClusterHealth health_ WSV_GUARDED_BY(remote_mu_);
   // The bus's changes: the reconciler publishes those of endpoints supervised here.
   std::shared_ptr<WatchSubscription> bus_changes_;
 
   // Serializes starting and stopping connections between the reconciler and the guard, so that
   // no connection is started after the guard has decided to stop everything.
-  std::mutex own_mu_;
+  Mutex own_mu_ WSV_ACQUIRED_BEFORE(mu_);
 
-  mutable std::mutex mu_;
-  std::condition_variable wake_;
-  bool stopping_ = false;        // guarded by mu_
-  bool dirty_ = true;            // a watch changed something; guarded by mu_
-  bool health_changed_ = false;  // the bus has changes; guarded by mu_
-  std::chrono::steady_clock::time_point next_reconcile_{};  // guarded by mu_
-  bool endpoints_compacted_ = false;                        // guarded by mu_
-  bool members_compacted_ = false;                          // guarded by mu_
-  bool owners_compacted_ = false;                           // guarded by mu_
-  bool health_compacted_ = false;                           // guarded by mu_
-  std::set<std::string> members_;                           // guarded by mu_
-  std::map<std::string, Holder> owners_;                    // endpoint id -> holder; guarded by mu_
-  int64_t lease_id_ = 0;                                    // guarded by mu_
-  std::optional<core::LeaseDeadline> deadline_;             // guarded by mu_
-  std::string lease_lost_reason_;  // set by the keeper's callback; guarded by mu_
+  mutable Mutex mu_;
+  CondVar wake_;
+  bool stopping_ WSV_GUARDED_BY(mu_) = false;
+  bool dirty_ WSV_GUARDED_BY(mu_) = true;            // a watch changed something
+  bool health_changed_ WSV_GUARDED_BY(mu_) = false;  // the bus has changes
+  std::chrono::steady_clock::time_point next_reconcile_ WSV_GUARDED_BY(mu_){};
+  std::set<std::string> members_ WSV_GUARDED_BY(mu_);
+  std::map<std::string, Holder> owners_ WSV_GUARDED_BY(mu_);  // endpoint id -> holder
+  int64_t lease_id_ WSV_GUARDED_BY(mu_) = 0;
+  std::optional<core::LeaseDeadline> deadline_ WSV_GUARDED_BY(mu_);
+  std::string lease_lost_reason_ WSV_GUARDED_BY(mu_);  // set by the keeper's callback
 
-  // Touched only by the reconciler (and start/stop when it does not run).
+  // Touched only by the reconciler (and start/stop when it does not run); keeper_ is swapped
+  // under mu_ too, as deadlineLocked() reads it.
   std::unique_ptr<etcd::LeaseKeeper> keeper_;
+  std::array<WatchSlot, 4> watches_{{{&ClusterMember::startEndpointsWatch, nullptr, {}},
+                                     {&ClusterMember::startMembersWatch, nullptr, {}},
+                                     {&ClusterMember::startOwnersWatch, nullptr, {}},
+                                     {&ClusterMember::startHealthWatch, nullptr, {}}}};
   int64_t joined_at_revision_ = 0;       // the etcd revision that created our member key
   std::map<std::string, int64_t> held_;  // keys we created under lease_id_: id -> mod revision
-  std::unique_ptr<etcd::PrefixWatch> endpoints_watch_;
-  std::unique_ptr<etcd::PrefixWatch> members_watch_;
-  std::unique_ptr<etcd::PrefixWatch> owners_watch_;
-  std::unique_ptr<etcd::PrefixWatch> health_watch_;
   std::map<std::string, v1::EndpointStatus> published_;  // what we put under health/, by id
   std::set<std::string> health_due_;                     // changed on the bus since last published
-  std::chrono::steady_clock::time_point next_no_room_warning_{};  // see reconcileOnce
+  std::chrono::steady_clock::time_point next_no_room_warning_{};  // see warnNoRoom
   std::thread reconciler_;
   std::thread guard_;
 };
