@@ -271,7 +271,7 @@ void Server::abortStart() {
 
 void Server::shutdown() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_ || !grpc_server_) return;
     stopping_ = true;
   }
@@ -295,16 +295,16 @@ void Server::shutdown() {
   grpc_server_->Shutdown(std::chrono::system_clock::now() + grpc_grace);
   if (health_server_) health_server_->Shutdown(std::chrono::system_clock::now());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopped_ = true;
   }
-  stopped_cv_.notify_all();
+  stopped_cv_.notifyAll();
   WSV_LOG(kInfo) << "shutdown complete";
 }
 
 void Server::wait() {
-  std::unique_lock<std::mutex> lock(mu_);
-  stopped_cv_.wait(lock, [this] { return stopped_; });
+  MutexLock lock(mu_);
+  while (!stopped_) stopped_cv_.wait(lock);
 }
 
 }  // namespace wsvisor::service

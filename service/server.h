@@ -18,6 +18,7 @@
 #include "supervisor/fd_budget.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/metrics.h"
+#include "supervisor/mutex.h"
 #include "supervisor/probe_runner.h"
 #include "supervisor/registry.h"
 #include "supervisor/scrape_collectors.h"
@@ -88,10 +89,10 @@ class Server {
   int grpc_port_ = 0;
   std::unique_ptr<grpc::Server> health_server_;  // --health-listen: health only, plaintext
   int health_port_ = 0;
-  std::mutex mu_;
-  std::condition_variable stopped_cv_;
-  bool stopped_ = false;
-  bool stopping_ = false;
+  Mutex mu_;
+  CondVar stopped_cv_;
+  bool stopped_ WSV_GUARDED_BY(mu_) = false;
+  bool stopping_ WSV_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace wsvisor::service

@@ -89,7 +89,7 @@ HealthBus::HealthBus(HealthBusOptions options)
 std::optional<core::HealthEvent> WatchSubscription::next() {
   std::optional<QueuedHealthEvent> entry;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     entry = queue_.pop();
   }
   if (!entry) return std::nullopt;
@@ -104,7 +104,7 @@ std::optional<core::HealthEvent> WatchSubscription::next() {
 }
 
 uint64_t WatchSubscription::droppedEvents() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return queue_.droppedEvents();
 }
 
@@ -124,7 +124,7 @@ void HealthBus::deliver(EndpointState& state, std::shared_ptr<core::HealthEvent>
   for (const auto& subscription : subscriptions_) {
     if (!subscription->filter_.matches(published, relabelled_from.get())) continue;
     {
-      std::lock_guard<std::mutex> lock(subscription->mu_);
+      MutexLock lock(subscription->mu_);
       subscription->queue_.push(state.latest);
     }
     woken.push_back(subscription);
@@ -162,7 +162,7 @@ void HealthBus::registerState(const std::string& id, uint64_t incarnation,
                               core::WallTime at) {
   std::vector<std::shared_ptr<WatchSubscription>> woken;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     EndpointState& state = endpoints_[id];
     state.incarnation = incarnation;
     state.live = std::move(live);
@@ -180,7 +180,7 @@ void HealthBus::publishHandover(const std::string& id, uint64_t incarnation,
                                 std::shared_ptr<const LiveStats> live, core::WallTime at) {
   std::vector<std::shared_ptr<WatchSubscription>> woken;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = endpoints_.find(id);
     if (it == endpoints_.end()) return;
     EndpointState& state = it->second;
@@ -196,7 +196,7 @@ void HealthBus::publishChanged(const std::string& id, uint64_t incarnation,
                                const core::EndpointStatus& status, core::WallTime at) {
   std::vector<std::shared_ptr<WatchSubscription>> woken;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = endpoints_.find(id);
     if (it == endpoints_.end() || it->second.incarnation != incarnation) return;
     deliverChange(it->second, id, status, at, woken);
@@ -208,7 +208,7 @@ void HealthBus::publishUnregistered(const std::string& id, uint64_t incarnation,
                                     core::WallTime at) {
   std::vector<std::shared_ptr<WatchSubscription>> woken;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = endpoints_.find(id);
     if (it == endpoints_.end() || it->second.incarnation != incarnation) return;
     EndpointState& state = it->second;
@@ -230,7 +230,7 @@ void HealthBus::replaceRegistration(const std::string& id, uint64_t incarnation,
                                     std::shared_ptr<const LiveStats> live, core::WallTime at) {
   std::vector<std::shared_ptr<WatchSubscription>> woken;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = endpoints_.find(id);
     if (it == endpoints_.end()) return;
     EndpointState& state = it->second;
@@ -250,7 +250,7 @@ void HealthBus::replaceRegistration(const std::string& id, uint64_t incarnation,
 }
 
 bool HealthBus::startRevisionsAfter(uint64_t last_revision) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (published_) return false;
   revision_ = last_revision;
   replay_log_ = ReplayLog(replay_log_size_, last_revision);
@@ -258,7 +258,7 @@ bool HealthBus::startRevisionsAfter(uint64_t last_revision) {
 }
 
 std::optional<HealthBus::EndpointState> HealthBus::state(const std::string& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = endpoints_.find(id);
   if (it == endpoints_.end()) return std::nullopt;
   return it->second;
@@ -266,7 +266,7 @@ std::optional<HealthBus::EndpointState> HealthBus::state(const std::string& id) 
 
 std::array<size_t, core::kHealthCount> HealthBus::countByHealth() const {
   std::array<size_t, core::kHealthCount> counts{};
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& [id, state] : endpoints_) {
     if (!state.supervised_here) continue;
     ++counts[static_cast<size_t>(state.latest->status.health)];
@@ -275,13 +275,13 @@ std::array<size_t, core::kHealthCount> HealthBus::countByHealth() const {
 }
 
 std::optional<EndpointHistory> HealthBus::history(const std::string& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (endpoints_.count(id) == 0) return std::nullopt;
   return history_.get(id);
 }
 
 uint64_t HealthBus::revision() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return revision_;
 }
 
@@ -290,15 +290,15 @@ std::shared_ptr<WatchSubscription> HealthBus::subscribe(WatchFilter filter, size
   auto subscription =
       std::make_shared<WatchSubscription>(std::move(filter), live_capacity, std::move(wake));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     // Only pointers are copied under the bus lock; the events are built when they are sent
     // (WatchSubscription::next), so a large snapshot does not hold up publishers.
-    std::lock_guard<std::mutex> queue_lock(subscription->mu_);
+    MutexLock queue_lock(subscription->mu_);
     for (const auto& [id, state] : endpoints_) {
       if (!subscription->filter_.matches(id, state.labels())) continue;
       subscription->queue_.pushSnapshot(state.latest, state.live);
     }
-    completeSubscriptionLocked(subscription);
+    completeSubscriptionUnderLocks(subscription);
   }
   subscription->wake_();
   return subscription;
@@ -309,23 +309,25 @@ std::variant<std::shared_ptr<WatchSubscription>, ResumeRefused> HealthBus::resum
   auto subscription =
       std::make_shared<WatchSubscription>(std::move(filter), live_capacity, std::move(wake));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (since_revision > revision_ || !replay_log_.holdsEverythingAfter(since_revision)) {
       return ResumeRefused{resumeRefusal(since_revision, revision_, replay_log_)};
     }
     // Only pointers are copied under the bus lock, as for a snapshot; at most the log's bound.
-    std::lock_guard<std::mutex> queue_lock(subscription->mu_);
+    MutexLock queue_lock(subscription->mu_);
     replay_log_.forEachAfter(since_revision, [&](const LoggedEvent& logged) {
+      subscription->mu_.assertHeld();  // called in place, under queue_lock
       if (!subscription->filter_.matches(*logged.event, logged.relabelled_from.get())) return;
       subscription->queue_.pushReplay(logged.event);
     });
-    completeSubscriptionLocked(subscription);
+    completeSubscriptionUnderLocks(subscription);
   }
   subscription->wake_();
   return subscription;
 }
 
-void HealthBus::completeSubscriptionLocked(const std::shared_ptr<WatchSubscription>& subscription) {
+void HealthBus::completeSubscriptionUnderLocks(
+    const std::shared_ptr<WatchSubscription>& subscription) {
   auto complete = std::make_shared<core::HealthEvent>();
   complete->type = core::HealthEvent::Type::kSnapshotComplete;
   complete->revision = revision_;
@@ -334,13 +336,13 @@ void HealthBus::completeSubscriptionLocked(const std::shared_ptr<WatchSubscripti
 }
 
 void HealthBus::unsubscribe(const std::shared_ptr<WatchSubscription>& subscription) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   subscriptions_.erase(std::remove(subscriptions_.begin(), subscriptions_.end(), subscription),
                        subscriptions_.end());
 }
 
 size_t HealthBus::subscriptionCount() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return subscriptions_.size();
 }
 

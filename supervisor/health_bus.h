@@ -4,7 +4,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -15,6 +14,7 @@
 #include "supervisor/core/label_selector.h"
 #include "supervisor/health_history.h"
 #include "supervisor/live_stats.h"
+#include "supervisor/mutex.h"
 #include "supervisor/replay_log.h"
 #include "supervisor/watch_queue.h"
 
@@ -72,8 +72,9 @@ class WatchSubscription {
  private:
   friend class HealthBus;
   const WatchFilter filter_;
-  std::mutex mu_;  // guards queue_
-  WatchQueue queue_;
+  // Taken after the bus's mu_ when both are held (the bus queues under its own lock).
+  Mutex mu_;
+  WatchQueue queue_ WSV_GUARDED_BY(mu_);
   const std::function<void()> wake_;
 };
 
@@ -175,26 +176,29 @@ class HealthBus {
   // Publishes `event` as `state`'s latest change: to the replay log, to the endpoint's history
   // when its health changed, and to every matching subscription (by its labels, and also by
   // those of `relabelled_from`, the endpoint's previous event, when the event changed them).
-  // Requires mu_.
   void deliver(EndpointState& state, std::shared_ptr<core::HealthEvent> event,
                std::vector<std::shared_ptr<WatchSubscription>>& woken,
-               SharedHealthEvent relabelled_from = nullptr);
-  // Publishes `status` as a CHANGED event of `state` with its current labels. Requires mu_.
+               SharedHealthEvent relabelled_from = nullptr) WSV_REQUIRES(mu_);
+  // Publishes `status` as a CHANGED event of `state` with its current labels.
   void deliverChange(EndpointState& state, const std::string& id,
                      const core::EndpointStatus& status, core::WallTime at,
-                     std::vector<std::shared_ptr<WatchSubscription>>& woken);
+                     std::vector<std::shared_ptr<WatchSubscription>>& woken) WSV_REQUIRES(mu_);
   // Queues the snapshot-complete marker (at the current revision) and starts delivering live
-  // changes to `subscription`. Requires mu_ and the subscription's lock.
-  void completeSubscriptionLocked(const std::shared_ptr<WatchSubscription>& subscription);
+  // changes to `subscription`.
+  void completeSubscriptionUnderLocks(const std::shared_ptr<WatchSubscription>& subscription)
+      WSV_REQUIRES(mu_, subscription->mu_);
 
   const size_t replay_log_size_;
-  mutable std::mutex mu_;
-  uint64_t revision_;
-  bool published_ = false;  // anything was delivered
-  std::map<std::string, EndpointState> endpoints_;
-  std::vector<std::shared_ptr<WatchSubscription>> subscriptions_;
-  HealthHistory history_;
-  ReplayLog replay_log_;
+  // Lock order: a Registry's locks (changes_mu_, map_mu_) may be held when this one is taken
+  // (the registry publishes under them); a subscription's mu_ is taken after it. Nothing here
+  // calls out to other code while holding it (wake callbacks run after it is released).
+  mutable Mutex mu_;
+  uint64_t revision_ WSV_GUARDED_BY(mu_);
+  bool published_ WSV_GUARDED_BY(mu_) = false;  // anything was delivered
+  std::map<std::string, EndpointState> endpoints_ WSV_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<WatchSubscription>> subscriptions_ WSV_GUARDED_BY(mu_);
+  HealthHistory history_ WSV_GUARDED_BY(mu_);
+  ReplayLog replay_log_ WSV_GUARDED_BY(mu_);
 };
 
 }  // namespace wsvisor

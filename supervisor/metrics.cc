@@ -69,7 +69,7 @@ void EndpointSeries::observeRtt(double seconds) {
   const size_t bucket = static_cast<size_t>(
       std::lower_bound(kRttBoundsSeconds.begin(), kRttBoundsSeconds.end(), seconds) -
       kRttBoundsSeconds.begin());
-  std::lock_guard<std::mutex> lock(rtt_mu_);
+  MutexLock lock(rtt_mu_);
   ++rtt_counts_[bucket];
   rtt_sum_ += seconds;
 }
@@ -263,7 +263,7 @@ std::shared_ptr<EndpointSeries> Metrics::endpointSeries(
     copied_values.push_back(it == labels.end() ? "" : it->second);
   }
   const std::string key = seriesKey(id, copied_values);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::weak_ptr<EndpointSeries>& slot = series_[key];
   if (auto existing = slot.lock()) return existing;
   // An expired slot belongs to a previous holder of this key that is being destroyed and waits
@@ -277,7 +277,7 @@ std::shared_ptr<EndpointSeries> Metrics::endpointSeries(
 }
 
 void Metrics::keepSeriesOnRelease() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (keep_series_on_release_.exchange(true)) return;
   kept_series_.reserve(series_.size());
   for (const auto& [key, slot] : series_) {
@@ -287,7 +287,7 @@ void Metrics::keepSeriesOnRelease() {
 
 void Metrics::release(EndpointSeries& series) {
   if (keep_series_on_release_.load()) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = series_.find(seriesKey(series.id_, series.copied_values_));
   // Not expired: a new registration of the same key has taken the slot over.
   if (it != series_.end() && it->second.expired()) series_.erase(it);
@@ -302,7 +302,7 @@ std::vector<prometheus::MetricFamily> Metrics::collectEndpointSeries() {
   // `live` goes, and its release() takes mu_.
   std::vector<std::shared_ptr<EndpointSeries>> live;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     live.reserve(series_.size());
     for (const auto& [key, slot] : series_) {
       if (auto series = slot.lock()) live.push_back(std::move(series));
@@ -330,7 +330,7 @@ std::vector<prometheus::MetricFamily> Metrics::collectEndpointSeries() {
     std::array<uint64_t, EndpointSeries::kRttBuckets> counts;
     double sum = 0;
     {
-      std::lock_guard<std::mutex> lock(series->rtt_mu_);
+      MutexLock lock(series->rtt_mu_);
       counts = series->rtt_counts_;
       sum = series->rtt_sum_;
     }
@@ -359,7 +359,7 @@ std::vector<prometheus::MetricFamily> Metrics::collectEndpointSeries() {
 
 Metrics::GrpcMethodSeries& Metrics::grpcMethod(const std::string& full_method,
                                                const std::string& type) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = grpc_methods_.find(full_method);
   if (it != grpc_methods_.end()) return it->second;
   // The server only routes the methods it registers, but the names come off the wire: past a

@@ -12,7 +12,6 @@
 #include <atomic>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -20,6 +19,7 @@
 
 #include "supervisor/core/endpoint_status.h"
 #include "supervisor/core/probe.h"
+#include "supervisor/mutex.h"
 
 namespace wsvisor {
 
@@ -72,9 +72,9 @@ class EndpointSeries {
   std::atomic<bool> flapping_{false};
   std::atomic<double> last_transition_{0};
   // Written by the endpoint's io thread; a scrape sees whole observations only.
-  std::mutex rtt_mu_;
-  std::array<uint64_t, kRttBuckets> rtt_counts_{};  // per bucket, not cumulative
-  double rtt_sum_ = 0;
+  Mutex rtt_mu_;
+  std::array<uint64_t, kRttBuckets> rtt_counts_ WSV_GUARDED_BY(rtt_mu_){};  // per bucket
+  double rtt_sum_ WSV_GUARDED_BY(rtt_mu_) = 0;
 };
 
 // Every wsvisor metric family is declared in Metrics' constructor (names, help, labels, buckets),
@@ -163,14 +163,14 @@ class Metrics {
   std::shared_ptr<prometheus::Collectable> endpoint_collector_;
 
   std::atomic<bool> keep_series_on_release_{false};
-  std::mutex mu_;  // guards series_, kept_series_ and grpc_methods_ (control path and scrapes)
+  Mutex mu_;  // the control path and scrapes
   // By the endpoint id and copied label values. Expired: the series is being destroyed, and
   // its release() (waiting for mu_) erases the entry unless a new series has taken it over.
-  std::map<std::string, std::weak_ptr<EndpointSeries>> series_;
-  std::map<std::string, GrpcMethodSeries> grpc_methods_;
+  std::map<std::string, std::weak_ptr<EndpointSeries>> series_ WSV_GUARDED_BY(mu_);
+  std::map<std::string, GrpcMethodSeries> grpc_methods_ WSV_GUARDED_BY(mu_);
   // Every live series once keepSeriesOnRelease() was called. Declared last: destroyed first, while
   // release() can still read keep_series_on_release_.
-  std::vector<std::shared_ptr<EndpointSeries>> kept_series_;
+  std::vector<std::shared_ptr<EndpointSeries>> kept_series_ WSV_GUARDED_BY(mu_);
 };
 
 // RTT buckets: 100 µs to 10 s, roughly ×2.5 per step.

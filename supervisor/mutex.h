@@ -16,7 +16,7 @@
 //    public:
 //     void add() { MutexLock lock(mu_); ++count_; }
 //    private:
-//     void addLocked() WSV_REQUIRES(mu_) { ++count_; }
+//     void addUnderLock() WSV_REQUIRES(mu_) { ++count_; }
 //     Mutex mu_;
 //     int count_ WSV_GUARDED_BY(mu_) = 0;
 //   };

@@ -136,12 +136,12 @@ ApiAccess::ApiAccess(std::vector<ApiToken> tokens)
 
 void ApiAccess::replaceTokens(std::vector<ApiToken> tokens) {
   auto replacement = std::make_shared<const TokenSet>(std::move(tokens));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   tokens_ = std::move(replacement);
 }
 
 size_t ApiAccess::tokenCount() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return tokens_->size();
 }
 
@@ -163,7 +163,7 @@ AccessDecision ApiAccess::check(std::optional<std::string_view> authorization, A
 
   std::shared_ptr<const TokenSet> tokens;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     tokens = tokens_;
   }
   const auto digest = sha256(credential);

@@ -2,12 +2,13 @@
 
 #include <array>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
+
+#include "supervisor/mutex.h"
 
 namespace wsvisor::service {
 
@@ -52,8 +53,8 @@ class ApiAccess {
 
  private:
   using TokenSet = std::vector<ApiToken>;
-  mutable std::mutex mu_;
-  std::shared_ptr<const TokenSet> tokens_;
+  mutable Mutex mu_;
+  std::shared_ptr<const TokenSet> tokens_ WSV_GUARDED_BY(mu_);
 };
 
 }  // namespace wsvisor::service

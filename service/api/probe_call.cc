@@ -13,7 +13,7 @@ ProbeRunner::Done ProbeCall::completion() {
 }
 
 void ProbeCall::started(const ProbeRunner::Ticket& ticket) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ticket_ = ticket;
   if (cancelled_) probes_.cancel(ticket);
 }
@@ -28,19 +28,19 @@ ProbeCall* ProbeCall::handOver() {
 
 void ProbeCall::OnCancel() {
   annotateHappensAfter(this);  // after the handler; see handOver()
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   cancelled_ = true;
   if (ticket_) probes_.cancel(*ticket_);
 }
 
 void ProbeCall::OnDone() {
-  annotateHappensAfter(this);                 // after the handler; see handOver()
-  { std::lock_guard<std::mutex> lock(mu_); }  // after a completion's Finish(); see the class
+  annotateHappensAfter(this);  // after the handler; see handOver()
+  { MutexLock lock(mu_); }     // after a completion's Finish(); see the class
   delete this;
 }
 
 void ProbeCall::onProbeEnded(const core::ProbeResult& result) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   switch (result.outcome) {
     case core::ProbeResult::Outcome::kSucceeded:
     case core::ProbeResult::Outcome::kFailed:

@@ -2,10 +2,10 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <mutex>
 #include <optional>
 
 #include "supervisor/core/probe.h"
+#include "supervisor/mutex.h"
 #include "supervisor/probe_runner.h"
 #include "wsvisor/v1/supervisor.grpc.pb.h"
 
@@ -48,9 +48,9 @@ class ProbeCall final : public grpc::ServerUnaryReactor {
 
   ProbeRunner& probes_;
   v1::ProbeEndpointResponse* const response_;
-  std::mutex mu_;
-  std::optional<ProbeRunner::Ticket> ticket_;
-  bool cancelled_ = false;
+  Mutex mu_;
+  std::optional<ProbeRunner::Ticket> ticket_ WSV_GUARDED_BY(mu_);
+  bool cancelled_ WSV_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace wsvisor::service

@@ -12,31 +12,32 @@ WatchPump::WatchPump() : thread_([this] { run(); }) {
 
 WatchPump::~WatchPump() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
-  ready_.notify_one();
+  ready_.notifyOne();
   thread_.join();
 }
 
 void WatchPump::post(std::function<void()> task) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     tasks_.push_back(std::move(task));
   }
-  ready_.notify_one();
+  ready_.notifyOne();
 }
 
 void WatchPump::run() {
-  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    ready_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-    if (stopping_) return;
-    std::function<void()> task = std::move(tasks_.front());
-    tasks_.pop_front();
-    lock.unlock();
+    std::function<void()> task;
+    {
+      MutexLock lock(mu_);
+      while (!stopping_ && tasks_.empty()) ready_.wait(lock);
+      if (stopping_) return;
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
     task();
-    lock.lock();
   }
 }
 

@@ -1,10 +1,10 @@
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
+
+#include "supervisor/mutex.h"
 
 namespace wsvisor::service {
 
@@ -24,10 +24,10 @@ class WatchPump {
  private:
   void run();
 
-  std::mutex mu_;
-  std::condition_variable ready_;
-  std::deque<std::function<void()>> tasks_;
-  bool stopping_ = false;
+  Mutex mu_;
+  CondVar ready_;
+  std::deque<std::function<void()>> tasks_ WSV_GUARDED_BY(mu_);
+  bool stopping_ WSV_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -14,22 +14,22 @@ WatchStreamSet::~WatchStreamSet() {
 }
 
 void WatchStreamSet::add(WatchStream* stream) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   streams_.insert(stream);
 }
 
 void WatchStreamSet::remove(WatchStream* stream) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   streams_.erase(stream);
 }
 
 void WatchStreamSet::finishAll(const grpc::Status& status) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (WatchStream* stream : streams_) stream->finish(status);
 }
 
 size_t WatchStreamSet::size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return streams_.size();
 }
 
@@ -58,7 +58,7 @@ WatchStream::WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pum
     }
   }
   {
-    std::lock_guard<std::mutex> lock(shared_->mu);
+    MutexLock lock(shared_->mu);
     if (refused) {
       // Nothing was subscribed; OnDone() unsubscribes a null subscription, which is a no-op.
       shared_->finished = true;
@@ -67,7 +67,7 @@ WatchStream::WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pum
       // Wakes that ran before the assignment found no subscription to read; start the first
       // write.
       subscription_ = std::move(subscription);
-      writeNextLocked();
+      writeNextUnderStreamLock();
     }
   }
   // gRPC calls OnWriteDone(), OnCancel() and OnDone() only after WatchHealth() has returned this
@@ -82,12 +82,15 @@ void WatchStream::wake(const std::shared_ptr<Shared>& shared) {
   shared->pump.post([shared] {
     // Cleared first: an event queued from here on posts again, so none is left waiting.
     shared->wake_posted.store(false);
-    std::lock_guard<std::mutex> lock(shared->mu);
-    if (shared->reactor != nullptr) shared->reactor->writeNextLocked();
+    MutexLock lock(shared->mu);
+    WatchStream* reactor = shared->reactor;
+    if (reactor == nullptr) return;
+    reactor->shared_->mu.assertHeld();  // the reactor's shared_ is `shared`
+    reactor->writeNextUnderStreamLock();
   });
 }
 
-void WatchStream::writeNextLocked() {
+void WatchStream::writeNextUnderStreamLock() {
   if (shared_->write_in_flight || shared_->finished || !subscription_) return;
   if (shared_->pending_finish) {
     shared_->finished = true;
@@ -103,15 +106,15 @@ void WatchStream::writeNextLocked() {
 }
 
 void WatchStream::finish(const grpc::Status& status) {
-  std::lock_guard<std::mutex> lock(shared_->mu);
+  MutexLock lock(shared_->mu);
   if (shared_->finished) return;
   shared_->pending_finish = status;
-  writeNextLocked();
+  writeNextUnderStreamLock();
 }
 
 void WatchStream::OnWriteDone(bool ok) {
   annotateHappensAfter(this);  // after the constructor; see there
-  std::lock_guard<std::mutex> lock(shared_->mu);
+  MutexLock lock(shared_->mu);
   shared_->write_in_flight = false;
   if (!ok) {
     // The client went away; OnCancel() follows or the stream is already broken.
@@ -121,12 +124,12 @@ void WatchStream::OnWriteDone(bool ok) {
     }
     return;
   }
-  writeNextLocked();
+  writeNextUnderStreamLock();
 }
 
 void WatchStream::OnCancel() {
   annotateHappensAfter(this);  // after the constructor; see there
-  std::lock_guard<std::mutex> lock(shared_->mu);
+  MutexLock lock(shared_->mu);
   if (shared_->finished) return;
   shared_->finished = true;
   Finish(grpc::Status::CANCELLED);
@@ -135,7 +138,7 @@ void WatchStream::OnCancel() {
 void WatchStream::OnDone() {
   annotateHappensAfter(this);  // after the constructor; see there
   {
-    std::lock_guard<std::mutex> lock(shared_->mu);
+    MutexLock lock(shared_->mu);
     shared_->reactor = nullptr;
   }
   bus_.unsubscribe(subscription_);

@@ -4,11 +4,11 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <set>
 
 #include "service/api/watch_pump.h"
 #include "supervisor/health_bus.h"
+#include "supervisor/mutex.h"
 #include "wsvisor/v1/supervisor.grpc.pb.h"
 
 namespace wsvisor::service {
@@ -27,8 +27,8 @@ class WatchStreamSet {
   size_t size() const;
 
  private:
-  mutable std::mutex mu_;
-  std::set<WatchStream*> streams_;
+  mutable Mutex mu_;
+  std::set<WatchStream*> streams_ WSV_GUARDED_BY(mu_);
 };
 
 // One WatchHealth call. Owns itself: created by the service, deleted in OnDone().
@@ -68,16 +68,17 @@ class WatchStream : public grpc::ServerWriteReactor<v1::HealthEvent> {
     WatchPump& pump;
     // Set while a wake is posted to the pump and has not started: later wakes need not post.
     std::atomic<bool> wake_posted{false};
-    std::mutex mu;
-    WatchStream* reactor = nullptr;  // null once OnDone() has run
-    bool write_in_flight = false;
-    bool finished = false;
-    std::optional<grpc::Status> pending_finish;
-    v1::HealthEvent message;  // the event being written; stable until OnWriteDone()
+    Mutex mu;
+    WatchStream* reactor WSV_GUARDED_BY(mu) = nullptr;  // null once OnDone() has run
+    bool write_in_flight WSV_GUARDED_BY(mu) = false;
+    bool finished WSV_GUARDED_BY(mu) = false;
+    std::optional<grpc::Status> pending_finish WSV_GUARDED_BY(mu);
+    // The event being written; stable until OnWriteDone().
+    v1::HealthEvent message WSV_GUARDED_BY(mu);
   };
 
-  // Starts the next write if none is in flight and an event is waiting. Requires shared->mu.
-  void writeNextLocked();
+  // Starts the next write if none is in flight and an event is waiting.
+  void writeNextUnderStreamLock() WSV_REQUIRES(shared_->mu);
   static void wake(const std::shared_ptr<Shared>& shared);
 
   HealthBus& bus_;

@@ -5,22 +5,22 @@
 namespace wsvisor::service {
 
 void ClusterHealth::set(const std::string& id, v1::EndpointStatus status) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   statuses_[id] = std::move(status);
 }
 
 void ClusterHealth::erase(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   statuses_.erase(id);
 }
 
 void ClusterHealth::replaceAll(std::map<std::string, v1::EndpointStatus> all) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   statuses_ = std::move(all);
 }
 
 std::optional<v1::EndpointStatus> ClusterHealth::get(const std::string& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = statuses_.find(id);
   if (it == statuses_.end()) return std::nullopt;
   return it->second;

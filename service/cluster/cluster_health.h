@@ -1,10 +1,10 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 
+#include "supervisor/mutex.h"
 #include "wsvisor/v1/supervisor.pb.h"
 
 namespace wsvisor::service {
@@ -30,8 +30,8 @@ class ClusterHealth {
   static bool sameState(const v1::EndpointStatus& a, const v1::EndpointStatus& b);
 
  private:
-  mutable std::mutex mu_;
-  std::map<std::string, v1::EndpointStatus> statuses_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::map<std::string, v1::EndpointStatus> statuses_ WSV_GUARDED_BY(mu_);
 };
 
 }  // namespace wsvisor::service

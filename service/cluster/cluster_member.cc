@@ -63,7 +63,7 @@ ClusterMember::Due ClusterMember::waitForWork() {
   return Due::kPublish;
 }
 
-core::LeaseDeadline& ClusterMember::deadlineLocked() {
+core::LeaseDeadline& ClusterMember::leaseDeadline() {
   if (keeper_) {
     const auto acked = keeper_->lastAcknowledgedSend();
     if (acked != Clock::time_point{}) deadline_->acknowledged(acked);
@@ -389,7 +389,7 @@ void ClusterMember::guardLoop() {
       while (!stopping_ && wake_.waitUntil(lock, next_check)) {
       }
       if (stopping_) return;
-      expired = !deadlineLocked().mayOwn(Clock::now());
+      expired = !leaseDeadline().mayOwn(Clock::now());
       reason = lease_lost_reason_;
     }
     if (expired) {
@@ -410,7 +410,7 @@ void ClusterMember::reconcileLoop() {
         int64_t lease = 0;
         {
           MutexLock lock(mu_);
-          if (!deadlineLocked().mayOwn(Clock::now())) break;  // the next reconcile rejoins
+          if (!leaseDeadline().mayOwn(Clock::now())) break;  // the next reconcile rejoins
           lease = lease_id_;
         }
         publishHealth(lease);
@@ -477,7 +477,7 @@ ClusterMember::Pass ClusterMember::beginPass() {
     members.assign(members_.begin(), members_.end());
     owners = owners_;
     pass.lease = lease_id_;
-    pass.may_claim = deadlineLocked().mayClaim(Clock::now());
+    pass.may_claim = leaseDeadline().mayClaim(Clock::now());
   }
   if (std::find(members.begin(), members.end(), options_.member_id) == members.end()) {
     members.push_back(options_.member_id);
@@ -532,7 +532,7 @@ bool ClusterMember::startSupervising(const std::string& id, size_t started_this_
   MutexLock own(own_mu_);
   {
     MutexLock lock(mu_);
-    if (!deadlineLocked().mayOwn(Clock::now())) return false;
+    if (!leaseDeadline().mayOwn(Clock::now())) return false;
   }
   // Spread the dials of one pass (a takeover) over time, as a restart does.
   const auto delay = std::chrono::duration_cast<core::Duration>(std::chrono::duration<double>(
@@ -574,7 +574,7 @@ void ClusterMember::reconcileOnce() {
   bool lease_ok = false;
   {
     MutexLock lock(mu_);
-    lease_ok = deadlineLocked().mayOwn(Clock::now());
+    lease_ok = leaseDeadline().mayOwn(Clock::now());
   }
   if (!lease_ok && !rejoin()) return;
 

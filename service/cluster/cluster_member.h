@@ -127,7 +127,7 @@ class ClusterMember {
   // Stops every connection this replica runs.
   void stopAll(const std::string& why) WSV_EXCLUDES(own_mu_);
   // The local deadline with the keeper's latest acknowledgement folded in.
-  core::LeaseDeadline& deadlineLocked() WSV_REQUIRES(mu_);
+  core::LeaseDeadline& leaseDeadline() WSV_REQUIRES(mu_);
   // Waits for a watch, the bus or the next periodic reconcile; returns what is due, or kStop.
   enum class Due { kStop, kReconcile, kPublish };
   Due waitForWork() WSV_EXCLUDES(mu_);
@@ -168,7 +168,7 @@ class ClusterMember {
   std::string lease_lost_reason_ WSV_GUARDED_BY(mu_);  // set by the keeper's callback
 
   // Touched only by the reconciler (and start/stop when it does not run); keeper_ is swapped
-  // under mu_ too, as deadlineLocked() reads it.
+  // under mu_ too, as leaseDeadline() reads it.
   std::unique_ptr<etcd::LeaseKeeper> keeper_;
   std::array<WatchSlot, 4> watches_{{{&ClusterMember::startEndpointsWatch, nullptr, {}},
                                      {&ClusterMember::startMembersWatch, nullptr, {}},

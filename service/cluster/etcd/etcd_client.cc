@@ -49,25 +49,25 @@ EtcdKeyValue fromProto(const mvccpb::KeyValue& kv) {
 // ----- EtcdCallCanceller
 
 void EtcdCallCanceller::cancel() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   cancelled_ = true;
   if (context_ != nullptr) context_->TryCancel();
 }
 
 bool EtcdCallCanceller::cancelled() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return cancelled_;
 }
 
 bool EtcdCallCanceller::enter(grpc::ClientContext* context) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (cancelled_) return false;
   context_ = context;
   return true;
 }
 
 void EtcdCallCanceller::leave() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   context_ = nullptr;
 }
 

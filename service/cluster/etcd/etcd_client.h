@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +13,7 @@
 #include "etcd/api/etcdserverpb/rpc.grpc.pb.h"
 #include "service/cluster/etcd/etcd_channels.h"
 #include "service/cluster/etcd/etcd_error.h"
+#include "supervisor/mutex.h"
 
 namespace wsvisor::service::etcd {
 
@@ -79,9 +79,9 @@ class EtcdCallCanceller {
   bool enter(grpc::ClientContext* context);
   void leave();
 
-  mutable std::mutex mu_;
-  grpc::ClientContext* context_ = nullptr;  // guarded by mu_
-  bool cancelled_ = false;                  // guarded by mu_
+  mutable Mutex mu_;
+  grpc::ClientContext* context_ WSV_GUARDED_BY(mu_) = nullptr;
+  bool cancelled_ WSV_GUARDED_BY(mu_) = false;
 };
 
 // A client of etcd's v3 gRPC API over EtcdChannels: unary calls with a deadline, failover

@@ -19,32 +19,34 @@ LeaseKeeper::~LeaseKeeper() { stop(); }
 
 void LeaseKeeper::stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
-  wake_.notify_all();
+  wake_.notifyAll();
   canceller_.cancel();
   if (thread_.joinable()) thread_.join();
 }
 
 bool LeaseKeeper::lost() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return lost_;
 }
 
 int64_t LeaseKeeper::renewals() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return renewals_;
 }
 
 Clock::time_point LeaseKeeper::lastAcknowledgedSend() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return last_ack_sent_;
 }
 
 bool LeaseKeeper::waitUntil(Clock::time_point until) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return !wake_.wait_until(lock, until, [this] { return stopping_; });
+  MutexLock lock(mu_);
+  while (!stopping_ && wake_.waitUntil(lock, until)) {
+  }
+  return !stopping_;
 }
 
 void LeaseKeeper::run() {
@@ -66,7 +68,7 @@ void LeaseKeeper::run() {
                            std::to_string(ttl.count()) + " ms; it may have expired";
       if (!last_error.empty()) reason += " (last error: " + last_error + ")";
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         lost_ = true;
       }
       on_lost_(reason);
@@ -90,7 +92,7 @@ void LeaseKeeper::run() {
     }
     if (new_ttl <= 0) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         lost_ = true;
       }
       on_lost_("etcd lease " + std::to_string(lease_.id) +
@@ -98,7 +100,7 @@ void LeaseKeeper::run() {
       return;
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       ++renewals_;
       last_ack_sent_ = sent;
     }

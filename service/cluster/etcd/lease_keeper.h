@@ -1,14 +1,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "service/cluster/etcd/etcd_client.h"
+#include "supervisor/mutex.h"
 
 namespace wsvisor::service::etcd {
 
@@ -61,12 +60,12 @@ class LeaseKeeper {
   const EtcdLease lease_;
   const LostCallback on_lost_;
   EtcdCallCanceller canceller_;
-  mutable std::mutex mu_;
-  std::condition_variable wake_;
-  bool stopping_ = false;                                // guarded by mu_
-  bool lost_ = false;                                    // guarded by mu_
-  int64_t renewals_ = 0;                                 // guarded by mu_
-  std::chrono::steady_clock::time_point last_ack_sent_;  // guarded by mu_
+  mutable Mutex mu_;
+  CondVar wake_;
+  bool stopping_ WSV_GUARDED_BY(mu_) = false;
+  bool lost_ WSV_GUARDED_BY(mu_) = false;
+  int64_t renewals_ WSV_GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::time_point last_ack_sent_ WSV_GUARDED_BY(mu_);
   std::thread thread_;  // last: started once everything above is ready
 };
 

@@ -25,33 +25,39 @@ PrefixWatch::~PrefixWatch() { stop(); }
 
 void PrefixWatch::stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     // Read() on the stream returns false at once; the thread then finishes it.
     if (stream_ != nullptr) stream_->TryCancel();
   }
-  changed_.notify_all();
+  changed_.notifyAll();
   if (thread_.joinable()) thread_.join();
 }
 
 bool PrefixWatch::waitUntilCreated(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return changed_.wait_for(lock, timeout, [this] { return created_; });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  MutexLock lock(mu_);
+  while (!created_ && changed_.waitUntil(lock, deadline)) {
+  }
+  return created_;
 }
 
 int64_t PrefixWatch::nextRevision() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return next_revision_;
 }
 
 int64_t PrefixWatch::resumptions() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return resumptions_;
 }
 
 bool PrefixWatch::waitFor(std::chrono::milliseconds delay) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return !changed_.wait_for(lock, delay, [this] { return stopping_; });
+  const auto deadline = std::chrono::steady_clock::now() + delay;
+  MutexLock lock(mu_);
+  while (!stopping_ && changed_.waitUntil(lock, deadline)) {
+  }
+  return !stopping_;
 }
 
 void PrefixWatch::run() {
@@ -72,7 +78,7 @@ void PrefixWatch::run() {
       client_.channels().markFailed(index);
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       ++resumptions_;
       created_ = false;
     }
@@ -88,7 +94,7 @@ bool PrefixWatch::watchOn(size_t index) {
   context.AddMetadata("hasleader", "true");
   int64_t from = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return false;
     stream_ = &context;
     from = next_revision_;
@@ -121,15 +127,15 @@ bool PrefixWatch::watchOn(size_t index) {
     }
     if (response.created()) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         created_ = true;
       }
-      changed_.notify_all();
+      changed_.notifyAll();
       continue;
     }
     if (response.events_size() == 0) {
       // A progress notification: every change up to header.revision has been delivered.
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       next_revision_ = std::max(next_revision_, response.header().revision() + 1);
       continue;
     }
@@ -142,7 +148,7 @@ bool PrefixWatch::watchOn(size_t index) {
     }
     const int64_t last = events.back().kv.mod_revision;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       next_revision_ = last + 1;
     }
     if (callbacks_.on_events) callbacks_.on_events(events, last);
@@ -152,7 +158,7 @@ bool PrefixWatch::watchOn(size_t index) {
   const grpc::Status status = stream->Finish();
   bool stopping = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stream_ = nullptr;
     stopping = stopping_;
   }

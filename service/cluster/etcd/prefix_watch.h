@@ -3,15 +3,14 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "service/cluster/etcd/etcd_client.h"
+#include "supervisor/mutex.h"
 
 namespace wsvisor::service::etcd {
 
@@ -73,14 +72,14 @@ class PrefixWatch {
   EtcdClient& client_;
   const std::string prefix_;
   const Callbacks callbacks_;
-  mutable std::mutex mu_;
-  std::condition_variable changed_;
-  bool stopping_ = false;                  // guarded by mu_
-  bool created_ = false;                   // guarded by mu_
-  int64_t next_revision_;                  // guarded by mu_
-  int64_t resumptions_ = 0;                // guarded by mu_
-  grpc::ClientContext* stream_ = nullptr;  // the context of the open stream; guarded by mu_
-  std::thread thread_;                     // last: started once everything above is ready
+  mutable Mutex mu_;
+  CondVar changed_;
+  bool stopping_ WSV_GUARDED_BY(mu_) = false;
+  bool created_ WSV_GUARDED_BY(mu_) = false;
+  int64_t next_revision_ WSV_GUARDED_BY(mu_);
+  int64_t resumptions_ WSV_GUARDED_BY(mu_) = 0;
+  grpc::ClientContext* stream_ WSV_GUARDED_BY(mu_) = nullptr;  // the context of the open stream
+  std::thread thread_;  // last: started once everything above is ready
 };
 
 }  // namespace wsvisor::service::etcd
