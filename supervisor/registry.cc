@@ -4,6 +4,7 @@
 #include <random>
 #include <utility>
 
+#include "supervisor/core/spec_difference.h"
 #include "supervisor/core/spec_validation.h"
 #include "supervisor/log.h"
 
@@ -12,6 +13,9 @@ namespace wsvisor {
 namespace {
 
 core::WallTime wallNow() { return std::chrono::system_clock::now(); }
+
+// An ALREADY_EXISTS message names at most this many differing fields, then how many more.
+constexpr size_t kMaxDifferencesShown = 5;
 
 // Changes that need a new connection; everything else applies to the live one.
 bool needsReconnect(const core::EndpointSpec& a, const core::EndpointSpec& b) {
@@ -107,10 +111,15 @@ std::variant<Registry::RegisterResult, RegistryError> Registry::registerEndpoint
       if (existing->second.owner == EndpointOwner::kConfigFile && owner == EndpointOwner::kApi) {
         return RegistryError{RegistryError::Code::kFailedPrecondition, ownedByConfig(spec.id)};
       }
-      return RegistryError{RegistryError::Code::kAlreadyExists,
-                           "endpoint '" + spec.id +
-                               "' is already registered with a different spec; use "
-                               "UpdateEndpoint or unregister it first"};
+      // Name what differs: the usual cause is a register call repeated without some of the
+      // fields the first one set, which then ask for their defaults.
+      return RegistryError{
+          RegistryError::Code::kAlreadyExists,
+          "endpoint '" + spec.id +
+              "' is already registered with a different spec; use UpdateEndpoint or unregister "
+              "it first. Differences: " +
+              core::describeDifferences(core::specDifferences(*existing->second.spec, spec),
+                                        kMaxDifferencesShown)};
     }
     if (entries_.size() >= options_.max_endpoints) {
       return RegistryError{RegistryError::Code::kResourceExhausted,
