@@ -25,7 +25,12 @@ std::optional<WebSocketUrl> parseWebSocketUrl(std::string_view url, std::string&
     out.secure = true;
     rest = url.substr(6);
   } else {
+    // A WebSocket URL is its HTTP URL with the scheme changed; say which one to use.
+    std::string scheme(url.substr(0, url.find("://")));
+    for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     error = "must start with ws:// or wss://";
+    if (scheme == "http") error += " (use ws:// in place of http://)";
+    if (scheme == "https") error += " (use wss:// in place of https://)";
     return std::nullopt;
   }
   for (char c : url) {
