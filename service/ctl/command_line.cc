@@ -1,5 +1,6 @@
 #include "service/ctl/command_line.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -8,6 +9,7 @@
 #include <utility>
 
 #include "service/api/duration_text.h"
+#include "service/ctl/nearest_name.h"
 
 namespace wsvisor::ctl {
 
@@ -291,6 +293,110 @@ std::optional<Kind> commandKind(std::string_view name) {
   return std::nullopt;
 }
 
+constexpr std::string_view kCommandNames[] = {"register", "update",  "unregister", "get", "list",
+                                              "watch",    "history", "probe",      "help"};
+constexpr char kWantCommand[] =
+    "(want register, update, unregister, get, list, watch, history, probe or help)";
+
+// The flags of command `kind` (besides the global ones), each filling in `command`'s request.
+std::vector<Flag> commandFlags(Kind kind, CtlCommand& command) {
+  std::vector<Flag> flags;
+  switch (kind) {
+    case Kind::kRegister:
+      return specFlags(*command.register_request.mutable_spec());
+    case Kind::kUpdate: {
+      flags = specFlags(*command.update_request.mutable_spec());
+      v1::UpdateEndpointRequest& request = command.update_request;
+      flags.push_back(
+          {"--expected-generation", true, [&request](std::string_view v, std::string& e) {
+             uint64_t generation = 0;
+             if (!setUnsigned("--expected-generation", v, generation, e)) return false;
+             request.set_expected_generation(generation);
+             return true;
+           }});
+      return flags;
+    }
+    case Kind::kProbe: {
+      flags = specFlags(*command.probe_request.mutable_spec());
+      v1::ProbeEndpointRequest& request = command.probe_request;
+      flags.push_back({"--heartbeats", true, [&request](std::string_view v, std::string& e) {
+                         uint32_t heartbeats = 0;
+                         if (!setUnsigned("--heartbeats", v, heartbeats, e)) return false;
+                         request.set_heartbeats(heartbeats);
+                         return true;
+                       }});
+      return flags;
+    }
+    case Kind::kList:
+      return selectorFlags(command.list_request.mutable_label_selector());
+    case Kind::kWatch: {
+      flags = selectorFlags(command.watch_request.mutable_label_selector());
+      v1::WatchHealthRequest& request = command.watch_request;
+      // "#42" is accepted too: that is how watch lines print a revision.
+      flags.push_back({"--since", true, [&request](std::string_view v, std::string& e) {
+                         uint64_t revision = 0;
+                         if (!v.empty() && v.front() == '#') v.remove_prefix(1);
+                         if (!setUnsigned("--since", v, revision, e)) return false;
+                         request.set_since_revision(revision);
+                         return true;
+                       }});
+      return flags;
+    }
+    case Kind::kUnregister:
+    case Kind::kGet:
+    case Kind::kHistory:
+    case Kind::kHelp:
+      return flags;
+  }
+  return flags;
+}
+
+// "register, update and probe": the commands other than `except` that take flag `name`.
+std::string commandsTakingFlag(std::string_view name, std::optional<Kind> except) {
+  std::vector<std::string_view> takers;
+  for (std::string_view command_name : kCommandNames) {
+    const Kind kind = *commandKind(command_name);
+    if (kind == except) continue;
+    CtlCommand scratch;
+    const std::vector<Flag> flags = commandFlags(kind, scratch);
+    if (std::any_of(flags.begin(), flags.end(), [&](const Flag& f) { return f.name == name; })) {
+      takers.push_back(command_name);
+    }
+  }
+  std::string text;
+  for (size_t i = 0; i < takers.size(); ++i) {
+    if (i > 0) text += i + 1 == takers.size() ? " and " : ", ";
+    text += takers[i];
+  }
+  return text;
+}
+
+// Why `typed` (an argument that starts with '-', up to any '=') is not a flag here, and what
+// was probably meant: "unknown flag --intervall for register; did you mean --interval?".
+// `name` is the flag it was read as ("-i" for "-interval").
+std::string unknownFlagError(std::string_view typed, std::string_view name,
+                             const std::optional<std::string>& command_name,
+                             const std::vector<Flag>& global_flags,
+                             const std::vector<Flag>& command_flags) {
+  std::string error = "unknown flag " + std::string(typed);
+  const std::optional<Kind> kind = command_name ? commandKind(*command_name) : std::nullopt;
+  if (command_name) error += " for " + *command_name;
+  // A flag of another command: say whose, rather than guess at a similar one.
+  const std::string takers = commandsTakingFlag(name, kind);
+  if (!takers.empty()) {
+    error += " (it is a flag of " + takers + ")";
+    if (!command_name) error += "; give it after the command";
+    return error;
+  }
+  std::vector<std::string_view> known = {"--help"};
+  for (const std::vector<Flag>* flags : {&command_flags, &global_flags}) {
+    for (const Flag& flag : *flags) known.push_back(flag.name);
+  }
+  known.push_back("-o");
+  if (const auto nearest = nearestName(typed, known)) error += "; did you mean " + *nearest + "?";
+  return error;
+}
+
 const Flag* findFlag(const std::vector<Flag>& flags, std::string_view name) {
   for (const Flag& flag : flags) {
     if (flag.name == name) return &flag;
@@ -446,49 +552,18 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
       }
       const std::optional<Kind> kind = commandKind(arg);
       if (!kind) {
-        error = "unknown command " + quoted(arg) +
-                " (want register, update, unregister, get, list, watch, history, probe or help)";
+        error = "unknown command " + quoted(arg) + " " + kWantCommand;
+        const std::vector<std::string_view> names(std::begin(kCommandNames),
+                                                  std::end(kCommandNames));
+        if (const auto nearest = nearestName(arg, names)) {
+          error += "; did you mean " + *nearest + "?";
+        }
         return std::nullopt;
       }
       if (*kind == Kind::kHelp) return CtlCommand{};
       command.kind = *kind;
       command_name = arg;
-      if (*kind == Kind::kRegister) {
-        command_flags = specFlags(*command.register_request.mutable_spec());
-      } else if (*kind == Kind::kUpdate) {
-        command_flags = specFlags(*command.update_request.mutable_spec());
-        v1::UpdateEndpointRequest& request = command.update_request;
-        command_flags.push_back(
-            {"--expected-generation", true, [&request](std::string_view v, std::string& e) {
-               uint64_t generation = 0;
-               if (!setUnsigned("--expected-generation", v, generation, e)) return false;
-               request.set_expected_generation(generation);
-               return true;
-             }});
-      } else if (*kind == Kind::kProbe) {
-        command_flags = specFlags(*command.probe_request.mutable_spec());
-        v1::ProbeEndpointRequest& request = command.probe_request;
-        command_flags.push_back(
-            {"--heartbeats", true, [&request](std::string_view v, std::string& e) {
-               uint32_t heartbeats = 0;
-               if (!setUnsigned("--heartbeats", v, heartbeats, e)) return false;
-               request.set_heartbeats(heartbeats);
-               return true;
-             }});
-      } else if (*kind == Kind::kList) {
-        command_flags = selectorFlags(command.list_request.mutable_label_selector());
-      } else if (*kind == Kind::kWatch) {
-        command_flags = selectorFlags(command.watch_request.mutable_label_selector());
-        v1::WatchHealthRequest& request = command.watch_request;
-        // "#42" is accepted too: that is how watch lines print a revision.
-        command_flags.push_back({"--since", true, [&request](std::string_view v, std::string& e) {
-                                   uint64_t revision = 0;
-                                   if (!v.empty() && v.front() == '#') v.remove_prefix(1);
-                                   if (!setUnsigned("--since", v, revision, e)) return false;
-                                   request.set_since_revision(revision);
-                                   return true;
-                                 }});
-      }
+      command_flags = commandFlags(*kind, command);
       continue;
     }
     if (arg == "--") {
@@ -512,8 +587,8 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
     const Flag* flag = findFlag(global_flags, name);
     if (flag == nullptr) flag = findFlag(command_flags, name);
     if (flag == nullptr) {
-      error = "unknown flag " + name;
-      if (command_name) error += " for " + *command_name;
+      const std::string typed = arg.substr(0, arg.find('='));
+      error = unknownFlagError(typed, name, command_name, global_flags, command_flags);
       return std::nullopt;
     }
     std::string value;
@@ -537,9 +612,7 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
   }
 
   if (!command_name) {
-    error =
-        "missing command (want register, update, unregister, get, list, watch, history, probe or "
-        "help)";
+    error = std::string("missing command ") + kWantCommand;
     return std::nullopt;
   }
   if (!takePositionals(*command_name, positionals, command, error)) return std::nullopt;

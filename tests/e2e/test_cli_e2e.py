@@ -339,6 +339,31 @@ class CliEndToEndTest(WsvisorTestCase):
         self.assertEqual(watcher.process.returncode, EXIT_CALL_FAILED)
         self.assertIn("UNAVAILABLE", stderr)
 
+    # ----- errors that say how to put things right -----
+
+    def test_a_mistyped_flag_gets_the_nearest_one_and_nothing_is_sent(self):
+        cases = [
+            (["register", "typo", self.upstream.url, "--intervall", "10s"],
+             "unknown flag --intervall for register; did you mean --interval?"),
+            (["register", "typo", self.upstream.url, "--unhealty-threshold=3"],
+             "unknown flag --unhealty-threshold for register; did you mean "
+             "--unhealthy-threshold?"),
+            (["list", "--selectr", "team=red"],
+             "unknown flag --selectr for list; did you mean --selector?"),
+            (["probe", self.upstream.url, "--selector", "a=b"],
+             "unknown flag --selector for probe (it is a flag of list and watch)"),
+            (["regster", "typo", self.upstream.url],
+             "did you mean register?"),
+        ]
+        for args, message in cases:
+            with self.subTest(args=args):
+                result = self.ctl.run(*args)
+                self.assertEqual(result.returncode, EXIT_USAGE, result.stderr)
+                self.assertEqual(result.stdout, "")
+                self.assertIn(message, result.stderr)
+                self.assertIn("Run 'wsvisorctl --help' for usage.", result.stderr)
+        self.assertEqual(self.specs_by_id(), {}, "nothing was registered")
+
     # ----- probe -----
 
     def test_probe_of_a_healthy_upstream_prints_every_rtt(self):

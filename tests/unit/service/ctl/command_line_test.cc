@@ -8,7 +8,10 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "service/ctl/nearest_name.h"
 
 namespace wsvisor::ctl {
 namespace {
@@ -166,7 +169,7 @@ TEST(CommandLineTest, UpdateReportsBadSpecFlagsAsRegisterDoes) {
   EXPECT_EQ(parseError({"update", "a", "ws://h", "--label", "a=1", "--label", "a=2"}),
             "--label: key \"a\" given twice");
   EXPECT_EQ(parseError({"update", "a", "ws://h", "--selector", "a=b"}),
-            "unknown flag --selector for update");
+            "unknown flag --selector for update (it is a flag of list and watch)");
   EXPECT_EQ(parseError({"update"}), "update: missing ID and URL");
   EXPECT_EQ(parseError({"update", "a"}), "update: missing URL");
   EXPECT_EQ(parseError({"update", "a", "ws://h", "x"}), "update: unexpected argument \"x\"");
@@ -204,7 +207,7 @@ TEST(CommandLineTest, ProbeHeartbeats) {
             "--heartbeats: 4294967296 is too large (at most 4294967295)");
   EXPECT_EQ(parseError({"probe", "ws://h", "--heartbeats"}), "--heartbeats: missing value");
   EXPECT_EQ(parseError({"register", "a", "ws://h", "--heartbeats", "3"}),
-            "unknown flag --heartbeats for register");
+            "unknown flag --heartbeats for register (it is a flag of probe)");
 }
 
 TEST(CommandLineTest, ProbeReportsBadArgumentsAsRegisterDoes) {
@@ -215,7 +218,7 @@ TEST(CommandLineTest, ProbeReportsBadArgumentsAsRegisterDoes) {
   EXPECT_EQ(parseError({"probe", "ws://h", "--interval", "10"}),
             parseError({"register", "a", "ws://h", "--interval", "10"}));
   EXPECT_EQ(parseError({"probe", "ws://h", "--selector", "a=b"}),
-            "unknown flag --selector for probe");
+            "unknown flag --selector for probe (it is a flag of list and watch)");
 }
 
 TEST(CommandLineTest, ExpectedGeneration) {
@@ -235,7 +238,7 @@ TEST(CommandLineTest, ExpectedGeneration) {
   EXPECT_EQ(parseError({"update", "a", "ws://h", "--expected-generation"}),
             "--expected-generation: missing value");
   EXPECT_EQ(parseError({"register", "a", "ws://h", "--expected-generation", "1"}),
-            "unknown flag --expected-generation for register");
+            "unknown flag --expected-generation for register (it is a flag of update)");
 }
 
 TEST(CommandLineTest, AZeroDurationGivenOnTheCommandLineIsSentAsSet) {
@@ -369,7 +372,8 @@ TEST(CommandLineTest, WatchSinceResumesAfterARevisionAsWatchLinesPrintIt) {
   EXPECT_EQ(parseValid({"watch", "--since=#42", "a"}).watch_request.since_revision(), 42u);
   EXPECT_EQ(parseError({"watch", "--since", "x"}), "--since: want a whole number, got \"x\"");
   EXPECT_EQ(parseError({"watch", "--since", "#"}), "--since: want a whole number, got \"\"");
-  EXPECT_EQ(parseError({"list", "--since", "1"}), "unknown flag --since for list");
+  EXPECT_EQ(parseError({"list", "--since", "1"}),
+            "unknown flag --since for list (it is a flag of watch)");
 }
 
 TEST(CommandLineTest, HistoryTakesTheId) {
@@ -381,10 +385,56 @@ TEST(CommandLineTest, HistoryTakesTheId) {
   EXPECT_EQ(parseError({"history", "a", "b"}), "history: unexpected argument \"b\"");
 }
 
-TEST(CommandLineTest, FlagsOfOtherCommandsAreUnknown) {
-  EXPECT_EQ(parseError({"get", "a", "--interval", "1s"}), "unknown flag --interval for get");
-  EXPECT_EQ(parseError({"--selector", "a=b", "list"}), "unknown flag --selector");
+TEST(CommandLineTest, FlagsOfOtherCommandsAreUnknownAndSayWhoseTheyAre) {
+  EXPECT_EQ(parseError({"get", "a", "--interval", "1s"}),
+            "unknown flag --interval for get (it is a flag of register, update and probe)");
+  EXPECT_EQ(parseError({"probe", "ws://h", "--selector", "a=b"}),
+            "unknown flag --selector for probe (it is a flag of list and watch)");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--since", "4"}),
+            "unknown flag --since for register (it is a flag of watch)");
+  // Before the command only the global flags are known.
+  EXPECT_EQ(parseError({"--selector", "a=b", "list"}),
+            "unknown flag --selector (it is a flag of list and watch); give it after the command");
   EXPECT_EQ(parseError({"list", "-x"}), "unknown flag -x for list");
+}
+
+TEST(CommandLineTest, AMistypedFlagGetsTheNearestOne) {
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--intervall", "10s"}),
+            "unknown flag --intervall for register; did you mean --interval?");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--intervall=10s"}),
+            "unknown flag --intervall for register; did you mean --interval?");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--lable", "team=red"}),
+            "unknown flag --lable for register; did you mean --label?");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "--unhealty-treshold", "3"}),
+            "unknown flag --unhealty-treshold for register; did you mean --unhealthy-threshold?");
+  EXPECT_EQ(parseError({"register", "a", "ws://h", "-interval", "10s"}),
+            "unknown flag -interval for register; did you mean --interval?");
+  EXPECT_EQ(parseError({"update", "a", "ws://h", "--expected-generaton", "3"}),
+            "unknown flag --expected-generaton for update; did you mean --expected-generation?");
+  EXPECT_EQ(parseError({"probe", "ws://h", "--heartbeat", "3"}),
+            "unknown flag --heartbeat for probe; did you mean --heartbeats?");
+  EXPECT_EQ(parseError({"watch", "--snice", "4"}),
+            "unknown flag --snice for watch; did you mean --since?");
+  // Global flags are suggested for every command, and before it.
+  EXPECT_EQ(parseError({"list", "--sever", "h:1"}),
+            "unknown flag --sever for list; did you mean --server?");
+  EXPECT_EQ(parseError({"--outptu", "json", "list"}),
+            "unknown flag --outptu; did you mean --output?");
+  EXPECT_EQ(parseError({"list", "--bogus"}), "unknown flag --bogus for list");
+}
+
+TEST(CommandLineTest, NearestName) {
+  const std::vector<std::string_view> known = {"--interval", "--timeout", "--label", "-o"};
+  EXPECT_EQ(nearestName("--intervall", known), "--interval");
+  EXPECT_EQ(nearestName("--INTERVAL", known), "--interval");
+  EXPECT_EQ(nearestName("interval", known), "--interval");
+  EXPECT_EQ(nearestName("--timoeut", known), "--timeout");  // a swap is one edit
+  EXPECT_EQ(nearestName("--labels", known), "--label");
+  EXPECT_EQ(nearestName("--lbl", known), std::nullopt);  // 2 edits, a third of "lbl" is 1
+  EXPECT_EQ(nearestName("--xyz", known), std::nullopt);
+  EXPECT_EQ(nearestName("-x", known), std::nullopt);  // "o" for "x" keeps nothing of it
+  EXPECT_EQ(nearestName("--", known), std::nullopt);
+  EXPECT_EQ(nearestName("--interval", {}), std::nullopt);
 }
 
 TEST(CommandLineTest, MissingFlagValue) {
@@ -427,6 +477,9 @@ TEST(CommandLineTest, UnknownOrMissingCommand) {
   EXPECT_EQ(parseError({"delete", "a"}),
             "unknown command \"delete\" (want register, update, unregister, get, list, watch, "
             "history, probe or help)");
+  EXPECT_EQ(parseError({"regster", "a", "ws://h"}),
+            "unknown command \"regster\" (want register, update, unregister, get, list, watch, "
+            "history, probe or help); did you mean register?");
   EXPECT_EQ(parseError({}),
             "missing command (want register, update, unregister, get, list, watch, history, "
             "probe or help)");
