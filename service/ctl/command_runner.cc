@@ -2,6 +2,7 @@
 
 #include <grpcpp/client_context.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -104,7 +105,8 @@ int getEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub, 
     // The Endpoint itself, like each line of `list`, so that scripts read both the same way.
     return printJsonLine(response.endpoint(), out, err) ? kExitSuccess : kExitCallFailed;
   }
-  printEndpointTable({response.endpoint()}, EndpointTable::kGet, out);
+  printEndpointTable({response.endpoint()}, EndpointTable::kGet, std::chrono::system_clock::now(),
+                     out);
   return kExitSuccess;
 }
 
@@ -138,7 +140,7 @@ int listEndpoints(const CtlCommand& command, v1::Supervisor::StubInterface& stub
       if (!printJsonLine(endpoint, out, err)) return kExitCallFailed;
     }
   } else {
-    printEndpointTable(endpoints, EndpointTable::kList, out);
+    printEndpointTable(endpoints, EndpointTable::kList, std::chrono::system_clock::now(), out);
   }
   return kExitSuccess;
 }
@@ -212,7 +214,7 @@ int watchHealth(const CtlCommand& command, v1::Supervisor::StubInterface& stub, 
         return kExitCallFailed;
       }
     } else {
-      out << formatWatchLine(event) << '\n';
+      out << formatWatchLine(event, std::chrono::system_clock::now()) << '\n';
     }
     // Each event is flushed as it comes: watch output is read line by line through pipes.
     out.flush();

@@ -44,16 +44,17 @@ std::string smoothedRtt(const v1::EndpointStatus& status) {
   return status.has_smoothed_rtt() ? formatDuration(status.smoothed_rtt()) : std::string(kNone);
 }
 
-std::string lastFailure(const v1::EndpointStatus& status) {
-  return status.has_last_failure() ? describeFailure(status.last_failure()) : std::string(kNone);
-}
-
 std::string ownerCell(v1::Owner owner) {
   return owner == v1::OWNER_UNSPECIFIED ? std::string(kNone) : ownerWord(owner);
 }
 
 std::string generationCell(uint64_t generation) {
   return generation == 0 ? std::string(kNone) : std::to_string(generation);
+}
+
+WallTime toWallTime(const google::protobuf::Timestamp& time) {
+  return WallTime(std::chrono::duration_cast<WallTime::duration>(
+      std::chrono::seconds(time.seconds()) + std::chrono::nanoseconds(time.nanos())));
 }
 
 }  // namespace
@@ -139,6 +140,63 @@ std::string formatProbeReport(const v1::ProbeEndpointResponse& response, v1::Hea
   return report + "\n";
 }
 
+std::string formatAge(std::chrono::nanoseconds age) {
+  using std::chrono::duration_cast;
+  if (age < std::chrono::seconds(1)) {
+    const auto ms = duration_cast<std::chrono::milliseconds>(age).count();
+    return ms <= 0 ? "0s" : std::to_string(ms) + "ms";
+  }
+  const int64_t seconds = duration_cast<std::chrono::seconds>(age).count();
+  const int64_t minutes = seconds / 60;
+  const int64_t hours = minutes / 60;
+  const int64_t days = hours / 24;
+  // A larger unit and, while it is still small, the next smaller one.
+  auto two = [](int64_t big, const char* big_unit, int64_t small, const char* small_unit) {
+    std::string text = std::to_string(big) + big_unit;
+    if (small != 0) text += std::to_string(small) + small_unit;
+    return text;
+  };
+  if (minutes < 2) return std::to_string(seconds) + "s";
+  if (minutes < 10) return two(minutes, "m", seconds % 60, "s");
+  if (hours < 3) return std::to_string(minutes) + "m";
+  if (hours < 8) return two(hours, "h", minutes % 60, "m");
+  if (hours < 48) return std::to_string(hours) + "h";
+  if (days < 8) return two(days, "d", hours % 24, "h");
+  return std::to_string(days) + "d";
+}
+
+bool failureIsCurrent(const v1::EndpointStatus& status) {
+  if (!status.has_last_failure() || status.consecutive_failures() == 0) return false;
+  switch (status.phase()) {
+    case v1::CONNECTION_PHASE_CONNECTING:
+    case v1::CONNECTION_PHASE_BACKING_OFF:
+      return true;
+    case v1::CONNECTION_PHASE_OPEN:
+      switch (status.last_failure().reason()) {
+        case v1::FAILURE_REASON_PONG_TIMEOUT:
+        case v1::FAILURE_REASON_REPLY_MISMATCH:
+        case v1::FAILURE_REASON_SILENCE:
+          return true;
+        default:
+          return false;
+      }
+    default:
+      // No connection (an unregistered endpoint's last state): nothing left to explain.
+      return false;
+  }
+}
+
+std::string lastFailureCell(const v1::EndpointStatus& status, WallTime now) {
+  if (!status.has_last_failure()) return std::string(kNone);
+  const v1::Failure& failure = status.last_failure();
+  const std::string text = describeFailure(failure);
+  if (failureIsCurrent(status)) return text;
+  if (!failure.has_time() || (failure.time().seconds() == 0 && failure.time().nanos() == 0)) {
+    return "earlier: " + text;
+  }
+  return formatAge(now - toWallTime(failure.time())) + " ago: " + text;
+}
+
 std::string formatTimestamp(const google::protobuf::Timestamp& time) {
   if (time.seconds() == 0 && time.nanos() == 0) return std::string(kNone);
   const std::time_t seconds = static_cast<std::time_t>(time.seconds());
@@ -152,7 +210,7 @@ std::string formatTimestamp(const google::protobuf::Timestamp& time) {
 }
 
 void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, EndpointTable table,
-                        std::ostream& out) {
+                        WallTime now, std::ostream& out) {
   const bool with_generation = table == EndpointTable::kGet;
   std::vector<std::string> header = {"ID", "HEALTH", "PHASE", "RTT", "FAILURES", "OWNER"};
   if (with_generation) header.push_back("GENERATION");
@@ -167,7 +225,7 @@ void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, EndpointTabl
                                     std::to_string(status.consecutive_failures()),
                                     ownerCell(endpoint.owner())};
     if (with_generation) row.push_back(generationCell(endpoint.generation()));
-    row.insert(row.end(), {endpoint.spec().url(), lastFailure(status)});
+    row.insert(row.end(), {endpoint.spec().url(), lastFailureCell(status, now)});
     text.addRow(std::move(row));
   }
   text.print(out);
@@ -192,7 +250,7 @@ void printHistoryTable(const v1::GetEndpointHistoryResponse& history, std::ostre
   }
 }
 
-std::string formatWatchLine(const v1::HealthEvent& event) {
+std::string formatWatchLine(const v1::HealthEvent& event, WallTime now) {
   std::string line = formatTimestamp(event.time()) + "  #" + std::to_string(event.revision());
   if (event.type() == v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE) {
     return line + "  -- snapshot complete --";
@@ -207,14 +265,7 @@ std::string formatWatchLine(const v1::HealthEvent& event) {
     line += healthWord(event.previous_health()) + "->";
   }
   line += healthCell(status) + "  " + phaseCell(status.phase());
-  // While FLAPPING, the health of the moment decides whether the last failure still matters.
-  const v1::Health health_now =
-      status.health() == v1::HEALTH_FLAPPING ? status.underlying_health() : status.health();
-  const bool failure_is_news =
-      health_now != v1::HEALTH_HEALTHY || status.consecutive_failures() > 0;
-  if (status.has_last_failure() && failure_is_news) {
-    line += "  " + describeFailure(status.last_failure());
-  }
+  if (status.has_last_failure()) line += "  " + lastFailureCell(status, now);
   if (event.coalesced()) line += "  (coalesced)";
   return line;
 }

@@ -4,6 +4,7 @@
 #include <google/protobuf/timestamp.pb.h>
 #include <grpcpp/support/status.h>
 
+#include <chrono>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -13,6 +14,8 @@
 #include "wsvisor/v1/supervisor.pb.h"
 
 namespace wsvisor::ctl {
+
+using WallTime = std::chrono::system_clock::time_point;
 
 enum class OutputFormat {
   kTable,  // for people: aligned columns, short words
@@ -38,17 +41,36 @@ std::string describeFailure(const v1::Failure& failure);
 // RFC 3339 in UTC with milliseconds ("2024-05-01T12:00:00.123Z"); "-" when unset.
 std::string formatTimestamp(const google::protobuf::Timestamp& time);
 
+// How long ago something happened, short and rounded down as kubectl writes ages: "350ms",
+// "45s", "3m12s", "42m", "3h5m", "26h", "2d3h", "12d". A negative age (the server's clock is
+// ahead of ours) is "0s".
+std::string formatAge(std::chrono::nanoseconds age);
+
+// Whether the endpoint's last failure explains its state now, rather than being history:
+// nothing has succeeded since (consecutive failures), and it explains the connection phase. Any
+// failure explains a redial (connecting, backing off); on an open connection only a failed
+// heartbeat does (pong_timeout, reply_mismatch, silence), since every other reason ended or
+// prevented a connection: a connection_refused next to "open" is from before it opened.
+bool failureIsCurrent(const v1::EndpointStatus& status);
+
+// The LAST FAILURE cell of `list`, `get` and `watch`: describeFailure() when the failure is
+// current (see failureIsCurrent()), else the same after its age at `now`, as history:
+// "3m12s ago: connection_refused: connection refused" ("earlier: ..." when the server sent no
+// time). "-" when there was no failure.
+std::string lastFailureCell(const v1::EndpointStatus& status, WallTime now);
+
 // Which command's endpoint table to print. `list` is scanned for trouble across many endpoints;
 // `get` looks at one, often before an `update`, so it also shows the generation to pass as
 // --expected-generation.
 enum class EndpointTable { kList, kGet };
 
 // The `get` and `list` table: ID, HEALTH, PHASE, RTT (smoothed), FAILURES (consecutive), OWNER,
-// GENERATION (`get` only), URL, LAST FAILURE. The free-text failure comes last so that a long
-// detail does not push the other columns apart. An owner or generation that the server did not
-// send (one older than both) shows as "-". Prints the header alone when `endpoints` is empty.
+// GENERATION (`get` only), URL, LAST FAILURE (see lastFailureCell(); ages are taken at `now`).
+// The free-text failure comes last so that a long detail does not push the other columns apart.
+// An owner or generation that the server did not send (one older than both) shows as "-".
+// Prints the header alone when `endpoints` is empty.
 void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, EndpointTable table,
-                        std::ostream& out);
+                        WallTime now, std::ostream& out);
 
 // The `history` table, oldest first: TIME, CHANGE ("healthy->unhealthy"), RTT (smoothed, at
 // that moment), REVISION, REASON, FAILURE (the failure behind a change to a down state). The free
@@ -60,9 +82,8 @@ void printHistoryTable(const v1::GetEndpointHistoryResponse& history, std::ostre
 //   2024-05-01T12:00:00.123Z  #42  changed       echo-1  healthy->unhealthy  backing_off
 //   pong_timeout: no pong within 1s
 // (all on one line). SNAPSHOT_COMPLETE is a marker: "<time>  #<rev>  -- snapshot complete --".
-// The last failure is shown only while it is news: the endpoint is not healthy or has failed
-// since its last success; otherwise it is history and would read as if it had just happened.
-std::string formatWatchLine(const v1::HealthEvent& event);
+// The last failure, if any, is lastFailureCell() at `now`.
+std::string formatWatchLine(const v1::HealthEvent& event, WallTime now);
 
 // A `probe` answer for people, one line per step, each ending in a newline:
 //   connected in 1.269ms

@@ -65,6 +65,12 @@ def revision_in_watch_line(line):
     return int(match.group(1))
 
 
+def watch_cells(line):
+    """A watch row's cells (split at runs of two or more spaces): the same row printed by two
+    watches has the same cells even where their column widths differ."""
+    return re.split(r" {2,}", line.strip())
+
+
 def event_type_is(event_type):
     """A LineReader.wait_for() condition on a `watch -o json` line; a line that is not JSON fails
     the test (json.loads raises)."""
@@ -363,6 +369,43 @@ class CliEndToEndTest(WsvisorTestCase):
                 self.assertIn(message, result.stderr)
                 self.assertIn("Run 'wsvisorctl --help' for usage.", result.stderr)
         self.assertEqual(self.specs_by_id(), {}, "nothing was registered")
+
+    def test_a_failure_from_before_the_connection_opened_is_shown_as_past(self):
+        """connection_refused until the upstream starts; then an open connection that is not
+        healthy yet (healthy threshold 3) must not show the refusal as its current failure."""
+        port = free_tcp_port()
+        url = f"ws://127.0.0.1:{port}/"
+        watcher = self.start_watch()
+        watcher.wait_for(lambda line: "snapshot complete" in line, PROMPT_S, "the snapshot marker")
+        self.ctl_ok("register", "late", url, "--interval", "300ms", "--healthy-threshold", "3",
+                    "--backoff-initial", "100ms", "--backoff-max", "200ms", "--no-jitter")
+        refused = watcher.wait_for(lambda line: "late" in line and "backing_off" in line,
+                                   PROMPT_S, "a refused connect")
+        self.assertEqual(watch_cells(refused)[-1], "connection_refused: connection refused",
+                         "the reason it is backing off is current")
+
+        self.start_upstream("--port", str(port))
+        opened = watcher.wait_for(lambda line: "late" in line and "  open  " in line,
+                                  RECOVERY_WITHIN_S, "the open connection")
+        cells = watch_cells(opened)
+        self.assertEqual(cells[4:6], ["unhealthy", "open"], opened)
+        self.assertRegex(cells[6], r"^\d+(ms|s) ago: connection_refused: connection refused$")
+        healthy = watcher.wait_for(lambda line: "late" in line and
+                                   health_in_watch_line(line) == "healthy", RECOVERY_WITHIN_S,
+                                   '"healthy"')
+        self.assertRegex(watch_cells(healthy)[6], r" ago: connection_refused")
+        print("  " + "\n  ".join([refused, opened, healthy]), flush=True)
+
+        # `list` and `get` say the same: open and healthy, the refusal in the past.
+        table = self.ctl_ok("list").splitlines()
+        self.assertEqual(len(table), 2, table)
+        row = watch_cells(table[1])
+        self.assertEqual(row[1:3], ["healthy", "open"])
+        self.assertRegex(row[-1], r"^\d+(ms|s) ago: connection_refused: connection refused$")
+        # -o json keeps its shape: the failure as the server sent it, no age.
+        status = self.get_endpoint("late")["status"]
+        self.assertEqual(status["lastFailure"]["reason"], "FAILURE_REASON_CONNECTION_REFUSED")
+        self.assertEqual(watcher.interrupt(), 0, watcher.stderr_text())
 
     # ----- probe -----
 

@@ -5,6 +5,7 @@
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -13,7 +14,6 @@ namespace wsvisor::ctl {
 namespace {
 
 using ::testing::HasSubstr;
-using ::testing::Not;
 
 template <typename Message>
 Message fromText(const std::string& text) {
@@ -24,6 +24,29 @@ Message fromText(const std::string& text) {
 
 // 2024-05-01T12:00:00Z
 constexpr int64_t kMay1Noon = 1714564800;
+
+// The moment the tests print at: 2024-05-01T12:05:00Z.
+const WallTime kNow = WallTime(std::chrono::seconds(kMay1Noon + 300));
+
+// A table line split at its column gaps (two or more spaces).
+std::vector<std::string> cells(const std::string& line) {
+  std::vector<std::string> result;
+  size_t at = 0;
+  while (at < line.size()) {
+    const size_t gap = line.find("  ", at);
+    result.push_back(line.substr(at, gap - at));
+    if (gap == std::string::npos) break;
+    at = line.find_first_not_of(' ', gap);
+  }
+  return result;
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> result;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) result.push_back(line);
+  return result;
+}
 
 TEST(OutputFormatTest, EnumsPrintAsShortLowerCaseWords) {
   EXPECT_EQ(healthWord(v1::HEALTH_HEALTHY), "healthy");
@@ -128,7 +151,7 @@ std::vector<v1::Endpoint> twoEndpoints() {
 
 TEST(OutputFormatTest, ListTableShowsTheOwner) {
   std::ostringstream out;
-  printEndpointTable(twoEndpoints(), EndpointTable::kList, out);
+  printEndpointTable(twoEndpoints(), EndpointTable::kList, kNow, out);
   EXPECT_EQ(
       out.str(),
       "ID      HEALTH     PHASE        RTT      FAILURES  OWNER        URL                    "
@@ -141,7 +164,7 @@ TEST(OutputFormatTest, ListTableShowsTheOwner) {
 
 TEST(OutputFormatTest, GetTableAlsoShowsTheGeneration) {
   std::ostringstream out;
-  printEndpointTable({twoEndpoints()[0]}, EndpointTable::kGet, out);
+  printEndpointTable({twoEndpoints()[0]}, EndpointTable::kGet, kNow, out);
   EXPECT_EQ(out.str(),
             "ID      HEALTH   PHASE  RTT      FAILURES  OWNER  GENERATION  URL                   "
             "LAST FAILURE\n"
@@ -154,16 +177,16 @@ TEST(OutputFormatTest, OwnerAndGenerationAnOlderServerDidNotSendAreDashes) {
   endpoint.clear_owner();
   endpoint.clear_generation();
   std::ostringstream out;
-  printEndpointTable({endpoint}, EndpointTable::kGet, out);
+  printEndpointTable({endpoint}, EndpointTable::kGet, kNow, out);
   EXPECT_THAT(out.str(), HasSubstr("  0         -      -           ws://"));
 }
 
 TEST(OutputFormatTest, EmptyEndpointTableIsTheHeader) {
   std::ostringstream list;
-  printEndpointTable({}, EndpointTable::kList, list);
+  printEndpointTable({}, EndpointTable::kList, kNow, list);
   EXPECT_EQ(list.str(), "ID  HEALTH  PHASE  RTT  FAILURES  OWNER  URL  LAST FAILURE\n");
   std::ostringstream get;
-  printEndpointTable({}, EndpointTable::kGet, get);
+  printEndpointTable({}, EndpointTable::kGet, kNow, get);
   EXPECT_EQ(get.str(), "ID  HEALTH  PHASE  RTT  FAILURES  OWNER  GENERATION  URL  LAST FAILURE\n");
 }
 
@@ -200,6 +223,91 @@ TEST(OutputFormatTest, EmptyHistoryTableIsTheHeader) {
   EXPECT_EQ(out.str(), "TIME  CHANGE  RTT  REVISION  REASON  FAILURE\n");
 }
 
+TEST(OutputFormatTest, ListTableShowsAPastFailureWithItsAge) {
+  // Open and healthy again; connection_refused was the reason it had to redial, 3m12s ago.
+  const auto endpoint = fromText<v1::Endpoint>(R"(
+      spec { id: "prices" url: "ws://127.0.0.1:8080/" }
+      status {
+        health: HEALTH_HEALTHY phase: CONNECTION_PHASE_OPEN
+        last_failure {
+          reason: FAILURE_REASON_CONNECTION_REFUSED detail: "connection refused"
+          time { seconds: 1714564908 }
+        }
+      }
+      owner: OWNER_API)");
+  std::ostringstream out;
+  printEndpointTable({endpoint}, EndpointTable::kList, kNow, out);
+  EXPECT_EQ(cells(lines(out.str())[1]).back(), "3m12s ago: connection_refused: connection refused");
+}
+
+TEST(OutputFormatTest, AgesAreShortAndRoundedDown) {
+  using std::chrono::hours;
+  using std::chrono::milliseconds;
+  using std::chrono::minutes;
+  using std::chrono::seconds;
+  EXPECT_EQ(formatAge(milliseconds(-5)), "0s");
+  EXPECT_EQ(formatAge(milliseconds(0)), "0s");
+  EXPECT_EQ(formatAge(milliseconds(350)), "350ms");
+  EXPECT_EQ(formatAge(seconds(45)), "45s");
+  EXPECT_EQ(formatAge(seconds(119)), "119s");
+  EXPECT_EQ(formatAge(seconds(192)), "3m12s");
+  EXPECT_EQ(formatAge(minutes(5)), "5m");
+  EXPECT_EQ(formatAge(minutes(42) + seconds(59)), "42m");
+  EXPECT_EQ(formatAge(hours(3) + minutes(5)), "3h5m");
+  EXPECT_EQ(formatAge(hours(26) + minutes(30)), "26h");
+  EXPECT_EQ(formatAge(hours(51)), "2d3h");
+  EXPECT_EQ(formatAge(hours(24 * 12 + 5)), "12d");
+}
+
+TEST(OutputFormatTest, AFailureIsCurrentOnlyWhileItExplainsThePhase) {
+  auto status = [](const std::string& text) { return fromText<v1::EndpointStatus>(text); };
+  // Redialling after it: current.
+  EXPECT_TRUE(failureIsCurrent(status(R"(
+      phase: CONNECTION_PHASE_BACKING_OFF consecutive_failures: 2
+      last_failure { reason: FAILURE_REASON_CONNECTION_REFUSED })")));
+  EXPECT_TRUE(failureIsCurrent(status(R"(
+      phase: CONNECTION_PHASE_CONNECTING consecutive_failures: 1
+      last_failure { reason: FAILURE_REASON_CLOSED_BY_PEER })")));
+  // A heartbeat that failed on the open connection, nothing answered since: current.
+  for (const char* reason :
+       {"FAILURE_REASON_PONG_TIMEOUT", "FAILURE_REASON_REPLY_MISMATCH", "FAILURE_REASON_SILENCE"}) {
+    EXPECT_TRUE(
+        failureIsCurrent(status(std::string("phase: CONNECTION_PHASE_OPEN consecutive_failures: 1 "
+                                            "last_failure { reason: ") +
+                                reason + " }")))
+        << reason;
+  }
+  // Open, first heartbeat not answered yet: the refused connect is from before it opened.
+  EXPECT_FALSE(failureIsCurrent(status(R"(
+      health: HEALTH_UNHEALTHY phase: CONNECTION_PHASE_OPEN consecutive_failures: 3
+      last_failure { reason: FAILURE_REASON_CONNECTION_REFUSED })")));
+  // Something succeeded since.
+  EXPECT_FALSE(failureIsCurrent(status(R"(
+      phase: CONNECTION_PHASE_OPEN last_failure { reason: FAILURE_REASON_PONG_TIMEOUT })")));
+  // No connection any more (unregistered), or no failure at all.
+  EXPECT_FALSE(failureIsCurrent(status(R"(
+      consecutive_failures: 1 last_failure { reason: FAILURE_REASON_PONG_TIMEOUT })")));
+  EXPECT_FALSE(failureIsCurrent(status("phase: CONNECTION_PHASE_BACKING_OFF")));
+}
+
+TEST(OutputFormatTest, LastFailureCell) {
+  auto cell = [](const std::string& text) {
+    return lastFailureCell(fromText<v1::EndpointStatus>(text), kNow);
+  };
+  EXPECT_EQ(cell("phase: CONNECTION_PHASE_OPEN"), "-");
+  EXPECT_EQ(cell(R"(phase: CONNECTION_PHASE_BACKING_OFF consecutive_failures: 1
+                    last_failure { reason: FAILURE_REASON_DNS detail: "no such host"
+                                   time { seconds: 1714564899 } })"),
+            "dns: no such host");
+  EXPECT_EQ(cell(R"(phase: CONNECTION_PHASE_OPEN
+                    last_failure { reason: FAILURE_REASON_DNS detail: "no such host"
+                                   time { seconds: 1714565099 nanos: 500000000 } })"),
+            "500ms ago: dns: no such host");
+  // A server that sends no time: past all the same.
+  EXPECT_EQ(cell(R"(phase: CONNECTION_PHASE_OPEN last_failure { reason: FAILURE_REASON_DNS })"),
+            "earlier: dns");
+}
+
 TEST(OutputFormatTest, WatchLineForAChange) {
   const auto event = fromText<v1::HealthEvent>(R"(
       type: TYPE_CHANGED
@@ -213,7 +321,7 @@ TEST(OutputFormatTest, WatchLineForAChange) {
         consecutive_failures: 1
         last_failure { reason: FAILURE_REASON_PONG_TIMEOUT detail: "no pong within 1s" }
       })");
-  EXPECT_EQ(formatWatchLine(event),
+  EXPECT_EQ(formatWatchLine(event, kNow),
             "2024-05-01T12:00:00.005Z  #42  changed       echo-1  healthy->unhealthy  backing_off"
             "  pong_timeout: no pong within 1s");
 }
@@ -222,28 +330,41 @@ TEST(OutputFormatTest, WatchLineShowsOneHealthWhenItDidNotChange) {
   const auto event = fromText<v1::HealthEvent>(R"(
       type: TYPE_CHANGED revision: 43 endpoint_id: "a" previous_health: HEALTH_UNHEALTHY
       status { health: HEALTH_UNHEALTHY phase: CONNECTION_PHASE_CONNECTING })");
-  EXPECT_THAT(formatWatchLine(event), HasSubstr("  a  unhealthy  connecting"));
+  EXPECT_THAT(formatWatchLine(event, kNow), HasSubstr("  a  unhealthy  connecting"));
 }
 
-TEST(OutputFormatTest, WatchLineHidesAFailureThatIsHistory) {
-  // Healthy again and no failure since: the old failure would read as if it had just happened.
+TEST(OutputFormatTest, WatchLineShowsAFailureThatIsHistoryAsPast) {
+  // Healthy again and no failure since: the old failure is shown with its age, as history.
   const auto recovered = fromText<v1::HealthEvent>(R"(
       type: TYPE_CHANGED revision: 44 endpoint_id: "a" previous_health: HEALTH_UNHEALTHY
       status {
         health: HEALTH_HEALTHY phase: CONNECTION_PHASE_OPEN
-        last_failure { reason: FAILURE_REASON_PONG_TIMEOUT }
+        last_failure { reason: FAILURE_REASON_PONG_TIMEOUT time { seconds: 1714564920 } }
       })");
-  EXPECT_THAT(formatWatchLine(recovered), Not(HasSubstr("pong_timeout")));
-  EXPECT_THAT(formatWatchLine(recovered), HasSubstr("unhealthy->healthy  open"));
+  EXPECT_THAT(formatWatchLine(recovered, kNow),
+              HasSubstr("unhealthy->healthy  open  3m ago: pong_timeout"));
 
   // Still healthy, but a heartbeat just failed (below the unhealthy threshold): that is news.
   const auto missed = fromText<v1::HealthEvent>(R"(
       type: TYPE_CHANGED revision: 45 endpoint_id: "a" previous_health: HEALTH_HEALTHY
       status {
         health: HEALTH_HEALTHY phase: CONNECTION_PHASE_OPEN consecutive_failures: 1
-        last_failure { reason: FAILURE_REASON_PONG_TIMEOUT }
+        last_failure { reason: FAILURE_REASON_PONG_TIMEOUT time { seconds: 1714564799 } }
       })");
-  EXPECT_THAT(formatWatchLine(missed), HasSubstr("healthy  open  pong_timeout"));
+  EXPECT_THAT(formatWatchLine(missed, kNow), HasSubstr("healthy  open  pong_timeout"));
+
+  // Connected again but not healthy yet: the refused connects before are not why it is open.
+  const auto reopened = fromText<v1::HealthEvent>(R"(
+      type: TYPE_CHANGED revision: 46 endpoint_id: "prices" previous_health: HEALTH_UNHEALTHY
+      status {
+        health: HEALTH_UNHEALTHY phase: CONNECTION_PHASE_OPEN consecutive_failures: 4
+        last_failure {
+          reason: FAILURE_REASON_CONNECTION_REFUSED detail: "connection refused"
+          time { seconds: 1714565098 }
+        }
+      })");
+  EXPECT_THAT(formatWatchLine(reopened, kNow),
+              HasSubstr("prices  unhealthy  open  2s ago: connection_refused: connection refused"));
 }
 
 TEST(OutputFormatTest, WatchLineOfAFlappingEndpointShowsTheHealthOfTheMoment) {
@@ -254,36 +375,37 @@ TEST(OutputFormatTest, WatchLineOfAFlappingEndpointShowsTheHealthOfTheMoment) {
         phase: CONNECTION_PHASE_BACKING_OFF consecutive_failures: 1
         last_failure { reason: FAILURE_REASON_PONG_TIMEOUT }
       })");
-  EXPECT_THAT(formatWatchLine(down),
+  EXPECT_THAT(formatWatchLine(down, kNow),
               HasSubstr("  a  healthy->flapping(unhealthy)  backing_off  pong_timeout"));
   // Up again while still FLAPPING: the failure before is history.
   const auto up = fromText<v1::HealthEvent>(R"(
       type: TYPE_CHANGED revision: 47 endpoint_id: "a" previous_health: HEALTH_FLAPPING
       status {
         health: HEALTH_FLAPPING underlying_health: HEALTH_HEALTHY phase: CONNECTION_PHASE_OPEN
-        last_failure { reason: FAILURE_REASON_PONG_TIMEOUT }
+        last_failure { reason: FAILURE_REASON_PONG_TIMEOUT time { seconds: 1714565090 } }
       })");
-  EXPECT_THAT(formatWatchLine(up), HasSubstr("  a  flapping(healthy)  open"));
-  EXPECT_THAT(formatWatchLine(up), Not(HasSubstr("pong_timeout")));
+  EXPECT_THAT(formatWatchLine(up, kNow),
+              HasSubstr("  a  flapping(healthy)  open  10s ago: pong_timeout"));
 }
 
 TEST(OutputFormatTest, WatchLineMarksCoalescedEvents) {
   const auto event = fromText<v1::HealthEvent>(R"(
       type: TYPE_SNAPSHOT revision: 7 endpoint_id: "a" coalesced: true
       status { health: HEALTH_UNKNOWN phase: CONNECTION_PHASE_CONNECTING })");
-  EXPECT_EQ(formatWatchLine(event), "-  #7  snapshot      a  unknown  connecting  (coalesced)");
+  EXPECT_EQ(formatWatchLine(event, kNow),
+            "-  #7  snapshot      a  unknown  connecting  (coalesced)");
 }
 
 TEST(OutputFormatTest, NoConnectionPhaseIsADash) {
   const auto event = fromText<v1::HealthEvent>(R"(
       type: TYPE_UNREGISTERED revision: 8 endpoint_id: "a" status { health: HEALTH_HEALTHY })");
-  EXPECT_EQ(formatWatchLine(event), "-  #8  unregistered  a  healthy  -");
+  EXPECT_EQ(formatWatchLine(event, kNow), "-  #8  unregistered  a  healthy  -");
 }
 
 TEST(OutputFormatTest, SnapshotCompleteIsAMarkerLine) {
   const auto event = fromText<v1::HealthEvent>(R"(
       type: TYPE_SNAPSHOT_COMPLETE revision: 9 time { seconds: 1714564800 })");
-  EXPECT_EQ(formatWatchLine(event), "2024-05-01T12:00:00.000Z  #9  -- snapshot complete --");
+  EXPECT_EQ(formatWatchLine(event, kNow), "2024-05-01T12:00:00.000Z  #9  -- snapshot complete --");
 }
 
 TEST(OutputFormatTest, JsonIsProtobufJsonOnOneLine) {
