@@ -205,6 +205,7 @@ int watchHealth(const CtlCommand& command, v1::Supervisor::StubInterface& stub, 
   std::unique_ptr<grpc::ClientReaderInterface<v1::HealthEvent>> reader =
       stub.WatchHealth(&context, command.watch_request);
 
+  WatchTable table(command.watch_request.since_revision() != 0);
   v1::HealthEvent event;
   while (reader->Read(&event)) {
     if (command.output == OutputFormat::kJson) {
@@ -214,7 +215,7 @@ int watchHealth(const CtlCommand& command, v1::Supervisor::StubInterface& stub, 
         return kExitCallFailed;
       }
     } else {
-      out << formatWatchLine(event, std::chrono::system_clock::now()) << '\n';
+      table.add(event, std::chrono::system_clock::now(), out);
     }
     // Each event is flushed as it comes: watch output is read line by line through pipes.
     out.flush();
@@ -226,6 +227,9 @@ int watchHealth(const CtlCommand& command, v1::Supervisor::StubInterface& stub, 
       return kExitCallFailed;
     }
   }
+  // Rows held for a snapshot that the end of the stream cut short.
+  table.finish(out);
+  out.flush();
   const grpc::Status status = reader->Finish();
   if (interrupter != nullptr && interrupter->interrupted()) return kExitSuccess;
   if (!status.ok()) return callFailed(status, err);

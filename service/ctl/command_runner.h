@@ -22,8 +22,9 @@ inline constexpr int kExitProbeFailed = 3;  // `probe` ran and the upstream fail
 // probe ran and failed; the call itself has no deadline unless --request-timeout was given.
 //
 // `list` follows next_page_token until the last page and prints nothing unless every page
-// arrived. `watch` prints and flushes each event as it arrives, and returns when the server
-// ends the stream or `interrupter` (may be null) reports an interruption, which is a success.
+// arrived. `watch` prints and flushes each event as it arrives (as a table, see WatchTable: the
+// snapshot's rows when its end marker arrives), and returns when the server ends the stream or
+// `interrupter` (may be null) reports an interruption, which is a success.
 int runCommand(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
                std::ostream& err, StreamInterrupter* interrupter);
 

@@ -57,6 +57,16 @@ WallTime toWallTime(const google::protobuf::Timestamp& time) {
       std::chrono::seconds(time.seconds()) + std::chrono::nanoseconds(time.nanos())));
 }
 
+// "healthy", or "unhealthy->healthy" for a change that changed the health.
+std::string watchHealthCell(const v1::HealthEvent& event) {
+  const v1::EndpointStatus& status = event.status();
+  std::string cell;
+  if (event.type() == v1::HealthEvent::TYPE_CHANGED && event.previous_health() != status.health()) {
+    cell = healthWord(event.previous_health()) + "->";
+  }
+  return cell + healthCell(status);
+}
+
 }  // namespace
 
 std::string healthWord(v1::Health health) {
@@ -250,24 +260,41 @@ void printHistoryTable(const v1::GetEndpointHistoryResponse& history, std::ostre
   }
 }
 
-std::string formatWatchLine(const v1::HealthEvent& event, WallTime now) {
-  std::string line = formatTimestamp(event.time()) + "  #" + std::to_string(event.revision());
-  if (event.type() == v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE) {
-    return line + "  -- snapshot complete --";
-  }
-  std::string type = eventTypeWord(event.type());
-  // Pad to the longest type name ("unregistered") so that ids line up.
-  if (type.size() < 12) type.append(12 - type.size(), ' ');
-  line += "  " + type + "  " + event.endpoint_id() + "  ";
+WatchTable::WatchTable(bool resuming)
+    : resuming_(resuming),
+      table_({"TIME", "REVISION", "EVENT", "ID", "HEALTH", "PHASE", "LAST FAILURE"}) {
+  // Room for the longest usual words, so that later rows rarely shift: "unregistered",
+  // "unhealthy->healthy", "backing_off".
+  table_.reserveWidth(2, 12);
+  table_.reserveWidth(4, 18);
+  table_.reserveWidth(5, 11);
+}
 
-  const v1::EndpointStatus& status = event.status();
-  if (event.type() == v1::HealthEvent::TYPE_CHANGED && event.previous_health() != status.health()) {
-    line += healthWord(event.previous_health()) + "->";
+void WatchTable::add(const v1::HealthEvent& event, WallTime now, std::ostream& out) {
+  const std::string revision = "#" + std::to_string(event.revision());
+  if (event.type() == v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE) {
+    table_.printNewRows(out);  // the header at least
+    marker_seen_ = true;
+    rows_held_ = false;
+    out << (resuming_ ? "(replay complete at " : "(snapshot complete at ") << revision
+        << (resuming_ ? "; live changes follow)\n" : "; changes follow)\n");
+    return;
   }
-  line += healthCell(status) + "  " + phaseCell(status.phase());
-  if (status.has_last_failure()) line += "  " + lastFailureCell(status, now);
-  if (event.coalesced()) line += "  (coalesced)";
-  return line;
+  std::string failure = lastFailureCell(event.status(), now);
+  if (event.coalesced()) failure += "  (coalesced)";
+  table_.addRow({formatTimestamp(event.time()), revision, eventTypeWord(event.type()),
+                 event.endpoint_id(), watchHealthCell(event), phaseCell(event.status().phase()),
+                 std::move(failure)});
+  if (marker_seen_) {
+    table_.printNewRows(out);
+  } else {
+    rows_held_ = true;
+  }
+}
+
+void WatchTable::finish(std::ostream& out) {
+  if (rows_held_) table_.printNewRows(out);
+  rows_held_ = false;
 }
 
 std::optional<std::string> toJsonLine(const google::protobuf::Message& message,

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "service/api/status_code_name.h"
+#include "service/ctl/text_table.h"
 #include "wsvisor/v1/supervisor.pb.h"
 
 namespace wsvisor::ctl {
@@ -78,12 +79,37 @@ void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, EndpointTabl
 // the table says how many.
 void printHistoryTable(const v1::GetEndpointHistoryResponse& history, std::ostream& out);
 
-// One `watch` event as one line (no newline), e.g.
+// `watch` for people: a table with the header TIME, REVISION, EVENT, ID, HEALTH, PHASE, LAST
+// FAILURE, one row per event, e.g.
 //   2024-05-01T12:00:00.123Z  #42  changed       echo-1  healthy->unhealthy  backing_off
 //   pong_timeout: no pong within 1s
-// (all on one line). SNAPSHOT_COMPLETE is a marker: "<time>  #<rev>  -- snapshot complete --".
-// The last failure, if any, is lastFailureCell() at `now`.
-std::string formatWatchLine(const v1::HealthEvent& event, WallTime now);
+// (all on one line). HEALTH shows "previous->now" when a change changed it; LAST FAILURE is
+// lastFailureCell() at the moment the event is printed; a coalesced event ends in
+// "  (coalesced)". SNAPSHOT_COMPLETE is not a row but a line of its own:
+//   (snapshot complete at #42; changes follow)
+// or, for a resumed watch, "(replay complete at #42; live changes follow)".
+//
+// The rows before that marker (the snapshot, or the replayed changes) arrive at once and are
+// held until it comes, so that they are printed as one table with its columns fitted; from then
+// on each row is printed as it comes, in the same columns (see TextTable::printNewRows()). EVENT,
+// HEALTH and PHASE are wide enough for their usual words from the start.
+class WatchTable {
+ public:
+  explicit WatchTable(bool resuming);
+
+  // Prints what `event` completes to `out`: nothing while rows are held, else its row, or the
+  // held rows and the marker.
+  void add(const v1::HealthEvent& event, WallTime now, std::ostream& out);
+
+  // Prints the rows still held, if any: the stream ended before its marker.
+  void finish(std::ostream& out);
+
+ private:
+  const bool resuming_;
+  bool marker_seen_ = false;
+  bool rows_held_ = false;
+  TextTable table_;
+};
 
 // A `probe` answer for people, one line per step, each ending in a newline:
 //   connected in 1.269ms

@@ -16,31 +16,50 @@ size_t displayWidth(const std::string& text) {
   }));
 }
 
+void fitWidths(const std::vector<std::string>& row, std::vector<size_t>& widths) {
+  for (size_t i = 0; i < widths.size(); ++i) {
+    widths[i] = std::max(widths[i], displayWidth(row[i]));
+  }
+}
+
 }  // namespace
 
-TextTable::TextTable(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
+TextTable::TextTable(std::vector<std::string> header) : widths_(header.size(), 0) {
+  rows_.push_back(std::move(header));
+}
 
 void TextTable::addRow(std::vector<std::string> cells) {
   cells.resize(rows_.front().size());
   rows_.push_back(std::move(cells));
 }
 
+void TextTable::reserveWidth(size_t column, size_t width) {
+  if (column < widths_.size()) widths_[column] = std::max(widths_[column], width);
+}
+
+void TextTable::printRow(const std::vector<std::string>& row, std::ostream& out) const {
+  std::string line;
+  for (size_t i = 0; i < row.size(); ++i) {
+    line += row[i];
+    if (i + 1 < row.size()) line.append(widths_[i] - displayWidth(row[i]) + kColumnGap, ' ');
+  }
+  // Trailing empty cells would leave trailing spaces.
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  out << line << '\n';
+}
+
 void TextTable::print(std::ostream& out) const {
-  const size_t columns = rows_.front().size();
-  std::vector<size_t> widths(columns, 0);
-  for (const auto& row : rows_) {
-    for (size_t i = 0; i < columns; ++i) widths[i] = std::max(widths[i], displayWidth(row[i]));
-  }
-  for (const auto& row : rows_) {
-    std::string line;
-    for (size_t i = 0; i < columns; ++i) {
-      line += row[i];
-      if (i + 1 < columns) line.append(widths[i] - displayWidth(row[i]) + kColumnGap, ' ');
-    }
-    // Trailing empty cells would leave trailing spaces.
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out << line << '\n';
-  }
+  TextTable fitted(rows_.front());
+  for (const auto& row : rows_) fitWidths(row, fitted.widths_);
+  for (const auto& row : rows_) fitted.printRow(row, out);
+}
+
+void TextTable::printNewRows(std::ostream& out) {
+  const size_t first = header_printed_ ? 1 : 0;
+  for (size_t i = first; i < rows_.size(); ++i) fitWidths(rows_[i], widths_);
+  for (size_t i = first; i < rows_.size(); ++i) printRow(rows_[i], out);
+  header_printed_ = true;
+  rows_.resize(1);
 }
 
 }  // namespace wsvisor::ctl

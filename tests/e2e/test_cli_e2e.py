@@ -57,9 +57,18 @@ def health_in_watch_line(line):
     return None
 
 
+# The header `wsvisorctl watch` prints before its first row (not with -o json).
+WATCH_HEADER = ["TIME", "REVISION", "EVENT", "ID", "HEALTH", "PHASE", "LAST", "FAILURE"]
+
+
+def is_watch_row(line):
+    """True for a `wsvisorctl watch` table row: not the header, not the marker line."""
+    return not line.startswith("TIME ") and not line.startswith("(")
+
+
 def revision_in_watch_line(line):
-    """The revision a `wsvisorctl watch` table line prints as "#<revision>"."""
-    match = re.search(r"  #(\d+)  ", line)
+    """The revision a `wsvisorctl watch` row or marker line prints as "#<revision>"."""
+    match = re.search(r"#(\d+)\b", line)
     if match is None:
         raise AssertionError(f"no revision in watch line {line!r}")
     return int(match.group(1))
@@ -275,14 +284,16 @@ class CliEndToEndTest(WsvisorTestCase):
         since = revision_in_watch_line(copied)
 
         resumed = self.start_watch("--since", str(since))
-        marker = resumed.wait_for(lambda line: "snapshot complete" in line, PROMPT_S,
-                                  "the marker after the replay")
+        marker = resumed.wait_for(lambda line: line.startswith("(replay complete at #"),
+                                  PROMPT_S, "the marker after the replay")
+        self.assertTrue(marker.endswith("; live changes follow)"), marker)
         current = revision_in_watch_line(marker)
-        replayed = resumed.lines[:-1]
-        # The first watch printed the very same lines (same times, revisions and states) for the
+        self.assertEqual(resumed.lines[0].split(), WATCH_HEADER)
+        replayed = [watch_cells(line) for line in resumed.lines[1:-1]]
+        # The first watch printed the very same rows (same times, revisions and states) for the
         # changes after the copied revision; nothing is replayed twice or left out.
-        missed = [line for line in first.lines
-                  if "snapshot" not in line and since < revision_in_watch_line(line) <= current]
+        missed = [watch_cells(line) for line in first.lines
+                  if is_watch_row(line) and since < revision_in_watch_line(line) <= current]
         self.assertTrue(replayed, "r-2's registration at least came after the copied revision")
         self.assertEqual(replayed, missed)
 
@@ -369,6 +380,22 @@ class CliEndToEndTest(WsvisorTestCase):
                 self.assertIn(message, result.stderr)
                 self.assertIn("Run 'wsvisorctl --help' for usage.", result.stderr)
         self.assertEqual(self.specs_by_id(), {}, "nothing was registered")
+
+    def test_watch_prints_a_header_and_marks_the_end_of_the_snapshot(self):
+        self.register("w-1")
+        watcher = self.start_watch()
+        marker = watcher.wait_for(lambda line: line.startswith("("), PROMPT_S, "the marker")
+        self.assertEqual(watcher.lines[0].split(), WATCH_HEADER)
+        rows = watcher.lines[1:-1]
+        self.assertEqual([watch_cells(row)[3] for row in rows], ["w-1"])
+        self.assertEqual(watch_cells(rows[0])[2], "snapshot")
+        self.assertRegex(marker, r"^\(snapshot complete at #\d+; changes follow\)$")
+        self.register("w-2")
+        registered = watcher.wait_for(lambda line: "w-2" in line, PROMPT_S, "w-2's registration")
+        self.assertEqual(watch_cells(registered)[2], "registered")
+        self.assertGreater(revision_in_watch_line(registered), revision_in_watch_line(marker))
+        print("  " + "\n  ".join(watcher.lines), flush=True)
+        self.assertEqual(watcher.interrupt(), 0, watcher.stderr_text())
 
     def test_a_failure_from_before_the_connection_opened_is_shown_as_past(self):
         """connection_refused until the upstream starts; then an open connection that is not

@@ -500,8 +500,18 @@ TEST_F(CommandRunnerTest, WatchPrintsEveryEventUntilTheStreamEnds) {
                      makeEvent(v1::HealthEvent::TYPE_UNREGISTERED, 4, "a")};
   EXPECT_EQ(run({"watch"}), kExitSuccess);
   EXPECT_THAT(lines(out_.str()),
-              ElementsAre("-  #3  snapshot      a  healthy  open", "-  #3  -- snapshot complete --",
-                          "-  #4  unregistered  a  healthy  open"));
+              ElementsAre("TIME  REVISION  EVENT         ID  HEALTH              PHASE        "
+                          "LAST FAILURE",
+                          "-     #3        snapshot      a   healthy             open         -",
+                          "(snapshot complete at #3; changes follow)",
+                          "-     #4        unregistered  a   healthy             open         -"));
+}
+
+TEST_F(CommandRunnerTest, WatchPrintsTheSnapshotEvenWhenTheStreamEndsBeforeItsMarker) {
+  service_.events = {makeEvent(v1::HealthEvent::TYPE_SNAPSHOT, 3, "a")};
+  service_.watch_end_status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
+  EXPECT_EQ(run({"watch"}), kExitCallFailed);
+  EXPECT_THAT(lines(out_.str()), ElementsAre(StartsWith("TIME"), StartsWith("-     #3")));
 }
 
 TEST_F(CommandRunnerTest, WatchAsJsonPrintsOneEventPerLine) {
@@ -516,7 +526,7 @@ TEST_F(CommandRunnerTest, WatchReportsAStreamThatEndsWithAnError) {
   service_.events = {makeEvent(v1::HealthEvent::TYPE_SNAPSHOT, 1, "a")};
   service_.watch_end_status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
   EXPECT_EQ(run({"watch"}), kExitCallFailed);
-  EXPECT_EQ(lines(out_.str()).size(), 1u);
+  EXPECT_EQ(lines(out_.str()).size(), 2u);  // the header and the one row
   EXPECT_EQ(err_.str(), "wsvisorctl: UNAVAILABLE: server shutting down\n");
 }
 
@@ -530,7 +540,7 @@ TEST_F(CommandRunnerTest, InterruptedWatchFlushesWhatItGotAndSucceeds) {
   });
   std::ostream out(&buffer);
   EXPECT_EQ(run({"watch"}, out, &interrupter), kExitSuccess);
-  EXPECT_EQ(lines(buffer.str()).size(), 2u);
+  EXPECT_EQ(lines(buffer.str()).size(), 3u);  // the header, the row and the marker
   EXPECT_THAT(err_.str(), IsEmpty());
   EXPECT_TRUE(interrupter.interrupted());
 }
@@ -548,8 +558,11 @@ TEST_F(CommandRunnerTest, WatchSinceSendsTheRevisionAndPrintsWhatIsReplayed) {
                      makeEvent(v1::HealthEvent::TYPE_CHANGED, 5, "a"),
                      makeEvent(v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE, 5, "")};
   EXPECT_EQ(run({"watch", "--since", "4"}), kExitSuccess);
-  EXPECT_THAT(lines(out_.str()), ElementsAre("-  #5  changed       a  unknown->healthy  open",
-                                             "-  #5  -- snapshot complete --"));
+  EXPECT_THAT(lines(out_.str()),
+              ElementsAre("TIME  REVISION  EVENT         ID  HEALTH              PHASE        "
+                          "LAST FAILURE",
+                          "-     #5        changed       a   unknown->healthy    open         -",
+                          "(replay complete at #5; live changes follow)"));
 }
 
 TEST_F(CommandRunnerTest, WatchSinceATooOldRevisionFails) {

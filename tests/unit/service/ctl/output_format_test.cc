@@ -13,6 +13,7 @@
 namespace wsvisor::ctl {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 template <typename Message>
@@ -46,6 +47,23 @@ std::vector<std::string> lines(const std::string& text) {
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) result.push_back(line);
   return result;
+}
+
+// What `watch` prints for `events` (rows still held are printed at the end).
+std::vector<std::string> watchOutput(const std::vector<v1::HealthEvent>& events,
+                                     bool resuming = false) {
+  WatchTable table(resuming);
+  std::ostringstream out;
+  for (const v1::HealthEvent& event : events) table.add(event, kNow, out);
+  table.finish(out);
+  return lines(out.str());
+}
+
+// The cells of the one row `watch` prints for `event`.
+std::vector<std::string> watchRow(const v1::HealthEvent& event) {
+  const std::vector<std::string> printed = watchOutput({event});
+  EXPECT_EQ(printed.size(), 2u) << "a header and one row";
+  return printed.size() == 2 ? cells(printed[1]) : std::vector<std::string>{};
 }
 
 TEST(OutputFormatTest, EnumsPrintAsShortLowerCaseWords) {
@@ -308,6 +326,62 @@ TEST(OutputFormatTest, LastFailureCell) {
             "earlier: dns");
 }
 
+TEST(OutputFormatTest, WatchPrintsAHeaderAndFitsTheSnapshotIntoColumns) {
+  std::vector<v1::HealthEvent> events = {
+      fromText<v1::HealthEvent>(R"(
+          type: TYPE_SNAPSHOT revision: 7 endpoint_id: "a" time { seconds: 1714564800 }
+          status { health: HEALTH_HEALTHY phase: CONNECTION_PHASE_OPEN })"),
+      fromText<v1::HealthEvent>(R"(
+          type: TYPE_SNAPSHOT revision: 8 endpoint_id: "prices-eu" time { seconds: 1714564801 }
+          status { health: HEALTH_UNKNOWN phase: CONNECTION_PHASE_CONNECTING })"),
+      fromText<v1::HealthEvent>("type: TYPE_SNAPSHOT_COMPLETE revision: 8"),
+      fromText<v1::HealthEvent>(R"(
+          type: TYPE_CHANGED revision: 9 endpoint_id: "prices-eu" time { seconds: 1714564802 }
+          previous_health: HEALTH_UNKNOWN
+          status { health: HEALTH_HEALTHY phase: CONNECTION_PHASE_OPEN })"),
+      fromText<v1::HealthEvent>(R"(
+          type: TYPE_CHANGED revision: 10 endpoint_id: "a" time { seconds: 1714564803 }
+          previous_health: HEALTH_HEALTHY
+          status {
+            health: HEALTH_FLAPPING underlying_health: HEALTH_UNHEALTHY
+            phase: CONNECTION_PHASE_BACKING_OFF consecutive_failures: 1
+            last_failure { reason: FAILURE_REASON_PONG_TIMEOUT }
+          })"),
+  };
+  // EVENT, HEALTH and PHASE have room for their usual words from the start; ID is fitted to the
+  // snapshot. A later row keeps the columns, and a cell that is too wide widens its column.
+  EXPECT_THAT(watchOutput(events),
+              ElementsAre("TIME                      REVISION  EVENT         ID         "
+                          "HEALTH              PHASE        LAST FAILURE",
+                          "2024-05-01T12:00:00.000Z  #7        snapshot      a          "
+                          "healthy             open         -",
+                          "2024-05-01T12:00:01.000Z  #8        snapshot      prices-eu  "
+                          "unknown             connecting   -",
+                          "(snapshot complete at #8; changes follow)",
+                          "2024-05-01T12:00:02.000Z  #9        changed       prices-eu  "
+                          "unknown->healthy    open         -",
+                          "2024-05-01T12:00:03.000Z  #10       changed       a          "
+                          "healthy->flapping(unhealthy)  backing_off  pong_timeout"));
+}
+
+TEST(OutputFormatTest, WatchOfNothingIsTheHeaderAndTheMarker) {
+  constexpr const char* kHeader =
+      "TIME  REVISION  EVENT         ID  HEALTH              PHASE        LAST FAILURE";
+  EXPECT_THAT(watchOutput({fromText<v1::HealthEvent>("type: TYPE_SNAPSHOT_COMPLETE revision: 9")}),
+              ElementsAre(kHeader, "(snapshot complete at #9; changes follow)"));
+  // A resumed watch replays changes before its marker.
+  EXPECT_THAT(
+      watchOutput({fromText<v1::HealthEvent>("type: TYPE_SNAPSHOT_COMPLETE revision: 9")}, true),
+      ElementsAre(kHeader, "(replay complete at #9; live changes follow)"));
+}
+
+TEST(OutputFormatTest, WatchPrintsNothingBeforeItsFirstEvent) {
+  WatchTable table(false);
+  std::ostringstream out;
+  table.finish(out);
+  EXPECT_EQ(out.str(), "");
+}
+
 TEST(OutputFormatTest, WatchLineForAChange) {
   const auto event = fromText<v1::HealthEvent>(R"(
       type: TYPE_CHANGED
@@ -321,16 +395,17 @@ TEST(OutputFormatTest, WatchLineForAChange) {
         consecutive_failures: 1
         last_failure { reason: FAILURE_REASON_PONG_TIMEOUT detail: "no pong within 1s" }
       })");
-  EXPECT_EQ(formatWatchLine(event, kNow),
-            "2024-05-01T12:00:00.005Z  #42  changed       echo-1  healthy->unhealthy  backing_off"
-            "  pong_timeout: no pong within 1s");
+  EXPECT_THAT(watchRow(event),
+              ElementsAre("2024-05-01T12:00:00.005Z", "#42", "changed", "echo-1",
+                          "healthy->unhealthy", "backing_off", "pong_timeout: no pong within 1s"));
 }
 
 TEST(OutputFormatTest, WatchLineShowsOneHealthWhenItDidNotChange) {
   const auto event = fromText<v1::HealthEvent>(R"(
       type: TYPE_CHANGED revision: 43 endpoint_id: "a" previous_health: HEALTH_UNHEALTHY
       status { health: HEALTH_UNHEALTHY phase: CONNECTION_PHASE_CONNECTING })");
-  EXPECT_THAT(formatWatchLine(event, kNow), HasSubstr("  a  unhealthy  connecting"));
+  EXPECT_THAT(watchRow(event),
+              ElementsAre("-", "#43", "changed", "a", "unhealthy", "connecting", "-"));
 }
 
 TEST(OutputFormatTest, WatchLineShowsAFailureThatIsHistoryAsPast) {
@@ -341,8 +416,8 @@ TEST(OutputFormatTest, WatchLineShowsAFailureThatIsHistoryAsPast) {
         health: HEALTH_HEALTHY phase: CONNECTION_PHASE_OPEN
         last_failure { reason: FAILURE_REASON_PONG_TIMEOUT time { seconds: 1714564920 } }
       })");
-  EXPECT_THAT(formatWatchLine(recovered, kNow),
-              HasSubstr("unhealthy->healthy  open  3m ago: pong_timeout"));
+  EXPECT_THAT(watchRow(recovered), ElementsAre("-", "#44", "changed", "a", "unhealthy->healthy",
+                                               "open", "3m ago: pong_timeout"));
 
   // Still healthy, but a heartbeat just failed (below the unhealthy threshold): that is news.
   const auto missed = fromText<v1::HealthEvent>(R"(
@@ -351,7 +426,8 @@ TEST(OutputFormatTest, WatchLineShowsAFailureThatIsHistoryAsPast) {
         health: HEALTH_HEALTHY phase: CONNECTION_PHASE_OPEN consecutive_failures: 1
         last_failure { reason: FAILURE_REASON_PONG_TIMEOUT time { seconds: 1714564799 } }
       })");
-  EXPECT_THAT(formatWatchLine(missed, kNow), HasSubstr("healthy  open  pong_timeout"));
+  EXPECT_THAT(watchRow(missed),
+              ElementsAre("-", "#45", "changed", "a", "healthy", "open", "pong_timeout"));
 
   // Connected again but not healthy yet: the refused connects before are not why it is open.
   const auto reopened = fromText<v1::HealthEvent>(R"(
@@ -363,8 +439,8 @@ TEST(OutputFormatTest, WatchLineShowsAFailureThatIsHistoryAsPast) {
           time { seconds: 1714565098 }
         }
       })");
-  EXPECT_THAT(formatWatchLine(reopened, kNow),
-              HasSubstr("prices  unhealthy  open  2s ago: connection_refused: connection refused"));
+  EXPECT_THAT(watchRow(reopened), ElementsAre("-", "#46", "changed", "prices", "unhealthy", "open",
+                                              "2s ago: connection_refused: connection refused"));
 }
 
 TEST(OutputFormatTest, WatchLineOfAFlappingEndpointShowsTheHealthOfTheMoment) {
@@ -375,8 +451,9 @@ TEST(OutputFormatTest, WatchLineOfAFlappingEndpointShowsTheHealthOfTheMoment) {
         phase: CONNECTION_PHASE_BACKING_OFF consecutive_failures: 1
         last_failure { reason: FAILURE_REASON_PONG_TIMEOUT }
       })");
-  EXPECT_THAT(formatWatchLine(down, kNow),
-              HasSubstr("  a  healthy->flapping(unhealthy)  backing_off  pong_timeout"));
+  EXPECT_THAT(watchRow(down),
+              ElementsAre("-", "#46", "changed", "a", "healthy->flapping(unhealthy)", "backing_off",
+                          "pong_timeout"));
   // Up again while still FLAPPING: the failure before is history.
   const auto up = fromText<v1::HealthEvent>(R"(
       type: TYPE_CHANGED revision: 47 endpoint_id: "a" previous_health: HEALTH_FLAPPING
@@ -384,28 +461,22 @@ TEST(OutputFormatTest, WatchLineOfAFlappingEndpointShowsTheHealthOfTheMoment) {
         health: HEALTH_FLAPPING underlying_health: HEALTH_HEALTHY phase: CONNECTION_PHASE_OPEN
         last_failure { reason: FAILURE_REASON_PONG_TIMEOUT time { seconds: 1714565090 } }
       })");
-  EXPECT_THAT(formatWatchLine(up, kNow),
-              HasSubstr("  a  flapping(healthy)  open  10s ago: pong_timeout"));
+  EXPECT_THAT(watchRow(up), ElementsAre("-", "#47", "changed", "a", "flapping(healthy)", "open",
+                                        "10s ago: pong_timeout"));
 }
 
 TEST(OutputFormatTest, WatchLineMarksCoalescedEvents) {
   const auto event = fromText<v1::HealthEvent>(R"(
       type: TYPE_SNAPSHOT revision: 7 endpoint_id: "a" coalesced: true
       status { health: HEALTH_UNKNOWN phase: CONNECTION_PHASE_CONNECTING })");
-  EXPECT_EQ(formatWatchLine(event, kNow),
-            "-  #7  snapshot      a  unknown  connecting  (coalesced)");
+  EXPECT_THAT(watchRow(event),
+              ElementsAre("-", "#7", "snapshot", "a", "unknown", "connecting", "-", "(coalesced)"));
 }
 
 TEST(OutputFormatTest, NoConnectionPhaseIsADash) {
   const auto event = fromText<v1::HealthEvent>(R"(
       type: TYPE_UNREGISTERED revision: 8 endpoint_id: "a" status { health: HEALTH_HEALTHY })");
-  EXPECT_EQ(formatWatchLine(event, kNow), "-  #8  unregistered  a  healthy  -");
-}
-
-TEST(OutputFormatTest, SnapshotCompleteIsAMarkerLine) {
-  const auto event = fromText<v1::HealthEvent>(R"(
-      type: TYPE_SNAPSHOT_COMPLETE revision: 9 time { seconds: 1714564800 })");
-  EXPECT_EQ(formatWatchLine(event, kNow), "2024-05-01T12:00:00.000Z  #9  -- snapshot complete --");
+  EXPECT_THAT(watchRow(event), ElementsAre("-", "#8", "unregistered", "a", "healthy", "-", "-"));
 }
 
 TEST(OutputFormatTest, JsonIsProtobufJsonOnOneLine) {

@@ -1,4 +1,4 @@
-// Column layout of the plain-text tables printed by `get` and `list`.
+// Column layout of the plain-text tables printed by `get`, `list` and `watch`.
 #include "service/ctl/text_table.h"
 
 #include <gtest/gtest.h>
@@ -39,6 +39,45 @@ TEST(TextTableTest, WidthCountsCodePointsNotBytes) {
   TextTable table({"X", "Y"});
   table.addRow({"\xC2\xB5\xC2\xB5", "1"});  // "µµ": 4 bytes, 2 columns
   EXPECT_EQ(print(table), "X   Y\n\xC2\xB5\xC2\xB5  1\n");
+}
+
+TEST(TextTableTest, RowsPrintedAsTheyComeKeepTheirColumnsAndOnlyWidenThem) {
+  TextTable table({"ID", "HEALTH", "NOTE"});
+  table.addRow({"a-long-id", "healthy", "x"});
+  std::ostringstream out;
+  table.printNewRows(out);
+  EXPECT_EQ(out.str(),
+            "ID         HEALTH   NOTE\n"
+            "a-long-id  healthy  x\n");
+  out.str("");
+  table.printNewRows(out);  // nothing new
+  EXPECT_EQ(out.str(), "");
+  table.addRow({"b", "unknown", "y"});
+  table.printNewRows(out);
+  EXPECT_EQ(out.str(), "b          unknown  y\n");  // not narrowed to "b"
+  out.str("");
+  table.addRow({"c", "unknown->healthy", "z"});
+  table.printNewRows(out);
+  EXPECT_EQ(out.str(), "c          unknown->healthy  z\n");
+  out.str("");
+  table.addRow({"d", "healthy", "w"});
+  table.printNewRows(out);
+  EXPECT_EQ(out.str(), "d          healthy           w\n");  // widened for good
+}
+
+TEST(TextTableTest, AReservedWidthHoldsFromTheFirstRowsPrinted) {
+  TextTable table({"ID", "EVENT", "NOTE"});
+  table.reserveWidth(1, 12);
+  table.reserveWidth(7, 99);  // no such column: ignored
+  table.addRow({"a", "changed", "x"});
+  std::ostringstream out;
+  table.printNewRows(out);
+  table.addRow({"b", "unregistered", "y"});
+  table.printNewRows(out);
+  EXPECT_EQ(out.str(),
+            "ID  EVENT         NOTE\n"
+            "a   changed       x\n"
+            "b   unregistered  y\n");
 }
 
 }  // namespace
