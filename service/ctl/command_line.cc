@@ -629,8 +629,10 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
 
   if (server_flag) {
     command.server = *server_flag;
+    command.server_source = ServerSource::kFlag;
   } else if (!server_from_environment.empty()) {
     command.server = std::string(server_from_environment);
+    command.server_source = ServerSource::kEnvironment;
   }
   return command;
 }
@@ -721,8 +723,8 @@ Global flags (anywhere on the line):
   -h, --help                   show this text
 
 Exit status: 0 success, 1 the call failed (the server's status is printed as
-"wsvisorctl: CODE: message"), 2 the command line is wrong, 3 a probe ran and the upstream
-failed it (printed as "FAILED: reason: detail").
+"wsvisorctl: CODE: message", and where the fix is on this side, what to do), 2 the command
+line is wrong, 3 a probe ran and the upstream failed it (printed as "FAILED: reason: detail").
 )";
 }
 

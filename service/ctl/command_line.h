@@ -30,12 +30,16 @@ struct ConnectionOptions {
   std::string token_file;       // bearer token sent with every call; empty: none
 };
 
+// Where CtlCommand::server came from, so that an error can say how to point elsewhere.
+enum class ServerSource { kDefault, kEnvironment, kFlag };
+
 // One invocation of wsvisorctl, parsed and checked, with the request it will send.
 struct CtlCommand {
   enum class Kind { kHelp, kRegister, kUpdate, kUnregister, kGet, kList, kWatch, kHistory, kProbe };
   Kind kind = Kind::kHelp;
 
   std::string server{kDefaultServer};
+  ServerSource server_source = ServerSource::kDefault;
   std::chrono::nanoseconds request_timeout = kDefaultRequestTimeout;
   bool request_timeout_given = false;  // --request-timeout was on the command line
   OutputFormat output = OutputFormat::kTable;

@@ -1,5 +1,6 @@
 #include "service/ctl/command_runner.h"
 
+#include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
 #include <chrono>
@@ -26,7 +27,57 @@ void setDeadline(grpc::ClientContext& context, const CtlCommand& command) {
       std::chrono::duration_cast<std::chrono::system_clock::duration>(command.request_timeout));
 }
 
-int callFailed(const grpc::Status& status, std::ostream& err) {
+// Whether the call failed because the channel never reached a server (nothing listens, a wrong
+// address, DNS, TLS), as opposed to a server that answered with an error. UNAVAILABLE is both
+// what gRPC reports for a connection it could not make and what wsvisor answers while it shuts
+// down; the channel's state tells them apart.
+bool serverUnreachable(const grpc::Status& status, grpc::ChannelInterface* channel) {
+  if (channel == nullptr) return false;
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+      status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return false;
+  }
+  const grpc_connectivity_state state = channel->GetState(false);
+  return state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_CONNECTING;
+}
+
+// Which address was tried, where it came from, and how to give another.
+void explainUnreachable(const CtlCommand& command, std::ostream& err) {
+  err << kErrorPrefix;
+  switch (command.server_source) {
+    case ServerSource::kDefault:
+      err << "is wsvisor running? " << command.server
+          << " is the default address; give another with --server HOST:PORT or $"
+          << kServerEnvironmentVariable;
+      break;
+    case ServerSource::kEnvironment:
+      err << "is wsvisor running there? The address comes from $" << kServerEnvironmentVariable
+          << "; --server HOST:PORT overrides it";
+      break;
+    case ServerSource::kFlag:
+      err << "is wsvisor running there? Check the address given with --server (without it, "
+             "wsvisorctl uses $"
+          << kServerEnvironmentVariable << ", else " << kDefaultServer << ")";
+      break;
+  }
+  // The other usual cause: a plaintext client and a TLS server, or the other way round.
+  if (command.connection.tls) {
+    err << "; if wsvisor serves plaintext, leave out the --tls flags";
+  } else {
+    err << "; if wsvisor serves TLS, add --tls or --tls-ca FILE";
+  }
+  err << '\n';
+}
+
+// Prints "wsvisorctl: CODE: message" and, where the cause is on this side, how to fix it.
+int callFailed(const CtlCommand& command, const grpc::Status& status, std::ostream& err,
+               grpc::ChannelInterface* channel) {
+  if (serverUnreachable(status, channel)) {
+    err << kErrorPrefix << statusCodeName(status.error_code()) << ": cannot reach wsvisor at "
+        << command.server << ": " << status.error_message() << '\n';
+    explainUnreachable(command, err);
+    return kExitCallFailed;
+  }
   err << kErrorPrefix << describeStatus(status) << '\n';
   return kExitCallFailed;
 }
@@ -44,12 +95,12 @@ bool printJsonLine(const google::protobuf::Message& message, std::ostream& out, 
 }
 
 int registerEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub,
-                     std::ostream& out, std::ostream& err) {
+                     std::ostream& out, std::ostream& err, grpc::ChannelInterface* channel) {
   grpc::ClientContext context;
   setDeadline(context, command);
   v1::RegisterEndpointResponse response;
   const grpc::Status status = stub.RegisterEndpoint(&context, command.register_request, &response);
-  if (!status.ok()) return callFailed(status, err);
+  if (!status.ok()) return callFailed(command, status, err, channel);
   if (command.output == OutputFormat::kJson) {
     return printJsonLine(response, out, err) ? kExitSuccess : kExitCallFailed;
   }
@@ -63,12 +114,12 @@ int registerEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& s
 }
 
 int updateEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub,
-                   std::ostream& out, std::ostream& err) {
+                   std::ostream& out, std::ostream& err, grpc::ChannelInterface* channel) {
   grpc::ClientContext context;
   setDeadline(context, command);
   v1::UpdateEndpointResponse response;
   const grpc::Status status = stub.UpdateEndpoint(&context, command.update_request, &response);
-  if (!status.ok()) return callFailed(status, err);
+  if (!status.ok()) return callFailed(command, status, err, channel);
   if (command.output == OutputFormat::kJson) {
     return printJsonLine(response, out, err) ? kExitSuccess : kExitCallFailed;
   }
@@ -80,13 +131,13 @@ int updateEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stu
 }
 
 int unregisterEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub,
-                       std::ostream& out, std::ostream& err) {
+                       std::ostream& out, std::ostream& err, grpc::ChannelInterface* channel) {
   grpc::ClientContext context;
   setDeadline(context, command);
   v1::UnregisterEndpointResponse response;
   const grpc::Status status =
       stub.UnregisterEndpoint(&context, command.unregister_request, &response);
-  if (!status.ok()) return callFailed(status, err);
+  if (!status.ok()) return callFailed(command, status, err, channel);
   if (command.output == OutputFormat::kJson) {
     return printJsonLine(response, out, err) ? kExitSuccess : kExitCallFailed;
   }
@@ -95,12 +146,12 @@ int unregisterEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface&
 }
 
 int getEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
-                std::ostream& err) {
+                std::ostream& err, grpc::ChannelInterface* channel) {
   grpc::ClientContext context;
   setDeadline(context, command);
   v1::GetEndpointResponse response;
   const grpc::Status status = stub.GetEndpoint(&context, command.get_request, &response);
-  if (!status.ok()) return callFailed(status, err);
+  if (!status.ok()) return callFailed(command, status, err, channel);
   if (command.output == OutputFormat::kJson) {
     // The Endpoint itself, like each line of `list`, so that scripts read both the same way.
     return printJsonLine(response.endpoint(), out, err) ? kExitSuccess : kExitCallFailed;
@@ -111,7 +162,7 @@ int getEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub, 
 }
 
 int listEndpoints(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
-                  std::ostream& err) {
+                  std::ostream& err, grpc::ChannelInterface* channel) {
   // All pages first, then the output: a table needs every row to size its columns, and a
   // failure half-way should not leave a list that looks complete.
   std::vector<v1::Endpoint> endpoints;
@@ -121,7 +172,7 @@ int listEndpoints(const CtlCommand& command, v1::Supervisor::StubInterface& stub
     setDeadline(context, command);
     v1::ListEndpointsResponse response;
     const grpc::Status status = stub.ListEndpoints(&context, request, &response);
-    if (!status.ok()) return callFailed(status, err);
+    if (!status.ok()) return callFailed(command, status, err, channel);
     for (v1::Endpoint& endpoint : *response.mutable_endpoints()) {
       endpoints.push_back(std::move(endpoint));
     }
@@ -146,12 +197,12 @@ int listEndpoints(const CtlCommand& command, v1::Supervisor::StubInterface& stub
 }
 
 int getHistory(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
-               std::ostream& err) {
+               std::ostream& err, grpc::ChannelInterface* channel) {
   grpc::ClientContext context;
   setDeadline(context, command);
   v1::GetEndpointHistoryResponse response;
   const grpc::Status status = stub.GetEndpointHistory(&context, command.history_request, &response);
-  if (!status.ok()) return callFailed(status, err);
+  if (!status.ok()) return callFailed(command, status, err, channel);
   if (command.output == OutputFormat::kJson) {
     return printJsonLine(response, out, err) ? kExitSuccess : kExitCallFailed;
   }
@@ -160,7 +211,7 @@ int getHistory(const CtlCommand& command, v1::Supervisor::StubInterface& stub, s
 }
 
 int probeEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
-                  std::ostream& err) {
+                  std::ostream& err, grpc::ChannelInterface* channel) {
   grpc::ClientContext context;
   // The server ends a probe within its own time limit; a deadline only if one was asked for.
   if (command.request_timeout_given) {
@@ -170,7 +221,7 @@ int probeEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub
   }
   v1::ProbeEndpointResponse response;
   const grpc::Status status = stub.ProbeEndpoint(&context, command.probe_request, &response);
-  if (!status.ok()) return callFailed(status, err);
+  if (!status.ok()) return callFailed(command, status, err, channel);
   if (command.output == OutputFormat::kJson) {
     if (!printJsonLine(response, out, err)) return kExitCallFailed;
   } else {
@@ -198,7 +249,8 @@ class InterrupterAttachment {
 };
 
 int watchHealth(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
-                std::ostream& err, StreamInterrupter* interrupter) {
+                std::ostream& err, StreamInterrupter* interrupter,
+                grpc::ChannelInterface* channel) {
   grpc::ClientContext context;  // no deadline: a watch runs until it is interrupted
   addCredentials(context, command);
   const InterrupterAttachment attachment(interrupter, &context);
@@ -207,7 +259,9 @@ int watchHealth(const CtlCommand& command, v1::Supervisor::StubInterface& stub, 
 
   WatchTable table(command.watch_request.since_revision() != 0);
   v1::HealthEvent event;
+  bool reached = false;  // an event arrived: the server was there, whatever ends the stream
   while (reader->Read(&event)) {
+    reached = true;
     if (command.output == OutputFormat::kJson) {
       if (!printJsonLine(event, out, err)) {
         context.TryCancel();
@@ -232,31 +286,31 @@ int watchHealth(const CtlCommand& command, v1::Supervisor::StubInterface& stub, 
   out.flush();
   const grpc::Status status = reader->Finish();
   if (interrupter != nullptr && interrupter->interrupted()) return kExitSuccess;
-  if (!status.ok()) return callFailed(status, err);
+  if (!status.ok()) return callFailed(command, status, err, reached ? nullptr : channel);
   return kExitSuccess;
 }
 
 }  // namespace
 
 int runCommand(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
-               std::ostream& err, StreamInterrupter* interrupter) {
+               std::ostream& err, StreamInterrupter* interrupter, grpc::ChannelInterface* channel) {
   switch (command.kind) {
     case CtlCommand::Kind::kRegister:
-      return registerEndpoint(command, stub, out, err);
+      return registerEndpoint(command, stub, out, err, channel);
     case CtlCommand::Kind::kUpdate:
-      return updateEndpoint(command, stub, out, err);
+      return updateEndpoint(command, stub, out, err, channel);
     case CtlCommand::Kind::kUnregister:
-      return unregisterEndpoint(command, stub, out, err);
+      return unregisterEndpoint(command, stub, out, err, channel);
     case CtlCommand::Kind::kGet:
-      return getEndpoint(command, stub, out, err);
+      return getEndpoint(command, stub, out, err, channel);
     case CtlCommand::Kind::kList:
-      return listEndpoints(command, stub, out, err);
+      return listEndpoints(command, stub, out, err, channel);
     case CtlCommand::Kind::kWatch:
-      return watchHealth(command, stub, out, err, interrupter);
+      return watchHealth(command, stub, out, err, interrupter, channel);
     case CtlCommand::Kind::kHistory:
-      return getHistory(command, stub, out, err);
+      return getHistory(command, stub, out, err, channel);
     case CtlCommand::Kind::kProbe:
-      return probeEndpoint(command, stub, out, err);
+      return probeEndpoint(command, stub, out, err, channel);
     case CtlCommand::Kind::kHelp:
       out << usageText();
       return kExitSuccess;

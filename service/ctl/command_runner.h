@@ -16,7 +16,9 @@ inline constexpr int kExitProbeFailed = 3;  // `probe` ran and the upstream fail
 
 // Sends the request(s) of `command` (any kind but kHelp) through `stub` and prints the results
 // to `out` in `command.output` format. A failed call prints "wsvisorctl: CODE: message" to
-// `err` and returns kExitCallFailed; otherwise returns kExitSuccess.
+// `err` and returns kExitCallFailed; otherwise returns kExitSuccess. When the server could not
+// be reached (`channel`, when given, is not connected), a second line says which address was
+// tried, where it came from, and how to give another (--server, $WSVISOR_SERVER).
 //
 // `probe` prints its report (see formatProbeReport()) and returns kExitProbeFailed when the
 // probe ran and failed; the call itself has no deadline unless --request-timeout was given.
@@ -26,6 +28,7 @@ inline constexpr int kExitProbeFailed = 3;  // `probe` ran and the upstream fail
 // snapshot's rows when its end marker arrives), and returns when the server ends the stream or
 // `interrupter` (may be null) reports an interruption, which is a success.
 int runCommand(const CtlCommand& command, v1::Supervisor::StubInterface& stub, std::ostream& out,
-               std::ostream& err, StreamInterrupter* interrupter);
+               std::ostream& err, StreamInterrupter* interrupter,
+               grpc::ChannelInterface* channel = nullptr);
 
 }  // namespace wsvisor::ctl

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   const std::unique_ptr<wsvisor::v1::Supervisor::Stub> stub =
       wsvisor::v1::Supervisor::NewStub(channel);
   const int status = wsvisor::ctl::runCommand(*command, *stub, std::cout, std::cerr,
-                                              interrupter ? &*interrupter : nullptr);
+                                              interrupter ? &*interrupter : nullptr, channel.get());
   std::cout.flush();
   return status;
 }

@@ -358,6 +358,29 @@ class CliEndToEndTest(WsvisorTestCase):
 
     # ----- errors that say how to put things right -----
 
+    def test_unreachable_server_names_the_address_and_how_to_give_another(self):
+        nowhere = f"127.0.0.1:{free_tcp_port()}"  # nothing listens there
+        cases = [
+            # (how the address is given, wsvisorctl's arguments, environment, words of the hint)
+            ("--server", ["--server", nowhere, "list"], {},
+             "Check the address given with --server"),
+            ("$WSVISOR_SERVER", ["list"], {"WSVISOR_SERVER": nowhere},
+             "The address comes from $WSVISOR_SERVER; --server HOST:PORT overrides it"),
+        ]
+        for how, args, extra_env, hint in cases:
+            with self.subTest(how=how):
+                result = self.ctl.run(*args, with_server_flag=False,
+                                      env=environment_without_server(**extra_env))
+                self.assertEqual(result.returncode, EXIT_CALL_FAILED, result.stderr)
+                self.assertEqual(result.stdout, "")
+                lines = result.stderr.splitlines()
+                print(f"  {how}: {lines}", flush=True)
+                self.assertEqual(len(lines), 2, lines)
+                self.assertTrue(lines[0].startswith(
+                    f"wsvisorctl: UNAVAILABLE: cannot reach wsvisor at {nowhere}: "), lines[0])
+                self.assertIn("is wsvisor running there?", lines[1])
+                self.assertIn(hint, lines[1])
+
     def test_a_mistyped_flag_gets_the_nearest_one_and_nothing_is_sent(self):
         cases = [
             (["register", "typo", self.upstream.url, "--intervall", "10s"],

@@ -451,8 +451,11 @@ TEST(CommandLineTest, OutputFormats) {
 
 TEST(CommandLineTest, ServerFlagBeatsEnvironmentBeatsDefault) {
   EXPECT_EQ(parseValid({"list"}).server, "127.0.0.1:50051");
+  EXPECT_EQ(parseValid({"list"}).server_source, ServerSource::kDefault);
   EXPECT_EQ(parseValid({"list"}, "env:2").server, "env:2");
+  EXPECT_EQ(parseValid({"list"}, "env:2").server_source, ServerSource::kEnvironment);
   EXPECT_EQ(parseValid({"list", "--server", "flag:3"}, "env:2").server, "flag:3");
+  EXPECT_EQ(parseValid({"list", "--server", "flag:3"}, "env:2").server_source, ServerSource::kFlag);
   EXPECT_EQ(parseError({"list", "--server="}), "--server: must not be empty (want host:port)");
 }
 

@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
 #include <gtest/gtest.h>
@@ -610,15 +611,70 @@ TEST_F(CommandRunnerTest, HistoryOfAnUnknownEndpointIsNotFound) {
   EXPECT_THAT(out_.str(), IsEmpty());
 }
 
-TEST_F(CommandRunnerTest, ServerThatIsNotThereIsUnavailable) {
-  const auto channel =
-      grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials());  // nothing listens
+// `list` against 127.0.0.1:1, where nothing listens, with the address from `args` or `env`.
+std::vector<std::string> unreachableErrors(const std::vector<std::string>& args,
+                                           const std::string& env) {
+  const auto channel = grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials());
   const auto stub = v1::Supervisor::NewStub(channel);
   std::string error;
-  const std::optional<CtlCommand> command = parseCommandLine({"list"}, "", error);
-  ASSERT_TRUE(command.has_value());
-  EXPECT_EQ(runCommand(*command, *stub, out_, err_, nullptr), kExitCallFailed);
-  EXPECT_THAT(err_.str(), StartsWith("wsvisorctl: UNAVAILABLE: "));
+  const std::optional<CtlCommand> command = parseCommandLine(args, env, error);
+  EXPECT_TRUE(command.has_value()) << error;
+  if (!command) return {};
+  std::ostringstream out, err;
+  EXPECT_EQ(runCommand(*command, *stub, out, err, nullptr, channel.get()), kExitCallFailed);
+  EXPECT_THAT(out.str(), IsEmpty());
+  return lines(err.str());
+}
+
+TEST_F(CommandRunnerTest, ServerThatIsNotThereIsUnavailableAndTheErrorSaysWhereItLooked) {
+  const auto from_flag = unreachableErrors({"list", "--server", "127.0.0.1:1"}, "");
+  ASSERT_EQ(from_flag.size(), 2u);
+  EXPECT_THAT(from_flag[0], StartsWith("wsvisorctl: UNAVAILABLE: cannot reach wsvisor at "
+                                       "127.0.0.1:1: "));
+  EXPECT_EQ(from_flag[1],
+            "wsvisorctl: is wsvisor running there? Check the address given with --server "
+            "(without it, wsvisorctl uses $WSVISOR_SERVER, else 127.0.0.1:50051); if wsvisor "
+            "serves TLS, add --tls or --tls-ca FILE");
+
+  const auto from_environment = unreachableErrors({"list"}, "127.0.0.1:1");
+  ASSERT_EQ(from_environment.size(), 2u);
+  EXPECT_EQ(from_environment[1],
+            "wsvisorctl: is wsvisor running there? The address comes from $WSVISOR_SERVER; "
+            "--server HOST:PORT overrides it; if wsvisor serves TLS, add --tls or --tls-ca FILE");
+
+  // The default address (the channel still points at port 1, where nothing listens).
+  const auto by_default = unreachableErrors({"list", "--tls"}, "");
+  ASSERT_EQ(by_default.size(), 2u);
+  EXPECT_THAT(by_default[0], StartsWith("wsvisorctl: UNAVAILABLE: cannot reach wsvisor at "
+                                        "127.0.0.1:50051: "));
+  EXPECT_EQ(by_default[1],
+            "wsvisorctl: is wsvisor running? 127.0.0.1:50051 is the default address; give "
+            "another with --server HOST:PORT or $WSVISOR_SERVER; if wsvisor serves plaintext, "
+            "leave out the --tls flags");
+}
+
+TEST_F(CommandRunnerTest, UnavailableFromAServerThatAnsweredIsReportedAsItIs) {
+  // Over TCP, as wsvisorctl talks: the channel is connected, and "store is down" is the
+  // server's own answer, not a failure to reach it.
+  FakeSupervisor tcp_service;
+  for (const char* id : {"a", "b", "c"}) tcp_service.endpoints.push_back(makeEndpoint(id));
+  tcp_service.fail_second_page = true;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&tcp_service);
+  const std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  const auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  const auto stub = v1::Supervisor::NewStub(channel);
+  std::string error;
+  const std::optional<CtlCommand> command = parseCommandLine({"list"}, address, error);
+  ASSERT_TRUE(command.has_value()) << error;
+  EXPECT_EQ(runCommand(*command, *stub, out_, err_, nullptr, channel.get()), kExitCallFailed);
+  EXPECT_EQ(err_.str(), "wsvisorctl: UNAVAILABLE: store is down\n");
+  EXPECT_THAT(out_.str(), IsEmpty());
+  server->Shutdown();
 }
 
 }  // namespace
