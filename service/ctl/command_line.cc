@@ -417,6 +417,28 @@ std::function<bool(std::string_view, std::string&)> pathFlag(std::string_view na
   };
 }
 
+// What the API shows in place of a secret header's value, and reads back as "keep it".
+constexpr std::string_view kRedacted = "<redacted>";
+
+// `arg` as a POSIX shell reads it back: as it is when it holds only characters no shell treats
+// specially, else in single quotes (a quote inside written as '\'').
+std::string shellQuoted(std::string_view arg) {
+  constexpr std::string_view kPlain = "@%+=:,./_-";
+  const bool plain = !arg.empty() && std::all_of(arg.begin(), arg.end(), [&](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || kPlain.find(c) != std::string_view::npos;
+  });
+  if (plain) return std::string(arg);
+  std::string quoted_arg = "'";
+  for (char c : arg) {
+    if (c == '\'') {
+      quoted_arg += "'\\''";
+    } else {
+      quoted_arg += c;
+    }
+  }
+  return quoted_arg + "'";
+}
+
 // True when help was asked for anywhere before `--`: it wins over every other mistake.
 bool wantsHelp(const std::vector<std::string>& args) {
   for (const std::string& arg : args) {
@@ -490,6 +512,7 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
                                            std::string_view token_file_from_environment) {
   CtlCommand command;
   if (wantsHelp(args)) return command;
+  command.shown_args = args;
 
   std::optional<std::string> server_flag;
   const std::vector<Flag> global_flags = {
@@ -563,6 +586,7 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
       if (*kind == Kind::kHelp) return CtlCommand{};
       command.kind = *kind;
       command_name = arg;
+      command.command_position = i;
       command_flags = commandFlags(*kind, command);
       continue;
     }
@@ -609,6 +633,14 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
       }
     }
     if (!flag->apply(value, error)) return std::nullopt;
+    if (flag->name == "--header") {
+      // args[i] is "--header=NAME=VALUE" or, after "--header", "NAME=VALUE".
+      const std::string header_name = value.substr(0, value.find('='));
+      if (isSecretHeaderName(header_name)) {
+        command.shown_args[i] = (inline_value ? name + "=" : std::string()) + header_name + "=" +
+                                std::string(kRedacted);
+      }
+    }
   }
 
   if (!command_name) {
@@ -635,6 +667,22 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
     command.server_source = ServerSource::kEnvironment;
   }
   return command;
+}
+
+bool isSecretHeaderName(std::string_view name) {
+  const std::string lower = lowerCase(name);
+  return lower == "authorization" || lower == "proxy-authorization" || lower == "cookie" ||
+         lower == "x-api-key" || lower == "x-auth-token";
+}
+
+std::string commandLineAs(const CtlCommand& command, std::string_view command_name) {
+  std::string line = "wsvisorctl";
+  for (size_t i = 0; i < command.shown_args.size(); ++i) {
+    line += ' ';
+    line += i == command.command_position ? std::string(command_name)
+                                          : shellQuoted(command.shown_args[i]);
+  }
+  return line;
 }
 
 std::string usageText() {

@@ -38,6 +38,11 @@ struct CtlCommand {
   enum class Kind { kHelp, kRegister, kUpdate, kUnregister, kGet, kList, kWatch, kHistory, kProbe };
   Kind kind = Kind::kHelp;
 
+  // The arguments as given, for an error that suggests another command (see commandLineAs()):
+  // each secret header's value replaced by "<redacted>", and where the command word is.
+  std::vector<std::string> shown_args;
+  size_t command_position = 0;
+
   std::string server{kDefaultServer};
   ServerSource server_source = ServerSource::kDefault;
   std::chrono::nanoseconds request_timeout = kDefaultRequestTimeout;
@@ -73,6 +78,16 @@ std::optional<CtlCommand> parseCommandLine(const std::vector<std::string>& args,
                                            std::string_view server_from_environment,
                                            std::string& error,
                                            std::string_view token_file_from_environment = {});
+
+// Whether v1::Header documents `name` as always secret (compared ignoring case). A header sent
+// with `secret` set is secret too, but no wsvisorctl flag sets it.
+bool isSecretHeaderName(std::string_view name);
+
+// The command line that was given, with its command word replaced by `command_name`, quoted for
+// a POSIX shell: "wsvisorctl update prices 'ws://h/?a=1' --label team=red". A secret header's
+// value (see v1::Header.secret) is shown as "<redacted>", so that no secret is printed; sent as
+// it is, UpdateEndpoint keeps the stored value of a secret header of that name, if there is one.
+std::string commandLineAs(const CtlCommand& command, std::string_view command_name);
 
 // Usage of every command, for `wsvisorctl help` and `--help`.
 std::string usageText();

@@ -3,6 +3,7 @@
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -94,13 +95,33 @@ bool printJsonLine(const google::protobuf::Message& message, std::ostream& out, 
   return true;
 }
 
+// After ALREADY_EXISTS for `register`, whose message names the fields that differ: why a
+// repeated register asks for another spec, and the command that would apply this one.
+void suggestUpdate(const CtlCommand& command, std::ostream& err) {
+  err << kErrorPrefix
+      << "each flag left out of register asks for its default, not for the stored value; to "
+         "keep the stored spec, nothing needs doing\n";
+  err << kErrorPrefix
+      << "to replace the stored spec with the one asked for: " << commandLineAs(command, "update");
+  const auto& headers = command.register_request.spec().headers();
+  if (std::any_of(headers.begin(), headers.end(),
+                  [](const v1::Header& h) { return isSecretHeaderName(h.name()); })) {
+    err << " (put the header's value in place of <redacted>: wsvisorctl prints no secret)";
+  }
+  err << '\n';
+}
+
 int registerEndpoint(const CtlCommand& command, v1::Supervisor::StubInterface& stub,
                      std::ostream& out, std::ostream& err, grpc::ChannelInterface* channel) {
   grpc::ClientContext context;
   setDeadline(context, command);
   v1::RegisterEndpointResponse response;
   const grpc::Status status = stub.RegisterEndpoint(&context, command.register_request, &response);
-  if (!status.ok()) return callFailed(command, status, err, channel);
+  if (!status.ok()) {
+    const int exit_status = callFailed(command, status, err, channel);
+    if (status.error_code() == grpc::StatusCode::ALREADY_EXISTS) suggestUpdate(command, err);
+    return exit_status;
+  }
   if (command.output == OutputFormat::kJson) {
     return printJsonLine(response, out, err) ? kExitSuccess : kExitCallFailed;
   }

@@ -18,7 +18,9 @@ inline constexpr int kExitProbeFailed = 3;  // `probe` ran and the upstream fail
 // to `out` in `command.output` format. A failed call prints "wsvisorctl: CODE: message" to
 // `err` and returns kExitCallFailed; otherwise returns kExitSuccess. When the server could not
 // be reached (`channel`, when given, is not connected), a second line says which address was
-// tried, where it came from, and how to give another (--server, $WSVISOR_SERVER).
+// tried, where it came from, and how to give another (--server, $WSVISOR_SERVER). When
+// `register` meets ALREADY_EXISTS, two more lines say that a flag left out asks for its default
+// and give the `wsvisorctl update` command that would apply the spec (see commandLineAs()).
 //
 // `probe` prints its report (see formatProbeReport()) and returns kExitProbeFailed when the
 // probe ran and failed; the call itself has no deadline unless --request-timeout was given.

@@ -15,6 +15,7 @@ asserted tightly: the bounds only catch "never" and gross slowness, because the 
 import json
 import os
 import re
+import shlex
 import sys
 import time
 import unittest
@@ -403,6 +404,41 @@ class CliEndToEndTest(WsvisorTestCase):
                 self.assertIn(message, result.stderr)
                 self.assertIn("Run 'wsvisorctl --help' for usage.", result.stderr)
         self.assertEqual(self.specs_by_id(), {}, "nothing was registered")
+
+    def test_register_again_with_another_spec_names_the_fields_and_the_update_command(self):
+        self.ctl_ok("register", "prices", self.upstream.url, "--interval", "5s",
+                    "--label", "team=red")
+        # The usual mistake: the same command again, without the flags of the first one.
+        result = self.ctl.run("register", "prices", self.upstream.url)
+        self.assertEqual(result.returncode, EXIT_CALL_FAILED, result.stderr)
+        self.assertEqual(result.stdout, "")
+        lines = result.stderr.splitlines()
+        print("  " + "\n  ".join(lines), flush=True)
+        self.assertEqual(lines, [
+            "wsvisorctl: ALREADY_EXISTS: endpoint 'prices' is already registered with a "
+            "different spec; use UpdateEndpoint or unregister it first. Differences: "
+            "spec.labels[team]: stored \"red\", requested unset; spec.heartbeat.interval: "
+            "stored 5s, requested 10s (default)",
+            "wsvisorctl: each flag left out of register asks for its default, not for the "
+            "stored value; to keep the stored spec, nothing needs doing",
+            "wsvisorctl: to replace the stored spec with the one asked for: wsvisorctl --server "
+            f"{self.server.address} update prices {self.upstream.url}",
+        ])
+        stored = self.get_endpoint("prices")["spec"]
+        self.assertEqual((stored["heartbeat"]["interval"], stored["labels"]),
+                         ("5s", {"team": "red"}), "the refused register changed nothing")
+
+        # The suggested command, run as a shell would split it, applies the spec asked for.
+        suggested = shlex.split(lines[2].split(": ", 2)[2])
+        self.assertEqual(suggested[0], "wsvisorctl")
+        applied = self.ctl.run(*suggested[1:], with_server_flag=False)
+        self.assertEqual(applied.returncode, 0, applied.stderr)
+        stored = self.get_endpoint("prices")["spec"]
+        self.assertEqual(stored["heartbeat"]["interval"], "10s")
+        self.assertNotIn("labels", stored)
+        again = self.ctl.run("register", "prices", self.upstream.url)
+        self.assertEqual((again.returncode, again.stdout),
+                         (0, "already registered prices (identical spec)\n"), again.stderr)
 
     def test_watch_prints_a_header_and_marks_the_end_of_the_snapshot(self):
         self.register("w-1")

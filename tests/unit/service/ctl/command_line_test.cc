@@ -459,6 +459,41 @@ TEST(CommandLineTest, ServerFlagBeatsEnvironmentBeatsDefault) {
   EXPECT_EQ(parseError({"list", "--server="}), "--server: must not be empty (want host:port)");
 }
 
+TEST(CommandLineTest, CommandLineAsRepeatsTheArgumentsUnderAnotherCommandForAShell) {
+  const CtlCommand command =
+      parseValid({"--server", "h:1", "register", "prices", "ws://h/feed?a=1&b=2", "--label",
+                  "team=red", "--payload", "register", "--expect", "it's", "-o", "json"});
+  // Only the command word changes, not a value that spells a command.
+  EXPECT_EQ(commandLineAs(command, "update"),
+            "wsvisorctl --server h:1 update prices 'ws://h/feed?a=1&b=2' --label team=red "
+            "--payload register --expect 'it'\\''s' -o json");
+  EXPECT_EQ(commandLineAs(parseValid({"register", "a", "ws://h/", "--payload="}), "update"),
+            "wsvisorctl update a ws://h/ --payload=");
+  EXPECT_EQ(commandLineAs(parseValid({"register", "--", "a", "ws://h/ x"}), "update"),
+            "wsvisorctl update -- a 'ws://h/ x'");
+}
+
+TEST(CommandLineTest, CommandLineAsRedactsTheValuesOfSecretHeaders) {
+  const CtlCommand command =
+      parseValid({"register", "a", "ws://h/", "--header", "Authorization=Bearer abc",
+                  "--header=x-api-key=k1", "--header", "X-Trace=on", "--header", "Cookie=a=b"});
+  // The request keeps the values: only what is shown is redacted.
+  EXPECT_EQ(command.register_request.spec().headers(0).value(), "Bearer abc");
+  EXPECT_EQ(commandLineAs(command, "update"),
+            "wsvisorctl update a ws://h/ --header 'Authorization=<redacted>' "
+            "'--header=x-api-key=<redacted>' --header X-Trace=on --header 'Cookie=<redacted>'");
+}
+
+TEST(CommandLineTest, SecretHeaderNamesAreThoseTheApiDocuments) {
+  for (const char* name :
+       {"Authorization", "proxy-authorization", "COOKIE", "X-Api-Key", "x-auth-token"}) {
+    EXPECT_TRUE(isSecretHeaderName(name)) << name;
+  }
+  for (const char* name : {"", "X-Trace", "Authorization2", "Set-Cookie"}) {
+    EXPECT_FALSE(isSecretHeaderName(name)) << name;
+  }
+}
+
 TEST(CommandLineTest, RequestTimeout) {
   EXPECT_EQ(parseValid({"list"}).request_timeout, std::chrono::seconds(10));
   EXPECT_FALSE(parseValid({"list"}).request_timeout_given);

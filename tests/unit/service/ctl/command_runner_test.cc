@@ -26,6 +26,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 v1::Endpoint makeEndpoint(const std::string& id) {
@@ -115,6 +116,12 @@ class FakeSupervisor final : public FakeSupervisorBase {
   bool watch_until_cancelled = false;  // then keep the stream open until the client cancels
   grpc::Status watch_end_status = grpc::Status::OK;
 
+  // What registering "taken" answers, whatever the spec.
+  static constexpr char kTaken[] =
+      "endpoint 'taken' is already registered with a different spec; use UpdateEndpoint or "
+      "unregister it first. Differences: spec.heartbeat.interval: stored 5s, requested 10s "
+      "(default)";
+
   // Supervisor::Service
   grpc::Status RegisterEndpoint(grpc::ServerContext*, const v1::RegisterEndpointRequest* request,
                                 v1::RegisterEndpointResponse* response) override {
@@ -125,6 +132,7 @@ class FakeSupervisor final : public FakeSupervisorBase {
     if (request->spec().url().rfind("ws", 0) != 0) {
       return {grpc::StatusCode::INVALID_ARGUMENT, "spec.url: must start with ws:// or wss://"};
     }
+    if (request->spec().id() == "taken") return {grpc::StatusCode::ALREADY_EXISTS, kTaken};
     *response->mutable_endpoint() = makeEndpoint(request->spec().id());
     response->set_created(request->spec().id() != "existing");
     return grpc::Status::OK;
@@ -350,6 +358,38 @@ TEST_F(CommandRunnerTest, RpcErrorPrintsCodeNameAndServerMessage) {
   EXPECT_EQ(err_.str(),
             "wsvisorctl: INVALID_ARGUMENT: spec.url: must start with ws:// or wss://\n");
   EXPECT_THAT(out_.str(), IsEmpty());
+}
+
+TEST_F(CommandRunnerTest, AlreadyExistsGivesTheUpdateCommandThatWouldApplyTheSpec) {
+  EXPECT_EQ(run({"register", "taken", "ws://h:1/?a=b&c=d", "--label", "team=red"}),
+            kExitCallFailed);
+  EXPECT_THAT(
+      lines(err_.str()),
+      ElementsAre(std::string("wsvisorctl: ALREADY_EXISTS: ") + FakeSupervisor::kTaken,
+                  "wsvisorctl: each flag left out of register asks for its default, not for the "
+                  "stored value; to keep the stored spec, nothing needs doing",
+                  "wsvisorctl: to replace the stored spec with the one asked for: wsvisorctl "
+                  "update taken 'ws://h:1/?a=b&c=d' --label team=red"));
+  EXPECT_THAT(out_.str(), IsEmpty());
+
+  // The suggestion runs as it is printed: the same spec, sent as an update.
+  EXPECT_EQ(run({"update", "taken", "ws://h:1/?a=b&c=d", "--label", "team=red"}), kExitSuccess);
+  std::lock_guard<std::mutex> lock(service_.mutex);
+  ASSERT_EQ(service_.update_requests.size(), 1u);
+  EXPECT_EQ(service_.update_requests[0].spec().SerializeAsString(),
+            service_.register_requests[0].spec().SerializeAsString());
+}
+
+TEST_F(CommandRunnerTest, AlreadyExistsShowsNoSecretHeaderValue) {
+  EXPECT_EQ(run({"register", "taken", "ws://h:1/", "--header", "Authorization=Bearer abc"}),
+            kExitCallFailed);
+  const std::vector<std::string> errors = lines(err_.str());
+  ASSERT_EQ(errors.size(), 3u) << err_.str();
+  EXPECT_EQ(errors[2],
+            "wsvisorctl: to replace the stored spec with the one asked for: wsvisorctl update "
+            "taken ws://h:1/ --header 'Authorization=<redacted>' (put the header's value in "
+            "place of <redacted>: wsvisorctl prints no secret)");
+  EXPECT_THAT(err_.str(), Not(HasSubstr("abc")));
 }
 
 TEST_F(CommandRunnerTest, UpdateSaysTheNewGenerationAndWhetherItReconnected) {
