@@ -440,6 +440,22 @@ class CliEndToEndTest(WsvisorTestCase):
         self.assertEqual((again.returncode, again.stdout),
                          (0, "already registered prices (identical spec)\n"), again.stderr)
 
+    def test_an_http_url_is_told_the_websocket_scheme_to_use(self):
+        cases = [
+            (["register", "web", "http://127.0.0.1:1/feed"], "ws://", "http://"),
+            (["register", "web", "https://127.0.0.1:1/feed"], "wss://", "https://"),
+            (["probe", "HTTPS://127.0.0.1:1/feed"], "wss://", "https://"),
+        ]
+        for args, scheme, given in cases:
+            with self.subTest(args=args):
+                result = self.ctl.run(*args)
+                self.assertEqual(result.returncode, EXIT_CALL_FAILED, result.stderr)
+                self.assertEqual(result.stdout, "")
+                self.assertEqual(result.stderr,
+                                 "wsvisorctl: INVALID_ARGUMENT: spec.url: must start with ws:// "
+                                 f"or wss:// (use {scheme} in place of {given})\n")
+        self.assertEqual(self.specs_by_id(), {}, "nothing was registered")
+
     def test_watch_prints_a_header_and_marks_the_end_of_the_snapshot(self):
         self.register("w-1")
         watcher = self.start_watch()

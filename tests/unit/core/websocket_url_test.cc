@@ -135,12 +135,24 @@ TEST(WebSocketUrlTest, ErrorIsUntouchedOnSuccess) {
 
 // Rejections.
 
-TEST(WebSocketUrlTest, HttpSchemeIsRejected) {
-  EXPECT_THAT(parseError("http://example.com/"), HasSubstr("ws://"));
+TEST(WebSocketUrlTest, HttpSchemeIsRejectedWithTheWsSchemeToUse) {
+  EXPECT_EQ(parseError("http://example.com/"),
+            "must start with ws:// or wss:// (use ws:// in place of http://)");
+  EXPECT_EQ(parseError("HTTP://example.com/"),
+            "must start with ws:// or wss:// (use ws:// in place of http://)");
 }
 
-TEST(WebSocketUrlTest, HttpsSchemeIsRejected) {
-  EXPECT_THAT(parseError("https://example.com/"), HasSubstr("ws://"));
+TEST(WebSocketUrlTest, HttpsSchemeIsRejectedWithTheWssSchemeToUse) {
+  EXPECT_EQ(parseError("https://example.com/?token=secret"),
+            "must start with ws:// or wss:// (use wss:// in place of https://)");
+  EXPECT_EQ(parseError("Https://example.com/"),
+            "must start with ws:// or wss:// (use wss:// in place of https://)");
+}
+
+TEST(WebSocketUrlTest, OtherSchemesGetNoSuggestion) {
+  EXPECT_EQ(parseError("ftp://example.com/"), "must start with ws:// or wss://");
+  EXPECT_EQ(parseError("httpx://example.com/"), "must start with ws:// or wss://");
+  EXPECT_EQ(parseError("http:example.com"), "must start with ws:// or wss://");
 }
 
 TEST(WebSocketUrlTest, MissingSchemeIsRejected) { parseError("example.com/ws"); }
