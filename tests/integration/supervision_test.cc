@@ -256,7 +256,15 @@ TEST_F(SupervisionTest, ReRegisteringIsIdempotentOnlyForAnIdenticalSpec) {
   EXPECT_FALSE(second.created());
   v1::EndpointSpec different = spec;
   different.set_url(upstream_.url("/other"));
-  EXPECT_EQ(wsvisor_.registerEndpoint(different).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  different.mutable_heartbeat()->clear_interval();  // as a register that left it out
+  const grpc::Status refused = wsvisor_.registerEndpoint(different);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  // The message names each differing field with both values; a field left out is its default.
+  EXPECT_EQ(refused.error_message(),
+            "endpoint 'same' is already registered with a different spec; use UpdateEndpoint or "
+            "unregister it first. Differences: spec.url: stored \"" +
+                spec.url() + "\", requested \"" + different.url() +
+                "\"; spec.heartbeat.interval: stored 200ms, requested 10s (default)");
   v1::Endpoint kept;
   ASSERT_TRUE(wsvisor_.getEndpoint("same", &kept).ok());
   EXPECT_EQ(kept.spec().url(), spec.url());
