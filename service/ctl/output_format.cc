@@ -263,8 +263,9 @@ void printHistoryTable(const v1::GetEndpointHistoryResponse& history, std::ostre
 WatchTable::WatchTable(bool resuming)
     : resuming_(resuming),
       table_({"TIME", "REVISION", "EVENT", "ID", "HEALTH", "PHASE", "LAST FAILURE"}) {
-  // Room for the longest usual words, so that later rows rarely shift: "unregistered",
-  // "unhealthy->healthy", "backing_off".
+  // Room for the longest usual words, so that later rows rarely shift: a time as
+  // formatTimestamp() writes it, "unregistered", "unhealthy->healthy", "backing_off".
+  table_.reserveWidth(0, std::string_view("2024-05-01T12:00:00.000Z").size());
   table_.reserveWidth(2, 12);
   table_.reserveWidth(4, 18);
   table_.reserveWidth(5, 11);
@@ -273,6 +274,8 @@ WatchTable::WatchTable(bool resuming)
 void WatchTable::add(const v1::HealthEvent& event, WallTime now, std::ostream& out) {
   const std::string revision = "#" + std::to_string(event.revision());
   if (event.type() == v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE) {
+    // Later revisions are higher by one per change: they have as many digits for a long time.
+    table_.reserveWidth(1, revision.size());
     table_.printNewRows(out);  // the header at least
     marker_seen_ = true;
     rows_held_ = false;

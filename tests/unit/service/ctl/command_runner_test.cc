@@ -540,19 +540,24 @@ TEST_F(CommandRunnerTest, WatchPrintsEveryEventUntilTheStreamEnds) {
                      makeEvent(v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE, 3, ""),
                      makeEvent(v1::HealthEvent::TYPE_UNREGISTERED, 4, "a")};
   EXPECT_EQ(run({"watch"}), kExitSuccess);
-  EXPECT_THAT(lines(out_.str()),
-              ElementsAre("TIME  REVISION  EVENT         ID  HEALTH              PHASE        "
-                          "LAST FAILURE",
-                          "-     #3        snapshot      a   healthy             open         -",
-                          "(snapshot complete at #3; changes follow)",
-                          "-     #4        unregistered  a   healthy             open         -"));
+  EXPECT_THAT(
+      lines(out_.str()),
+      ElementsAre(
+          "TIME                      REVISION  EVENT         ID  HEALTH              PHASE        "
+          "LAST FAILURE",
+          "-                         #3        snapshot      a   healthy             open         "
+          "-",
+          "(snapshot complete at #3; changes follow)",
+          "-                         #4        unregistered  a   healthy             open         "
+          "-"));
 }
 
 TEST_F(CommandRunnerTest, WatchPrintsTheSnapshotEvenWhenTheStreamEndsBeforeItsMarker) {
   service_.events = {makeEvent(v1::HealthEvent::TYPE_SNAPSHOT, 3, "a")};
   service_.watch_end_status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
   EXPECT_EQ(run({"watch"}), kExitCallFailed);
-  EXPECT_THAT(lines(out_.str()), ElementsAre(StartsWith("TIME"), StartsWith("-     #3")));
+  EXPECT_THAT(lines(out_.str()),
+              ElementsAre(StartsWith("TIME"), StartsWith("-                         #3")));
 }
 
 TEST_F(CommandRunnerTest, WatchAsJsonPrintsOneEventPerLine) {
@@ -599,11 +604,14 @@ TEST_F(CommandRunnerTest, WatchSinceSendsTheRevisionAndPrintsWhatIsReplayed) {
                      makeEvent(v1::HealthEvent::TYPE_CHANGED, 5, "a"),
                      makeEvent(v1::HealthEvent::TYPE_SNAPSHOT_COMPLETE, 5, "")};
   EXPECT_EQ(run({"watch", "--since", "4"}), kExitSuccess);
-  EXPECT_THAT(lines(out_.str()),
-              ElementsAre("TIME  REVISION  EVENT         ID  HEALTH              PHASE        "
-                          "LAST FAILURE",
-                          "-     #5        changed       a   unknown->healthy    open         -",
-                          "(replay complete at #5; live changes follow)"));
+  EXPECT_THAT(
+      lines(out_.str()),
+      ElementsAre(
+          "TIME                      REVISION  EVENT         ID  HEALTH              PHASE        "
+          "LAST FAILURE",
+          "-                         #5        changed       a   unknown->healthy    open         "
+          "-",
+          "(replay complete at #5; live changes follow)"));
 }
 
 TEST_F(CommandRunnerTest, WatchSinceATooOldRevisionFails) {

@@ -366,13 +366,30 @@ TEST(OutputFormatTest, WatchPrintsAHeaderAndFitsTheSnapshotIntoColumns) {
 
 TEST(OutputFormatTest, WatchOfNothingIsTheHeaderAndTheMarker) {
   constexpr const char* kHeader =
-      "TIME  REVISION  EVENT         ID  HEALTH              PHASE        LAST FAILURE";
+      "TIME                      REVISION  EVENT         ID  HEALTH              PHASE        "
+      "LAST FAILURE";
   EXPECT_THAT(watchOutput({fromText<v1::HealthEvent>("type: TYPE_SNAPSHOT_COMPLETE revision: 9")}),
               ElementsAre(kHeader, "(snapshot complete at #9; changes follow)"));
   // A resumed watch replays changes before its marker.
   EXPECT_THAT(
       watchOutput({fromText<v1::HealthEvent>("type: TYPE_SNAPSHOT_COMPLETE revision: 9")}, true),
       ElementsAre(kHeader, "(replay complete at #9; live changes follow)"));
+}
+
+TEST(OutputFormatTest, WatchOfNothingLeavesRoomForTheTimeAndRevisionOfLaterRows) {
+  // Only the ID of a later row can be wider than the header has room for.
+  EXPECT_THAT(
+      watchOutput(
+          {fromText<v1::HealthEvent>("type: TYPE_SNAPSHOT_COMPLETE revision: 1796593588842282"),
+           fromText<v1::HealthEvent>(R"(
+                       type: TYPE_REGISTERED revision: 1796593588842283 endpoint_id: "ab"
+                       time { seconds: 1714564800 }
+                       status { health: HEALTH_UNKNOWN phase: CONNECTION_PHASE_CONNECTING })")}),
+      ElementsAre("TIME                      REVISION           EVENT         ID  HEALTH        "
+                  "      PHASE        LAST FAILURE",
+                  "(snapshot complete at #1796593588842282; changes follow)",
+                  "2024-05-01T12:00:00.000Z  #1796593588842283  registered    ab  unknown       "
+                  "      connecting   -"));
 }
 
 TEST(OutputFormatTest, WatchPrintsNothingBeforeItsFirstEvent) {
