@@ -108,6 +108,11 @@ uint64_t WatchSubscription::droppedEvents() {
   return queue_.droppedEvents();
 }
 
+std::optional<WatchQueue::Exhaustion> WatchSubscription::exhaustion() {
+  MutexLock lock(mu_);
+  return queue_.exhaustion();
+}
+
 core::EndpointStatus HealthBus::EndpointState::currentStatus() const {
   return withLiveFigures(latest->status, live.get());
 }
@@ -125,6 +130,8 @@ void HealthBus::deliver(EndpointState& state, std::shared_ptr<core::HealthEvent>
     if (!subscription->filter_.matches(published, relabelled_from.get())) continue;
     {
       MutexLock lock(subscription->mu_);
+      // An exhausted queue takes nothing more; its watcher was woken when it happened.
+      if (subscription->queue_.exhaustion()) continue;
       subscription->queue_.push(state.latest);
     }
     woken.push_back(subscription);
@@ -286,9 +293,10 @@ uint64_t HealthBus::revision() const {
 }
 
 std::shared_ptr<WatchSubscription> HealthBus::subscribe(WatchFilter filter, size_t live_capacity,
-                                                        std::function<void()> wake) {
-  auto subscription =
-      std::make_shared<WatchSubscription>(std::move(filter), live_capacity, std::move(wake));
+                                                        std::function<void()> wake,
+                                                        size_t byte_budget) {
+  auto subscription = std::make_shared<WatchSubscription>(std::move(filter), live_capacity,
+                                                          std::move(wake), byte_budget);
   {
     MutexLock lock(mu_);
     // Only pointers are copied under the bus lock; the events are built when they are sent
@@ -305,9 +313,10 @@ std::shared_ptr<WatchSubscription> HealthBus::subscribe(WatchFilter filter, size
 }
 
 std::variant<std::shared_ptr<WatchSubscription>, ResumeRefused> HealthBus::resume(
-    WatchFilter filter, uint64_t since_revision, size_t live_capacity, std::function<void()> wake) {
-  auto subscription =
-      std::make_shared<WatchSubscription>(std::move(filter), live_capacity, std::move(wake));
+    WatchFilter filter, uint64_t since_revision, size_t live_capacity, std::function<void()> wake,
+    size_t byte_budget) {
+  auto subscription = std::make_shared<WatchSubscription>(std::move(filter), live_capacity,
+                                                          std::move(wake), byte_budget);
   {
     MutexLock lock(mu_);
     if (since_revision > revision_ || !replay_log_.holdsEverythingAfter(since_revision)) {

@@ -61,13 +61,18 @@ class HealthBus;
 // (outside the bus lock, from whichever thread published); the consumer pops with next().
 class WatchSubscription {
  public:
-  WatchSubscription(WatchFilter filter, size_t live_capacity, std::function<void()> wake)
-      : filter_(std::move(filter)), queue_(live_capacity), wake_(std::move(wake)) {}
+  // `byte_budget` bounds the bytes queued (see WatchQueue); the default sets no such bound.
+  WatchSubscription(WatchFilter filter, size_t live_capacity, std::function<void()> wake,
+                    size_t byte_budget = WatchQueue::kNoByteBudget)
+      : filter_(std::move(filter)), queue_(live_capacity, byte_budget), wake_(std::move(wake)) {}
 
   // The next event to deliver, or nullopt when none is waiting. Thread-safe; the event is built
   // on the caller's thread, outside every lock the publishers take.
   std::optional<core::HealthEvent> next();
   uint64_t droppedEvents();
+  // Set once the queue went over its byte budget even coalesced: the subscription delivers
+  // nothing more and its owner should end the watch (wake is called when it happens).
+  std::optional<WatchQueue::Exhaustion> exhaustion();
 
  private:
   friend class HealthBus;
@@ -151,9 +156,11 @@ class HealthBus {
   uint64_t revision() const;
 
   // Queues the current state of every matching endpoint and the snapshot-complete marker, then
-  // every later matching change. `live_capacity` bounds the queued changes (see WatchQueue).
+  // every later matching change. `live_capacity` bounds the queued changes, `byte_budget` the
+  // bytes of everything queued (see WatchQueue).
   std::shared_ptr<WatchSubscription> subscribe(WatchFilter filter, size_t live_capacity,
-                                               std::function<void()> wake);
+                                               std::function<void()> wake,
+                                               size_t byte_budget = WatchQueue::kNoByteBudget);
   // Resumes a watch that has seen every change up to `since_revision`: queues every later
   // matching change from the replay log, with its original type and uncoalesced, then the
   // snapshot-complete marker with the current revision, then every later matching change.
@@ -161,8 +168,8 @@ class HealthBus {
   // `since_revision` is greater than the current revision. The check, the replay and the
   // subscription happen under one lock, so no change falls between replay and live.
   std::variant<std::shared_ptr<WatchSubscription>, ResumeRefused> resume(
-      WatchFilter filter, uint64_t since_revision, size_t live_capacity,
-      std::function<void()> wake);
+      WatchFilter filter, uint64_t since_revision, size_t live_capacity, std::function<void()> wake,
+      size_t byte_budget = WatchQueue::kNoByteBudget);
   // After this returns, the subscription receives nothing more and `wake` is not called again
   // by publishes that start later.
   void unsubscribe(const std::shared_ptr<WatchSubscription>& subscription);
