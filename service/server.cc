@@ -140,7 +140,12 @@ bool Server::start(std::string& error) {
     }
     api_access_ = std::make_unique<ApiAccess>(std::get<std::vector<ApiToken>>(std::move(tokens)));
   }
-  service_ = std::make_unique<SupervisorService>(*registry_, *probes_, bus_, api_access_.get());
+  WatchLimits watch_limits;
+  watch_limits.max_streams = options_.max_watch_streams;
+  watch_limits.stream_bytes = options_.watch_stream_bytes;
+  metrics_->setMaxWatchStreams(watch_limits.max_streams);
+  service_ = std::make_unique<SupervisorService>(*registry_, *probes_, bus_, api_access_.get(),
+                                                 watch_limits, metrics_.get());
   if (!startGrpcServers(error)) {
     abortStart();
     return false;

@@ -41,6 +41,33 @@ bool parseMillis(const std::string& text, std::chrono::milliseconds& out) {
   return true;
 }
 
+// "16777216", "64KiB", "16MiB", "1GiB": the watch stream byte budget.
+bool parseBytes(const std::string& text, size_t min, size_t max, size_t& out) {
+  size_t number_end = 0;
+  while (number_end < text.size() && text[number_end] >= '0' && text[number_end] <= '9') {
+    ++number_end;
+  }
+  const std::string unit = text.substr(number_end);
+  int shift = 0;
+  if (unit == "KiB") {
+    shift = 10;
+  } else if (unit == "MiB") {
+    shift = 20;
+  } else if (unit == "GiB") {
+    shift = 30;
+  } else if (!unit.empty()) {
+    return false;
+  }
+  size_t value = 0;
+  if (number_end == 0 || !parseCount(text.substr(0, number_end), 0, max >> shift, value)) {
+    return false;
+  }
+  value <<= shift;
+  if (value < min) return false;
+  out = value;
+  return true;
+}
+
 }  // namespace
 
 std::string serverUsage() {
@@ -117,6 +144,15 @@ Flags:
   --replay-log-size N      Changes kept in memory so that a WatchHealth stream can resume
                            from a revision (0-1048576; 0 keeps none). About 0.4 KiB per
                            change plus its labels: 6 MiB at the default 16384.
+  --max-watch-streams N    WatchHealth streams open at once (1-100000); more are refused with
+                           RESOURCE_EXHAUSTED and counted in
+                           wsvisor_watch_streams_exhausted_total. Default 1000.
+  --watch-stream-bytes SIZE
+                           Events one WatchHealth stream may have queued (64KiB-1GiB; bytes, or
+                           with KiB, MiB, GiB). A slow stream gets the latest state per endpoint
+                           instead of every change; one whose latest state per endpoint still
+                           exceeds SIZE is ended with RESOURCE_EXHAUSTED. Default 32MiB: one
+                           event per endpoint for ~40,000 endpoints with a few labels.
   --log-level LEVEL        debug, info, warning or error. Default info.
   --help                   Print this help.
 )";
@@ -265,6 +301,19 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
     } else if (name == "--replay-log-size") {
       if (!parseCount(v, 0, 1048576, options.replay_log_size)) {
         error = "--replay-log-size must be a number from 0 to 1048576, got '" + v + "'";
+        return std::nullopt;
+      }
+    } else if (name == "--max-watch-streams") {
+      if (!parseCount(v, 1, 100000, options.max_watch_streams)) {
+        error = "--max-watch-streams must be a number from 1 to 100000, got '" + v + "'";
+        return std::nullopt;
+      }
+    } else if (name == "--watch-stream-bytes") {
+      if (!parseBytes(v, size_t{64} << 10, size_t{1} << 30, options.watch_stream_bytes)) {
+        error =
+            "--watch-stream-bytes must be a size from 64KiB to 1GiB (bytes, or a whole number "
+            "with KiB, MiB or GiB, e.g. 16MiB), got '" +
+            v + "'";
         return std::nullopt;
       }
     } else if (name == "--log-level") {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "service/api/watch_limits.h"
 #include "service/store/store_url.h"
 #include "supervisor/log.h"
 
@@ -49,6 +50,11 @@ struct ServerOptions {
   std::chrono::milliseconds shutdown_grace{10000};
   size_t history_size = 64;        // health transitions kept per endpoint; 0: none
   size_t replay_log_size = 16384;  // published events kept for resuming watches; 0: none
+  // WatchHealth streams open at once; more are refused with RESOURCE_EXHAUSTED.
+  size_t max_watch_streams = WatchLimits::kDefaultMaxStreams;
+  // Bytes of events one WatchHealth stream may have queued, coalesced; past it the stream ends
+  // with RESOURCE_EXHAUSTED (see WatchQueue).
+  size_t watch_stream_bytes = WatchLimits::kDefaultStreamBytes;
 };
 
 // Parses `wsvisor` flags (`--name=value` or `--name value`). Returns nullopt with `error` set on a

@@ -204,6 +204,24 @@ Metrics::Metrics(MetricsOptions options)
   probes_failed_ = &probes.Add({{"result", "failure"}});
   probes_cancelled_ = &probes.Add({{"result", "cancelled"}});
 
+  max_watch_streams_ = &BuildGauge()
+                            .Name("wsvisor_max_watch_streams")
+                            .Help(
+                                "WatchHealth streams beyond this many open at once are refused "
+                                "(--max-watch-streams).")
+                            .Register(registry)
+                            .Add({});
+  auto& watch_exhausted =
+      BuildCounter()
+          .Name("wsvisor_watch_streams_exhausted_total")
+          .Help(
+              "WatchHealth streams answered RESOURCE_EXHAUSTED, by reason: max_streams (refused "
+              "at open: --max-watch-streams were open) or byte_budget (ended: its queue exceeded "
+              "--watch-stream-bytes even with only the latest state per endpoint).")
+          .Register(registry);
+  watch_refused_max_streams_ = &watch_exhausted.Add({{"reason", "max_streams"}});
+  watch_ended_byte_budget_ = &watch_exhausted.Add({{"reason", "byte_budget"}});
+
   grpc_started_ = &BuildCounter()
                        .Name("grpc_server_started_total")
                        .Help("Total number of RPCs started on the server.")

@@ -84,6 +84,7 @@ class EndpointSeries {
 //   wsvisor_build_info, wsvisor_heartbeats_sent_total, wsvisor_heartbeat_failures_total{reason},
 //   wsvisor_connection_attempts_total{result}, wsvisor_health_transitions_total{to},
 //   wsvisor_config_reloads_total{result}, wsvisor_max_endpoints, wsvisor_probes_total{result},
+//   wsvisor_max_watch_streams, wsvisor_watch_streams_exhausted_total{reason},
 //   wsvisor_endpoint_up{endpoint}, wsvisor_endpoint_flapping{endpoint},
 //   wsvisor_heartbeat_rtt_seconds{endpoint},
 //   wsvisor_endpoint_last_transition_timestamp_seconds{endpoint},
@@ -113,6 +114,12 @@ class Metrics {
   void healthTransition(core::Health to);
   // The registration limit in force (the smaller of --max-endpoints and the open-files budget).
   void setMaxEndpoints(size_t limit) { max_endpoints_->Set(static_cast<double>(limit)); }
+  // The WatchHealth stream limit in force (--max-watch-streams).
+  void setMaxWatchStreams(size_t limit) { max_watch_streams_->Set(static_cast<double>(limit)); }
+  // A WatchHealth stream was refused because --max-watch-streams were open.
+  void watchStreamRefused() { watch_refused_max_streams_->Increment(); }
+  // A WatchHealth stream was ended because its queue exceeded --watch-stream-bytes.
+  void watchStreamOverBudget() { watch_ended_byte_budget_->Increment(); }
   void configReload(bool applied) { (applied ? config_applied_ : config_rejected_)->Increment(); }
   // A ProbeEndpoint call's probe ended (shut down counts as cancelled).
   void probeFinished(core::ProbeResult::Outcome outcome);
@@ -148,6 +155,9 @@ class Metrics {
   std::array<prometheus::Counter*, core::kFailureReasonCount> attempts_{};  // [kNone] = success
   std::array<prometheus::Counter*, core::kHealthCount> transitions_{};
   prometheus::Gauge* max_endpoints_;
+  prometheus::Gauge* max_watch_streams_;
+  prometheus::Counter* watch_refused_max_streams_;
+  prometheus::Counter* watch_ended_byte_budget_;
   prometheus::Counter* config_applied_;
   prometheus::Counter* config_rejected_;
   prometheus::Counter* probes_succeeded_;

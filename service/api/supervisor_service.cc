@@ -65,8 +65,15 @@ std::optional<std::string_view> authorizationOf(const grpc::CallbackServerContex
 }  // namespace
 
 SupervisorService::SupervisorService(Registry& registry, ProbeRunner& probes, HealthBus& bus,
-                                     const ApiAccess* access)
-    : registry_(registry), probes_(probes), bus_(bus), access_(access) {}
+                                     const ApiAccess* access, WatchLimits watch_limits,
+                                     Metrics* metrics)
+    : registry_(registry),
+      probes_(probes),
+      bus_(bus),
+      access_(access),
+      watch_limits_(watch_limits),
+      metrics_(metrics),
+      watch_streams_(watch_limits.max_streams) {}
 
 grpc::Status SupervisorService::admit(const grpc::CallbackServerContext& context, Access needed,
                                       std::string_view method) const {
@@ -273,8 +280,24 @@ grpc::ServerWriteReactor<v1::HealthEvent>* SupervisorService::WatchHealth(
   auto selector = parseSelector(request->label_selector(), "label_selector", status);
   if (!selector) return refuse(status);
   filter.selector = std::move(*selector);
+  if (!watch_streams_.reserve()) {
+    if (metrics_ != nullptr) metrics_->watchStreamRefused();
+    const std::string limit = std::to_string(watch_streams_.maxStreams());
+    WSV_LOG(kDebug) << "WatchHealth from " << context->peer() << " refused: " << limit
+                    << " streams are open (--max-watch-streams)";
+    return refuse(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                               limit +
+                                   " WatchHealth streams are open, the most this wsvisor "
+                                   "serves at once (--max-watch-streams " +
+                                   limit +
+                                   "); close a stream you no longer read, or ask the operator "
+                                   "to raise --max-watch-streams"));
+  }
+  Metrics* metrics = metrics_;
   return new WatchStream(bus_, watch_streams_, watch_pump_, std::move(filter),
-                         request->since_revision());
+                         request->since_revision(), watch_limits_.stream_bytes, [metrics] {
+                           if (metrics != nullptr) metrics->watchStreamOverBudget();
+                         });
 }
 
 }  // namespace wsvisor::service

@@ -8,6 +8,7 @@
 #include "service/api/probe_call.h"
 #include "service/api/watch_stream.h"
 #include "supervisor/health_bus.h"
+#include "supervisor/metrics.h"
 #include "supervisor/probe_runner.h"
 #include "supervisor/registry.h"
 #include "wsvisor/v1/supervisor.grpc.pb.h"
@@ -20,8 +21,10 @@ namespace wsvisor::service {
 // With `access` set, every call first needs a bearer token allowed to do what it asks.
 class SupervisorService final : public v1::Supervisor::CallbackService {
  public:
+  // `metrics` (may be null) counts the WatchHealth streams refused or ended by `watch_limits`.
   SupervisorService(Registry& registry, ProbeRunner& probes, HealthBus& bus,
-                    const ApiAccess* access = nullptr);
+                    const ApiAccess* access = nullptr, WatchLimits watch_limits = {},
+                    Metrics* metrics = nullptr);
 
   // Refuses new calls with UNAVAILABLE and ends every open watch with a final status.
   void beginShutdown();
@@ -77,6 +80,8 @@ class SupervisorService final : public v1::Supervisor::CallbackService {
   ProbeRunner& probes_;
   HealthBus& bus_;
   const ApiAccess* access_;
+  const WatchLimits watch_limits_;
+  Metrics* const metrics_;
   WatchPump watch_pump_;  // before watch_streams_: streams post to it until they are done
   WatchStreamSet watch_streams_;
   std::atomic<bool> shutting_down_{false};

@@ -1,7 +1,11 @@
 #include "service/api/watch_stream.h"
 
+#include <cstdio>
+#include <string>
+
 #include "service/api/proto_conversions.h"
 #include "supervisor/happens_before.h"
+#include "supervisor/log.h"
 
 namespace wsvisor::service {
 
@@ -13,8 +17,16 @@ WatchStreamSet::~WatchStreamSet() {
   annotateHappensAfter(this);
 }
 
+bool WatchStreamSet::reserve() {
+  MutexLock lock(mu_);
+  if (streams_.size() + reserved_ >= max_streams_) return false;
+  ++reserved_;
+  return true;
+}
+
 void WatchStreamSet::add(WatchStream* stream) {
   MutexLock lock(mu_);
+  if (reserved_ > 0) --reserved_;
   streams_.insert(stream);
 }
 
@@ -34,8 +46,13 @@ size_t WatchStreamSet::size() const {
 }
 
 WatchStream::WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pump,
-                         WatchFilter filter, uint64_t since_revision)
-    : bus_(bus), streams_(streams), shared_(std::make_shared<Shared>(pump)) {
+                         WatchFilter filter, uint64_t since_revision, size_t stream_bytes,
+                         std::function<void()> on_over_budget)
+    : bus_(bus),
+      streams_(streams),
+      stream_bytes_(stream_bytes),
+      on_over_budget_(std::move(on_over_budget)),
+      shared_(std::make_shared<Shared>(pump)) {
   shared_->reactor = this;
   streams_.add(this);
   // subscribe() and resume() queue the first events and call wake() once, which starts the
@@ -47,10 +64,11 @@ WatchStream::WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pum
   std::shared_ptr<WatchSubscription> subscription;
   std::optional<ResumeRefused> refused;
   if (since_revision == 0) {
-    subscription = bus_.subscribe(std::move(filter), kLiveQueueCapacity, std::move(wake_this));
+    subscription =
+        bus_.subscribe(std::move(filter), kLiveQueueCapacity, std::move(wake_this), stream_bytes_);
   } else {
-    auto resumed =
-        bus_.resume(std::move(filter), since_revision, kLiveQueueCapacity, std::move(wake_this));
+    auto resumed = bus_.resume(std::move(filter), since_revision, kLiveQueueCapacity,
+                               std::move(wake_this), stream_bytes_);
     if (auto* ok = std::get_if<std::shared_ptr<WatchSubscription>>(&resumed)) {
       subscription = std::move(*ok);
     } else {
@@ -78,6 +96,8 @@ WatchStream::WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pum
 }
 
 void WatchStream::wake(const std::shared_ptr<Shared>& shared) {
+  // OnWriteDone() pulls the next event; see Shared::writing.
+  if (shared->writing.load()) return;
   if (shared->wake_posted.exchange(true)) return;
   shared->pump.post([shared] {
     // Cleared first: an event queued from here on posts again, so none is left waiting.
@@ -98,11 +118,49 @@ void WatchStream::writeNextUnderStreamLock() {
     return;
   }
   std::optional<core::HealthEvent> event = subscription_->next();
-  if (!event) return;
+  if (!event) {
+    // An exhausted queue is empty: nothing more will come, so the stream ends here.
+    if (auto exhaustion = subscription_->exhaustion()) {
+      shared_->finished = true;
+      if (on_over_budget_) on_over_budget_();
+      grpc::Status status = overBudgetStatus(*exhaustion);
+      WSV_LOG(kWarning) << "WatchHealth stream ended with RESOURCE_EXHAUSTED: "
+                        << status.error_message();
+      Finish(std::move(status));
+    }
+    return;
+  }
   shared_->message.Clear();
   healthEventToProto(*event, &shared_->message);
   shared_->write_in_flight = true;
+  shared_->writing.store(true);
   StartWrite(&shared_->message);
+}
+
+namespace {
+
+// "256 KiB" below 10 MiB, "16.0 MiB" from there.
+std::string sizeText(size_t bytes) {
+  char text[32];
+  if (bytes < (size_t{10} << 20)) {
+    std::snprintf(text, sizeof text, "%zu KiB", (bytes + 512) / 1024);
+  } else {
+    std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  }
+  return text;
+}
+
+}  // namespace
+
+grpc::Status WatchStream::overBudgetStatus(const WatchQueue::Exhaustion& exhaustion) const {
+  return grpc::Status(
+      grpc::StatusCode::RESOURCE_EXHAUSTED,
+      "this watch fell too far behind: even with only the latest state per endpoint, its " +
+          std::to_string(exhaustion.events) + " queued events need " + sizeText(exhaustion.bytes) +
+          ", more than the per-stream budget of " + sizeText(stream_bytes_) + " (" +
+          std::to_string(stream_bytes_) +
+          " bytes, --watch-stream-bytes); read faster, watch fewer endpoints (ids, "
+          "label_selector) or raise --watch-stream-bytes, then watch again");
 }
 
 void WatchStream::finish(const grpc::Status& status) {
@@ -116,6 +174,7 @@ void WatchStream::OnWriteDone(bool ok) {
   annotateHappensAfter(this);  // after the constructor; see there
   MutexLock lock(shared_->mu);
   shared_->write_in_flight = false;
+  shared_->writing.store(false);
   if (!ok) {
     // The client went away; OnCancel() follows or the stream is already broken.
     if (!shared_->finished) {

@@ -3,9 +3,11 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <set>
 
+#include "service/api/watch_limits.h"
 #include "service/api/watch_pump.h"
 #include "supervisor/health_bus.h"
 #include "supervisor/mutex.h"
@@ -15,20 +17,30 @@ namespace wsvisor::service {
 
 class WatchStream;
 
-// The open WatchHealth streams, so that shutdown can end each with a final status.
+// The open WatchHealth streams, so that shutdown can end each with a final status, and so that at
+// most `max_streams` are open at once.
 class WatchStreamSet {
  public:
+  explicit WatchStreamSet(size_t max_streams = WatchLimits::kDefaultMaxStreams)
+      : max_streams_(max_streams) {}
   ~WatchStreamSet();
 
+  // Reserves a place for a stream about to be created, whose constructor add()s itself into it;
+  // false when `max_streams` are open or reserved already.
+  bool reserve();
+  // Takes a place reserve() granted.
   void add(WatchStream* stream);
   void remove(WatchStream* stream);
   // Ends every open stream with `status`; streams opened later are refused by the caller.
   void finishAll(const grpc::Status& status);
   size_t size() const;
+  size_t maxStreams() const { return max_streams_; }
 
  private:
+  const size_t max_streams_;
   mutable Mutex mu_;
   std::set<WatchStream*> streams_ WSV_GUARDED_BY(mu_);
+  size_t reserved_ WSV_GUARDED_BY(mu_) = 0;
 };
 
 // One WatchHealth call. Owns itself: created by the service, deleted in OnDone().
@@ -38,7 +50,12 @@ class WatchStreamSet {
 // arrive meanwhile); the pump turns the next event into a message and starts the write. At most
 // one write is in flight, and OnWriteDone() pulls the next event. No thread blocks and none is
 // spawned per stream. A watcher that reads slowly is coalesced by its queue (see WatchQueue) and
-// never slows the bus.
+// never slows the bus. Its queue is bounded in bytes too: when even the coalesced state exceeds
+// `stream_bytes`, the queue is dropped and the stream ends with RESOURCE_EXHAUSTED, naming the
+// budget and its flag, after the write in flight (if any) completes.
+//
+// A wake while a write is in flight posts nothing: OnWriteDone() pulls the next event. So a
+// watcher that reads nothing costs the pump nothing per event, however many are published.
 //
 // Locking: `shared_->mu` guards the write state and the pointer back to the reactor. StartWrite()
 // and Finish() are called under it; gRPC never runs OnWriteDone() inline from StartWrite(), so
@@ -51,8 +68,11 @@ class WatchStream : public grpc::ServerWriteReactor<v1::HealthEvent> {
 
   // `since_revision` 0 starts with a snapshot; otherwise the stream resumes after that revision
   // (HealthBus::resume) or, when the bus refuses, ends at once with OUT_OF_RANGE.
+  // The stream takes the place `streams.reserve()` granted. `on_over_budget` runs (once, under
+  // the stream's lock; it must not call back into the stream) when the stream is ended because
+  // its queue exceeded `stream_bytes`.
   WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pump, WatchFilter filter,
-              uint64_t since_revision = 0);
+              uint64_t since_revision, size_t stream_bytes, std::function<void()> on_over_budget);
 
   // Ends the stream with `status` as soon as the write in flight (if any) completes.
   void finish(const grpc::Status& status);
@@ -68,6 +88,12 @@ class WatchStream : public grpc::ServerWriteReactor<v1::HealthEvent> {
     WatchPump& pump;
     // Set while a wake is posted to the pump and has not started: later wakes need not post.
     std::atomic<bool> wake_posted{false};
+    // Mirrors write_in_flight for wake(), which does not lock: a wake that sees a write in flight
+    // needs no post. Set before StartWrite() and cleared by OnWriteDone() before it pulls the
+    // next event, both under `mu`. The bus queues an event (under the subscription's lock) before
+    // it wakes, and OnWriteDone() pulls (under that lock) after clearing this: either the wake
+    // sees the flag cleared and posts, or the pull finds the event.
+    std::atomic<bool> writing{false};
     Mutex mu;
     WatchStream* reactor WSV_GUARDED_BY(mu) = nullptr;  // null once OnDone() has run
     bool write_in_flight WSV_GUARDED_BY(mu) = false;
@@ -81,8 +107,13 @@ class WatchStream : public grpc::ServerWriteReactor<v1::HealthEvent> {
   void writeNextUnderStreamLock() WSV_REQUIRES(shared_->mu);
   static void wake(const std::shared_ptr<Shared>& shared);
 
+  // RESOURCE_EXHAUSTED for a queue that went over its byte budget.
+  grpc::Status overBudgetStatus(const WatchQueue::Exhaustion& exhaustion) const;
+
   HealthBus& bus_;
   WatchStreamSet& streams_;
+  const size_t stream_bytes_;
+  const std::function<void()> on_over_budget_;
   std::shared_ptr<Shared> shared_;
   std::shared_ptr<WatchSubscription> subscription_;
 };

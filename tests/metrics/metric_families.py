@@ -24,6 +24,8 @@ FAMILIES = {
     "wsvisor_max_endpoints": ("gauge", ()),
     "wsvisor_probes_total": ("counter", ("result",)),
     "wsvisor_watch_streams": ("gauge", ()),
+    "wsvisor_max_watch_streams": ("gauge", ()),
+    "wsvisor_watch_streams_exhausted_total": ("counter", ("reason",)),
     "wsvisor_build_info": ("gauge", ("version", "revision")),
     "grpc_server_started_total": ("counter", ("grpc_service", "grpc_method", "grpc_type")),
     "grpc_server_handled_total": ("counter",

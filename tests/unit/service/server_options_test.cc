@@ -6,6 +6,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace wsvisor::service {
@@ -116,6 +117,38 @@ TEST(ServerOptionsTest, HistoryAndReplayLogSizes) {
             "--history-size must be a number from 0 to 1024, got '1025'");
   EXPECT_EQ(parseError({"--replay-log-size", "-1"}),
             "--replay-log-size must be a number from 0 to 1048576, got '-1'");
+}
+
+TEST(ServerOptionsTest, WatchStreamLimits) {
+  std::string error;
+  bool help = false;
+  const auto defaults = parseServerOptions({}, error, help);
+  ASSERT_TRUE(defaults) << error;
+  EXPECT_EQ(defaults->max_watch_streams, 1000u);
+  EXPECT_EQ(defaults->watch_stream_bytes, size_t{32} << 20);
+
+  const auto set = parseServerOptions({"--max-watch-streams", "2500", "--watch-stream-bytes=64KiB"},
+                                      error, help);
+  ASSERT_TRUE(set) << error;
+  EXPECT_EQ(set->max_watch_streams, 2500u);
+  EXPECT_EQ(set->watch_stream_bytes, 65536u);
+  for (const auto& [text, bytes] : std::vector<std::pair<std::string, size_t>>{
+           {"1048576", 1048576}, {"256KiB", 262144}, {"16MiB", 16777216}, {"1GiB", 1073741824}}) {
+    const auto parsed = parseServerOptions({"--watch-stream-bytes", text}, error, help);
+    ASSERT_TRUE(parsed) << text << ": " << error;
+    EXPECT_EQ(parsed->watch_stream_bytes, bytes) << text;
+  }
+
+  EXPECT_EQ(parseError({"--max-watch-streams", "0"}),
+            "--max-watch-streams must be a number from 1 to 100000, got '0'");
+  EXPECT_EQ(parseError({"--max-watch-streams=lots"}),
+            "--max-watch-streams must be a number from 1 to 100000, got 'lots'");
+  for (const char* bad : {"1000", "63KiB", "2GiB", "16MB", "16 MiB", "MiB", "-1"}) {
+    EXPECT_EQ(parseError({"--watch-stream-bytes", bad}),
+              std::string("--watch-stream-bytes must be a size from 64KiB to 1GiB (bytes, or a "
+                          "whole number with KiB, MiB or GiB, e.g. 16MiB), got '") +
+                  bad + "'");
+  }
 }
 
 TEST(ServerOptionsTest, ClusterMemberIdAndTtl) {
