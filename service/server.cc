@@ -28,10 +28,17 @@ std::string hostName() {
   return name;
 }
 
+// This replica's name in a cluster: --member-id, or the host name (a pod's name on Kubernetes).
+std::string memberIdOf(const ServerOptions& options) {
+  return options.member_id.empty() ? hostName() : options.member_id;
+}
+
 HealthBusOptions busOptions(const ServerOptions& options) {
   HealthBusOptions bus;
   bus.history_size = options.history_size;
   bus.replay_log_size = options.replay_log_size;
+  // Statuses name their replica (EndpointStatus.supervised_by) only in cluster mode.
+  if (options.store.kind == StoreLocation::Kind::kEtcd) bus.supervisor_name = memberIdOf(options);
   return bus;
 }
 
@@ -97,7 +104,7 @@ bool Server::start(std::string& error) {
     ClusteredRegistry& registry = *clustered;
     registry_ = std::move(clustered);
     ClusterOptions cluster_options;
-    cluster_options.member_id = options_.member_id.empty() ? hostName() : options_.member_id;
+    cluster_options.member_id = memberIdOf(options_);
     cluster_options.ttl = options_.member_ttl;
     cluster_options.dials_per_second = options_.restore_dials_per_second;
     cluster_options.join_timeout = std::max<std::chrono::milliseconds>(

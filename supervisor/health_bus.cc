@@ -82,6 +82,7 @@ std::string resumeRefusal(uint64_t since, uint64_t current, const ReplayLog& log
 
 HealthBus::HealthBus(HealthBusOptions options)
     : replay_log_size_(options.replay_log_size),
+      supervisor_name_(std::move(options.supervisor_name)),
       revision_(options.start_revision.value_or(microsecondsSinceEpoch())),
       history_(options.history_size),
       replay_log_(options.replay_log_size, revision_) {}
@@ -139,12 +140,21 @@ void HealthBus::deliver(EndpointState& state, std::shared_ptr<core::HealthEvent>
   replay_log_.append({state.latest, std::move(relabelled_from)});
 }
 
+core::EndpointStatus HealthBus::stamped(const EndpointState& state,
+                                        const core::EndpointStatus& status) const {
+  // Another replica's status keeps the name that replica gave it; an unreported one has none.
+  if (supervisor_name_.empty() || !state.supervised_here) return status;
+  core::EndpointStatus out = status;
+  out.supervised_by = supervisor_name_;
+  return out;
+}
+
 void HealthBus::deliverChange(EndpointState& state, const std::string& id,
                               const core::EndpointStatus& status, core::WallTime at,
                               std::vector<std::shared_ptr<WatchSubscription>>& woken) {
   auto event = newEvent(core::HealthEvent::Type::kChanged, id, ++revision_, at);
   event->labels = state.labels();
-  event->status = status;
+  event->status = stamped(state, status);
   event->previous_health = state.latest->status.health;
   deliver(state, std::move(event), woken);
 }
@@ -176,7 +186,7 @@ void HealthBus::registerState(const std::string& id, uint64_t incarnation,
     state.supervised_here = supervised_here;
     auto event = newEvent(core::HealthEvent::Type::kRegistered, id, ++revision_, at);
     event->labels = std::move(labels);
-    event->status = status;
+    event->status = stamped(state, status);
     deliver(state, std::move(event), woken);
   }
   for (const auto& subscription : woken) subscription->wake_();
@@ -245,7 +255,7 @@ void HealthBus::replaceRegistration(const std::string& id, uint64_t incarnation,
     if (live) state.live = std::move(live);
     auto event = newEvent(core::HealthEvent::Type::kChanged, id, ++revision_, at);
     event->labels = std::move(labels);
-    event->status = status ? *status : state.latest->status;
+    event->status = status ? stamped(state, *status) : state.latest->status;
     event->previous_health = state.latest->status.health;
     // A watcher filtering on labels sees the event if either the old or the new labels match,
     // so that an endpoint leaving its selection is not silently lost.

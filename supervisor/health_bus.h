@@ -48,6 +48,10 @@ struct HealthBusOptions {
   // (as long as a run publishes fewer than a million events per second on average) and a
   // watcher resuming across a restart is refused rather than handed the wrong events.
   std::optional<uint64_t> start_revision;
+  // Cluster mode: this replica's member id, written into the status of every endpoint supervised
+  // here (EndpointStatus::supervised_by) as it is published, so that watchers, Get and the status
+  // this replica puts in etcd all name it. Empty in single-node mode: nothing is written.
+  std::string supervisor_name;
 };
 
 // Why a watch cannot be resumed from the revision it asked for.
@@ -192,10 +196,14 @@ class HealthBus {
                      std::vector<std::shared_ptr<WatchSubscription>>& woken) WSV_REQUIRES(mu_);
   // Queues the snapshot-complete marker (at the current revision) and starts delivering live
   // changes to `subscription`.
+  // `status` as published for `state`: named after this replica when it is supervised here.
+  core::EndpointStatus stamped(const EndpointState& state,
+                               const core::EndpointStatus& status) const;
   void completeSubscriptionUnderLocks(const std::shared_ptr<WatchSubscription>& subscription)
       WSV_REQUIRES(mu_, subscription->mu_);
 
   const size_t replay_log_size_;
+  const std::string supervisor_name_;
   // Lock order: a Registry's locks (changes_mu_, map_mu_) may be held when this one is taken
   // (the registry publishes under them); a subscription's mu_ is taken after it. Nothing here
   // calls out to other code while holding it (wake callbacks run after it is released).

@@ -364,6 +364,7 @@ void statusToProto(const core::EndpointStatus& status, v1::EndpointStatus* proto
   proto->set_heartbeats_sent(status.heartbeats_sent);
   proto->set_underlying_health(healthToProto(status.underlying_health));
   proto->set_transition_reason(status.transition_reason);
+  proto->set_supervised_by(status.supervised_by);
 }
 
 void probeResultToProto(const core::ProbeResult& result, v1::ProbeEndpointResponse* proto) {
@@ -460,6 +461,7 @@ core::EndpointStatus statusFromProto(const v1::EndpointStatus& proto) {
   status.heartbeats_sent = proto.heartbeats_sent();
   status.underlying_health = healthFromProto(proto.underlying_health());
   status.transition_reason = proto.transition_reason();
+  status.supervised_by = proto.supervised_by();
   return status;
 }
 

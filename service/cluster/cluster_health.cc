@@ -28,7 +28,7 @@ std::optional<v1::EndpointStatus> ClusterHealth::get(const std::string& id) cons
 
 bool ClusterHealth::sameState(const v1::EndpointStatus& a, const v1::EndpointStatus& b) {
   return a.health() == b.health() && a.phase() == b.phase() &&
-         a.underlying_health() == b.underlying_health() &&
+         a.supervised_by() == b.supervised_by() && a.underlying_health() == b.underlying_health() &&
          a.last_transition_time().seconds() == b.last_transition_time().seconds() &&
          a.last_transition_time().nanos() == b.last_transition_time().nanos();
 }

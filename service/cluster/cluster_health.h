@@ -25,8 +25,9 @@ class ClusterHealth {
   std::optional<v1::EndpointStatus> get(const std::string& id) const;
 
   // Whether `b` differs from `a` in what is worth publishing: health, phase, the health under
-  // flap damping and the time of the last transition. RTTs and counters change with every
-  // heartbeat and are left to the owner's own Get, WatchHealth and metrics.
+  // flap damping, the replica supervising it and the time of the last transition. RTTs and
+  // counters change with every heartbeat and are left to the owner's own Get, WatchHealth and
+  // metrics.
   static bool sameState(const v1::EndpointStatus& a, const v1::EndpointStatus& b);
 
  private:

@@ -70,6 +70,9 @@ struct EndpointStatus {
   Health underlying_health = Health::kUnknown;
   // Why `health` last changed ("heartbeat failed: pong_timeout", "6 changes within 2m", ...).
   std::string transition_reason;
+  // Cluster mode: the member id of the replica that supervises the endpoint; empty in single-node
+  // mode and while no replica does. Stamped by the HealthBus of the supervising replica.
+  std::string supervised_by;
 };
 
 }  // namespace wsvisor::core

@@ -268,6 +268,36 @@ TEST_F(HealthBusTest, EndpointsSupervisedElsewhereAreWatchedButNotCounted) {
   EXPECT_TRUE(bus_.state("here")->supervised_here);
 }
 
+TEST(HealthBusSupervisorTest, StatusesNameTheReplicaThatSupervisesThem) {
+  HealthBusOptions options = startingAt(kStart);
+  options.supervisor_name = "replica-1";
+  HealthBus bus(options);
+  auto live = std::make_shared<LiveStats>();
+  bus.publishRegistered("here", 1, {}, statusOf(Health::kUnknown), live, kAt);
+  bus.publishChanged("here", 1, statusOf(Health::kHealthy), kAt);
+  EXPECT_EQ(bus.state("here")->currentStatus().supervised_by, "replica-1");
+
+  // Another replica's report keeps that replica's name; an unreported one names none.
+  bus.publishRegisteredElsewhere("there", 2, {}, statusOf(Health::kUnknown, "awaiting"), kAt);
+  EXPECT_EQ(bus.state("there")->currentStatus().supervised_by, "");
+  core::EndpointStatus remote = statusOf(Health::kHealthy);
+  remote.supervised_by = "replica-2";
+  bus.publishChanged("there", 2, remote, kAt);
+  EXPECT_EQ(bus.state("there")->currentStatus().supervised_by, "replica-2");
+
+  // Handed over here, and away again.
+  bus.publishHandover("there", 3, statusOf(Health::kUnknown, "supervised here"), live, kAt);
+  EXPECT_EQ(bus.state("there")->currentStatus().supervised_by, "replica-1");
+  bus.publishHandover("there", 4, statusOf(Health::kUnknown, "handed over"), nullptr, kAt);
+  EXPECT_EQ(bus.state("there")->currentStatus().supervised_by, "");
+}
+
+TEST_F(HealthBusTest, ASingleNodeBusNamesNoReplica) {
+  add("a", 1);
+  bus_.publishChanged("a", 1, statusOf(Health::kHealthy), kAt);
+  EXPECT_EQ(bus_.state("a")->currentStatus().supervised_by, "");
+}
+
 TEST_F(HealthBusTest, ZeroSizedLogResumesOnlyAtTheCurrentRevision) {
   HealthBus bus(startingAt(kStart, /*replay_log_size=*/0));
   bus.publishRegistered("a", 1, {}, core::EndpointStatus{}, live_, kAt);

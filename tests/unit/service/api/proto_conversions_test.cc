@@ -113,8 +113,10 @@ TEST(StatusFromProtoTest, ABroadcastStatusReadsBackAsItWasPublished) {
   status.next_attempt = core::MonoClock::now() + std::chrono::seconds(3);
   status.heartbeats_sent = 99;
   status.transition_reason = "6 changes within 2m";
+  status.supervised_by = "replica-2";
   v1::EndpointStatus proto;
   statusToProto(status, &proto);
+  EXPECT_EQ(proto.supervised_by(), "replica-2");
   const core::EndpointStatus back = statusFromProto(proto);
   EXPECT_EQ(back.health, status.health);
   EXPECT_EQ(back.underlying_health, status.underlying_health);
@@ -129,6 +131,7 @@ TEST(StatusFromProtoTest, ABroadcastStatusReadsBackAsItWasPublished) {
   EXPECT_EQ(back.next_attempt, status.next_attempt);
   EXPECT_EQ(back.heartbeats_sent, 99u);
   EXPECT_EQ(back.transition_reason, status.transition_reason);
+  EXPECT_EQ(back.supervised_by, "replica-2");
 
   v1::EndpointStatus unknown;
   unknown.set_health(static_cast<v1::Health>(77));
