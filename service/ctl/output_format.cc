@@ -222,8 +222,14 @@ std::string formatTimestamp(const google::protobuf::Timestamp& time) {
 void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, EndpointTable table,
                         WallTime now, std::ostream& out) {
   const bool with_generation = table == EndpointTable::kGet;
+  // Only a cluster names the replica that supervises an endpoint: a single wsvisor's table keeps
+  // its columns, and a cluster's shows "-" where no replica supervises one.
+  const bool with_supervisor = std::any_of(
+      endpoints.begin(), endpoints.end(),
+      [](const v1::Endpoint& endpoint) { return !endpoint.status().supervised_by().empty(); });
   std::vector<std::string> header = {"ID", "HEALTH", "PHASE", "RTT", "FAILURES", "OWNER"};
   if (with_generation) header.push_back("GENERATION");
+  if (with_supervisor) header.push_back("SUPERVISED BY");
   header.insert(header.end(), {"URL", "LAST FAILURE"});
   TextTable text(std::move(header));
   for (const v1::Endpoint& endpoint : endpoints) {
@@ -235,6 +241,9 @@ void printEndpointTable(const std::vector<v1::Endpoint>& endpoints, EndpointTabl
                                     std::to_string(status.consecutive_failures()),
                                     ownerCell(endpoint.owner())};
     if (with_generation) row.push_back(generationCell(endpoint.generation()));
+    if (with_supervisor) {
+      row.push_back(status.supervised_by().empty() ? std::string(kNone) : status.supervised_by());
+    }
     row.insert(row.end(), {endpoint.spec().url(), lastFailureCell(status, now)});
     text.addRow(std::move(row));
   }

@@ -66,7 +66,9 @@ std::string lastFailureCell(const v1::EndpointStatus& status, WallTime now);
 enum class EndpointTable { kList, kGet };
 
 // The `get` and `list` table: ID, HEALTH, PHASE, RTT (smoothed), FAILURES (consecutive), OWNER,
-// GENERATION (`get` only), URL, LAST FAILURE (see lastFailureCell(); ages are taken at `now`).
+// GENERATION (`get` only), SUPERVISED BY (only when some endpoint names the cluster replica that
+// supervises it; "-" for one that no replica supervises), URL, LAST FAILURE (see
+// lastFailureCell(); ages are taken at `now`).
 // The free-text failure comes last so that a long detail does not push the other columns apart.
 // An owner or generation that the server did not send (one older than both) shows as "-".
 // Prints the header alone when `endpoints` is empty.

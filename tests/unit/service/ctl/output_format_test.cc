@@ -199,6 +199,28 @@ TEST(OutputFormatTest, OwnerAndGenerationAnOlderServerDidNotSendAreDashes) {
   EXPECT_THAT(out.str(), HasSubstr("  0         -      -           ws://"));
 }
 
+TEST(OutputFormatTest, ClusterTablesNameTheSupervisingReplica) {
+  std::vector<v1::Endpoint> endpoints = twoEndpoints();
+  endpoints[0].mutable_status()->set_supervised_by("replica-2");
+  std::ostringstream list;
+  printEndpointTable(endpoints, EndpointTable::kList, kNow, list);
+  EXPECT_EQ(
+      list.str(),
+      "ID      HEALTH     PHASE        RTT      FAILURES  OWNER        SUPERVISED BY  URL      "
+      "              LAST FAILURE\n"
+      "echo-1  healthy    open         1.235ms  0         api          replica-2      "
+      "ws://127.0.0.1:9001/   -\n"
+      "feed    unhealthy  backing_off  -        3         config-file  -              "
+      "wss://feed.example/v1  closed_by_peer (close 1001): going away\n");
+  std::ostringstream get;
+  printEndpointTable({endpoints[0]}, EndpointTable::kGet, kNow, get);
+  EXPECT_EQ(get.str(),
+            "ID      HEALTH   PHASE  RTT      FAILURES  OWNER  GENERATION  SUPERVISED BY  URL      "
+            "             LAST FAILURE\n"
+            "echo-1  healthy  open   1.235ms  0         api    12          replica-2      "
+            "ws://127.0.0.1:9001/  -\n");
+}
+
 TEST(OutputFormatTest, EmptyEndpointTableIsTheHeader) {
   std::ostringstream list;
   printEndpointTable({}, EndpointTable::kList, kNow, list);
