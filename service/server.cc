@@ -64,6 +64,11 @@ Server::~Server() { shutdown(); }
 bool Server::start(std::string& error) {
   setLogLevel(options_.log_level);
   fd_budget_ = FdBudget::raiseAndMeasure(kReservedFds);
+  if (options_.max_connections != 0 && options_.max_connections < fd_budget_.max_endpoints) {
+    WSV_LOG(kInfo) << "--max-connections " << options_.max_connections
+                   << " lowers the connection budget from " << fd_budget_.max_endpoints;
+    fd_budget_.max_endpoints = options_.max_connections;
+  }
   RegistryOptions registry_options;
   registry_options.io_threads = options_.threads;
   registry_options.max_connections = fd_budget_.max_endpoints;

@@ -136,6 +136,10 @@ Flags:
                            one thread is cheapest per heartbeat until it is saturated.
   --max-endpoints N        Registrations beyond N are refused with RESOURCE_EXHAUSTED; the
                            open-files limit may lower it (logged at start-up). Default 100000.
+  --max-connections N      Hold at most N upstream connections (endpoints and probes) in this
+                           process, below what the open-files limit allows. In cluster mode the
+                           replica claims no more; endpoints it is preferred for go to the next
+                           replica with room. Default: the open-files budget.
   --shutdown-grace D       On SIGTERM/SIGINT, how long to wait for upstream connections to
                            close (e.g. 500ms, 10s). Default 10s.
   --history-size N         Health transitions kept in memory per endpoint for
@@ -286,6 +290,11 @@ std::optional<ServerOptions> parseServerOptions(const std::vector<std::string>& 
     } else if (name == "--max-endpoints") {
       if (!parseCount(v, 1, 10000000, options.max_endpoints)) {
         error = "--max-endpoints must be a number from 1 to 10000000, got '" + v + "'";
+        return std::nullopt;
+      }
+    } else if (name == "--max-connections") {
+      if (!parseCount(v, 1, 10000000, options.max_connections)) {
+        error = "--max-connections must be a number from 1 to 10000000, got '" + v + "'";
         return std::nullopt;
       }
     } else if (name == "--shutdown-grace") {

@@ -47,6 +47,9 @@ struct ServerOptions {
   size_t threads = 1;
   LogLevel log_level = LogLevel::kInfo;
   size_t max_endpoints = 100000;
+  // Connections (endpoints and probes) this process holds at most: lowers the open-files budget
+  // (FdBudget::max_endpoints). 0: the open-files budget alone.
+  size_t max_connections = 0;
   std::chrono::milliseconds shutdown_grace{10000};
   size_t history_size = 64;        // health transitions kept per endpoint; 0: none
   size_t replay_log_size = 16384;  // published events kept for resuming watches; 0: none

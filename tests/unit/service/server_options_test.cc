@@ -151,6 +151,19 @@ TEST(ServerOptionsTest, WatchStreamLimits) {
   }
 }
 
+TEST(ServerOptionsTest, MaxConnectionsLowersTheBudgetOnlyWhenGiven) {
+  std::string error;
+  bool help = false;
+  const auto defaults = parseServerOptions({}, error, help);
+  ASSERT_TRUE(defaults) << error;
+  EXPECT_EQ(defaults->max_connections, 0u);
+  const auto tiny = parseServerOptions({"--max-connections", "3"}, error, help);
+  ASSERT_TRUE(tiny) << error;
+  EXPECT_EQ(tiny->max_connections, 3u);
+  EXPECT_EQ(parseError({"--max-connections", "0"}),
+            "--max-connections must be a number from 1 to 10000000, got '0'");
+}
+
 TEST(ServerOptionsTest, ClusterMemberIdAndTtl) {
   std::string error;
   bool help = false;
