@@ -54,6 +54,8 @@ class ClusteredRegistry final : public Registry {
   std::vector<std::string> supervisedIds() const WSV_EXCLUDES(map_mu_);
   // Whether one more connection fits the open-files budget next to the running probes.
   bool hasRoomToSupervise() const { return shards_.hasRoomForAnotherConnection(); }
+  // The connections this replica can hold in all (endpoints and probes): its open-files budget.
+  size_t maxConnections() const { return shards_.maxConnections(); }
 
  protected:
   // A replica supervises only what it claims, so a registration holds no connection here; the

@@ -41,7 +41,8 @@ ClusterMember::ClusterMember(etcd::EtcdEndpointStore& store, ClusteredRegistry& 
       options_(std::move(options)),
       members_prefix_(store.prefix() + "/members/"),
       owners_prefix_(store.prefix() + "/owners/"),
-      health_prefix_(store.prefix() + "/health/") {}
+      health_prefix_(store.prefix() + "/health/"),
+      capacity_prefix_(store.prefix() + "/capacity/") {}
 
 ClusterMember::~ClusterMember() { stop(); }
 
@@ -109,6 +110,7 @@ bool ClusterMember::join(bool exclusive, std::string& error) {
       deadline_->lost();
       return false;
     }
+    publishCapacity(lease.id);
     return true;
   }
   // A replica killed a moment ago still holds its key until its lease expires: wait that long.
@@ -118,6 +120,7 @@ bool ClusterMember::join(bool exclusive, std::string& error) {
     auto failure = client_.createIfAbsent(key, options_.member_id, lease.id, swap);
     if (!failure && swap.succeeded) {
       joined_at_revision_ = swap.revision;
+      publishCapacity(lease.id);
       return true;
     }
     if (Clock::now() + kJoinRetry >= give_up) {
@@ -132,6 +135,14 @@ bool ClusterMember::join(bool exclusive, std::string& error) {
                         << " ms for the previous holder's lease to expire";
     }
     std::this_thread::sleep_for(kJoinRetry);
+  }
+}
+
+void ClusterMember::publishCapacity(int64_t lease) {
+  const std::string key = capacity_prefix_ + options_.member_id;
+  if (auto failure = client_.put(key, std::to_string(registry_.maxConnections()), lease)) {
+    WSV_LOG(kWarning) << "cannot write " << key << " (the other replicas route to this one as if "
+                      << "it had no limit): " << failure->message;
   }
 }
 
@@ -238,6 +249,55 @@ bool ClusterMember::startOwnersWatch(std::string& error) {
   return true;
 }
 
+namespace {
+
+// A capacity/ value; nullopt when it is not a count (then the member is taken to have no limit).
+std::optional<size_t> parseCapacity(const std::string& text) {
+  if (text.empty() || text.size() > 18) return std::nullopt;
+  size_t value = 0;
+  for (const char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<size_t>(c - '0');
+  }
+  return value;
+}
+
+}  // namespace
+
+bool ClusterMember::startCapacityWatch(std::string& error) {
+  etcd::EtcdRange range;
+  if (auto failure = client_.getPrefix(capacity_prefix_, range)) {
+    error = "cannot read the members' capacities: " + failure->message;
+    return false;
+  }
+  {
+    MutexLock lock(mu_);
+    capacities_.clear();
+    for (const etcd::EtcdKeyValue& kv : range.kvs) {
+      if (auto capacity = parseCapacity(kv.value))
+        capacities_[suffixAfter(kv.key, capacity_prefix_)] = *capacity;
+    }
+  }
+  etcd::PrefixWatch::Callbacks callbacks;
+  callbacks.on_events = [this](const std::vector<etcd::EtcdEvent>& events, int64_t) {
+    MutexLock lock(mu_);
+    for (const etcd::EtcdEvent& event : events) {
+      const std::string member = suffixAfter(event.kv.key, capacity_prefix_);
+      auto capacity = event.type == etcd::EtcdEvent::Type::kDelete ? std::nullopt
+                                                                   : parseCapacity(event.kv.value);
+      if (capacity) {
+        capacities_[member] = *capacity;
+      } else {
+        capacities_.erase(member);
+      }
+    }
+    dirty_ = true;
+    wake_.notifyAll();
+  };
+  watchFrom(kCapacityWatch, capacity_prefix_, range.revision + 1, std::move(callbacks));
+  return true;
+}
+
 bool ClusterMember::startHealthWatch(std::string& error) {
   etcd::EtcdRange range;
   if (auto failure = client_.getPrefix(health_prefix_, range)) {
@@ -328,8 +388,8 @@ bool ClusterMember::start(std::string& error) {
     health_changed_ = true;
     wake_.notifyAll();
   });
-  if (!startMembersWatch(error) || !startOwnersWatch(error) || !startHealthWatch(error) ||
-      !startEndpointsWatch(error)) {
+  if (!startMembersWatch(error) || !startOwnersWatch(error) || !startCapacityWatch(error) ||
+      !startHealthWatch(error) || !startEndpointsWatch(error)) {
     return false;
   }
   WSV_LOG(kInfo) << "joined the cluster at " << store_.describe() << " as member "
@@ -472,10 +532,12 @@ ClusterMember::Pass ClusterMember::beginPass() {
   Pass pass;
   std::vector<std::string> members;
   std::map<std::string, Holder> owners;
+  std::map<std::string, size_t> capacities;
   {
     MutexLock lock(mu_);
     members.assign(members_.begin(), members_.end());
     owners = owners_;
+    capacities = capacities_;
     pass.lease = lease_id_;
     pass.may_claim = leaseDeadline().mayClaim(Clock::now());
   }
@@ -493,6 +555,19 @@ ClusterMember::Pass ClusterMember::beginPass() {
   for (const auto& [id, holder] : owners) {
     if (holder.member == options_.member_id && holder.lease == pass.lease) ids.insert(id);
   }
+  // Where the members' room sends each endpoint. Our own claims count at once (the owners watch
+  // may not show them yet), and so does our own capacity (nor may the capacity watch).
+  core::ClusterPlacement placement;
+  placement.members = members;
+  for (const std::string& member : members) {
+    if (auto it = capacities.find(member); it != capacities.end())
+      placement.capacity[member] = it->second;
+  }
+  placement.capacity[options_.member_id] = registry_.maxConnections();
+  for (const auto& [id, holder] : owners) placement.holders[id] = holder.member;
+  for (const auto& [id, revision] : held_) placement.holders[id] = options_.member_id;
+  placement.registered = registered;
+  const std::map<std::string, std::string> routed = core::routeEndpoints(placement);
   for (const std::string& id : ids) {
     core::OwnershipView view;
     view.endpoint_id = id;
@@ -501,6 +576,8 @@ ClusterMember::Pass ClusterMember::beginPass() {
     view.registered = registered_set.count(id) != 0;
     view.supervising = supervised_set.count(id) != 0;
     view.may_claim = pass.may_claim;
+    view.routed = true;
+    if (auto it = routed.find(id); it != routed.end()) view.routed_to = it->second;
     if (held_.count(id) != 0) {
       view.holder = options_.member_id;
       view.holder_is_our_lease = true;
@@ -542,9 +619,13 @@ bool ClusterMember::startSupervising(const std::string& id, size_t started_this_
   return true;
 }
 
-void ClusterMember::release(const std::string& id) {
+void ClusterMember::release(const core::OwnershipView& view) {
+  const std::string& id = view.endpoint_id;
+  const std::string to = !view.registered ? std::string("unregistered")
+                         : view.routed_to ? "released to replica " + *view.routed_to
+                                          : std::string("released to another replica");
   // Stop the connection first, then free the key: never two connections at once.
-  registry_.setSupervised(id, false, core::Duration::zero(), "released to its preferred owner");
+  registry_.setSupervised(id, false, core::Duration::zero(), to);
   auto it = held_.find(id);
   if (it == held_.end()) return;
   // Our last published status goes before the key, so the next owner's is never overwritten by
@@ -557,16 +638,22 @@ void ClusterMember::release(const std::string& id) {
     return;
   }
   held_.erase(it);
-  WSV_LOG(kInfo) << "endpoint " << id << " released to its preferred owner";
+  WSV_LOG(kInfo) << "endpoint " << id << (view.registered ? " " : " released: ") << to;
 }
 
-void ClusterMember::warnNoRoom(size_t no_room) {
-  if (no_room == 0 || Clock::now() < next_no_room_warning_) return;
+void ClusterMember::warnNoRoom(size_t no_room, size_t nowhere) {
+  if ((no_room == 0 && nowhere == 0) || Clock::now() < next_no_room_warning_) return;
   next_no_room_warning_ = Clock::now() + kNoRoomWarningEvery;
-  WSV_LOG(kError) << "cannot take " << no_room << " endpoints this replica is preferred for: its "
-                  << registry_.connectionsInUse()
-                  << " connections fill its open-files budget; they stay unsupervised until a "
-                     "replica with room is preferred (add replicas or raise the limit)";
+  if (no_room > 0) {
+    WSV_LOG(kError) << "cannot take " << no_room << " endpoints routed to this replica: its "
+                    << registry_.connectionsInUse() << " connections and running probes fill its "
+                    << "budget of " << registry_.maxConnections()
+                    << "; they stay unsupervised until it has room";
+  }
+  if (nowhere > 0) {
+    WSV_LOG(kError) << nowhere << " endpoints are unsupervised: every replica's open-files budget "
+                    << "is full (add replicas or raise the limit)";
+  }
 }
 
 void ClusterMember::reconcileOnce() {
@@ -581,9 +668,16 @@ void ClusterMember::reconcileOnce() {
   const Pass pass = beginPass();
   size_t started = 0;
   size_t no_room = 0;
+  size_t nowhere = 0;
   for (const core::OwnershipView& view : pass.views) {
     switch (core::decideOwnership(view)) {
       case core::OwnershipAction::kNone:
+        // Unheld and routed to no one: no member has room. Counted by the replica it would go to
+        // first, so that one replica says it.
+        if (!view.holder && view.registered && !view.routed_to &&
+            core::preferredOwner(view.members, view.endpoint_id) == options_.member_id) {
+          ++nowhere;
+        }
         break;
       case core::OwnershipAction::kClaim:
         // Without a descriptor for it the endpoint stays unclaimed (and unreported everywhere)
@@ -599,11 +693,11 @@ void ClusterMember::reconcileOnce() {
         if (startSupervising(view.endpoint_id, started)) ++started;
         break;
       case core::OwnershipAction::kRelease:
-        release(view.endpoint_id);
+        release(view);
         break;
     }
   }
-  warnNoRoom(no_room);
+  warnNoRoom(no_room, nowhere);
   publishHealth(pass.lease);
 }
 

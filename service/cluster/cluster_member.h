@@ -37,6 +37,14 @@ struct ClusterOptions {
 //
 // Keys under the store's prefix:
 //   members/<member-id>  = member id, bound to this replica's lease: the live members
+//   capacity/<member-id> = how many endpoint connections the member can hold in all (decimal: its
+//                          open-files budget, or --max-connections), bound to its lease, put
+//                          when it joins. With the owner keys this tells every replica how much
+//                          room each member has left, and so where an endpoint goes when its
+//                          preferred replica is full (core::routeEndpoints): to the next replica
+//                          in its rendezvous order with room, and back only as far as room
+//                          frees up, so a full replica causes no claim/release churn. A member
+//                          without this key (an older wsvisor) is taken to have no limit.
 //   owners/<endpoint-id> = member id, bound to the owner's lease, created only if absent
 //   health/<endpoint-id> = the owner's v1.EndpointStatus, bound to its lease, put on each change
 //                          of state (not per heartbeat). Every replica watches it into its own
@@ -72,7 +80,13 @@ class ClusterMember {
     int64_t mod_revision = 0;
   };
   // The prefixes this member watches, each in its slot of watches_.
-  enum WatchedPrefix : size_t { kEndpointsWatch, kMembersWatch, kOwnersWatch, kHealthWatch };
+  enum WatchedPrefix : size_t {
+    kEndpointsWatch,
+    kMembersWatch,
+    kOwnersWatch,
+    kHealthWatch,
+    kCapacityWatch
+  };
   struct WatchSlot {
     // (Re)reads the prefix and watches it from the revision after the read.
     bool (ClusterMember::*start)(std::string& error);
@@ -92,10 +106,13 @@ class ClusterMember {
 
   // Grants a lease and puts the member key; with `exclusive`, only if no live replica holds it.
   bool join(bool exclusive, std::string& error) WSV_EXCLUDES(mu_);
+  // Puts capacity/<member-id> under `lease`; a failure is logged (the others then see no limit).
+  void publishCapacity(int64_t lease);
   bool startEndpointsWatch(std::string& error);
   bool startMembersWatch(std::string& error);
   bool startOwnersWatch(std::string& error);
   bool startHealthWatch(std::string& error);
+  bool startCapacityWatch(std::string& error);
   // Puts a watch of `prefix` from `revision` in its slot, with the slot's on_compacted.
   void watchFrom(WatchedPrefix which, const std::string& prefix, int64_t revision,
                  etcd::PrefixWatch::Callbacks callbacks);
@@ -114,15 +131,17 @@ class ClusterMember {
   void restartCompactedWatches();
   //  2. with the lease lost: stop everything, revoke it and join with a new one (false: not yet);
   bool rejoin();
-  //  3. what the ownership rule sees of every endpoint that is registered or ours;
+  //  3. what the ownership rule sees of every endpoint that is registered or ours, with where
+  //     the members' room routes it (core::routeEndpoints);
   Pass beginPass() WSV_EXCLUDES(mu_);
   //  4. for each, what it decides: claim the owner key (false: not ours), start supervising
   //     (false: the lease or the budget does not allow it), or release;
   bool claim(const std::string& id, int64_t lease);
   bool startSupervising(const std::string& id, size_t started_this_pass) WSV_EXCLUDES(own_mu_, mu_);
-  void release(const std::string& id);
-  //  5. say when the budget kept this replica from endpoints it is preferred for; then publish.
-  void warnNoRoom(size_t no_room);
+  void release(const core::OwnershipView& view);
+  //  5. say when endpoints stay unsupervised for want of room: this replica's budget kept it from
+  //     endpoints routed to it (`no_room`), or no member has room (`nowhere`); then publish.
+  void warnNoRoom(size_t no_room, size_t nowhere);
   void guardLoop();
   // Stops every connection this replica runs.
   void stopAll(const std::string& why) WSV_EXCLUDES(own_mu_);
@@ -140,6 +159,7 @@ class ClusterMember {
   const std::string members_prefix_;
   const std::string owners_prefix_;
   const std::string health_prefix_;
+  const std::string capacity_prefix_;
 
   // Locks, in the order they are taken: own_mu_, then the registry's, then mu_ (never held while
   // calling out); remote_mu_ before the registry's.
@@ -162,7 +182,8 @@ class ClusterMember {
   bool health_changed_ WSV_GUARDED_BY(mu_) = false;  // the bus has changes
   std::chrono::steady_clock::time_point next_reconcile_ WSV_GUARDED_BY(mu_){};
   std::set<std::string> members_ WSV_GUARDED_BY(mu_);
-  std::map<std::string, Holder> owners_ WSV_GUARDED_BY(mu_);  // endpoint id -> holder
+  std::map<std::string, Holder> owners_ WSV_GUARDED_BY(mu_);      // endpoint id -> holder
+  std::map<std::string, size_t> capacities_ WSV_GUARDED_BY(mu_);  // member id -> capacity/ value
   int64_t lease_id_ WSV_GUARDED_BY(mu_) = 0;
   std::optional<core::LeaseDeadline> deadline_ WSV_GUARDED_BY(mu_);
   std::string lease_lost_reason_ WSV_GUARDED_BY(mu_);  // set by the keeper's callback
@@ -170,10 +191,11 @@ class ClusterMember {
   // Touched only by the reconciler (and start/stop when it does not run); keeper_ is swapped
   // under mu_ too, as leaseDeadline() reads it.
   std::unique_ptr<etcd::LeaseKeeper> keeper_;
-  std::array<WatchSlot, 4> watches_{{{&ClusterMember::startEndpointsWatch, nullptr, {}},
+  std::array<WatchSlot, 5> watches_{{{&ClusterMember::startEndpointsWatch, nullptr, {}},
                                      {&ClusterMember::startMembersWatch, nullptr, {}},
                                      {&ClusterMember::startOwnersWatch, nullptr, {}},
-                                     {&ClusterMember::startHealthWatch, nullptr, {}}}};
+                                     {&ClusterMember::startHealthWatch, nullptr, {}},
+                                     {&ClusterMember::startCapacityWatch, nullptr, {}}}};
   int64_t joined_at_revision_ = 0;       // the etcd revision that created our member key
   std::map<std::string, int64_t> held_;  // keys we created under lease_id_: id -> mod revision
   std::map<std::string, v1::EndpointStatus> published_;  // what we put under health/, by id

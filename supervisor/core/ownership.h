@@ -1,7 +1,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +26,41 @@ uint64_t rendezvousWeight(const std::string& member_id, const std::string& endpo
 std::optional<std::string> preferredOwner(const std::vector<std::string>& members,
                                           const std::string& endpoint_id);
 
+// The members' rendezvous order for `endpoint_id`: preferredOwner first, then the member it would
+// fall to if that one left, and so on.
+std::vector<std::string> preferenceOrder(const std::vector<std::string>& members,
+                                         const std::string& endpoint_id);
+
+// Routing around full replicas. Each member publishes its capacity: how many endpoint connections
+// it can hold in all (its open-files budget). With the owner keys, which every replica watches,
+// each replica computes the same free room for every member, `capacity - keys it holds`, from
+// one source: a claim or a release moves the room and the owner keys in the same etcd write, so
+// no replica acts on a room that its view of the owners has already used up.
+//
+// Where an endpoint goes (routeEndpoints):
+//   - unheld: to the first member in its preference order with free room left after the unheld
+//     endpoints before it (in id order) that went there ("the next replica with room"); to none
+//     when every member is full. Such endpoints count as pending for that member.
+//   - held: it stays with its holder, unless a member ahead of the holder in its order has free
+//     room. Then it is a candidate to move there; of each member's candidates, sorted by id, only
+//     the first `free room - pending` move. Every replica ranks the same list, so a member that
+//     frees one slot draws exactly one endpoint back, and a member that stays full draws none:
+//     no release that the full member could not take, hence no claim/release churn at the edge.
+// Worked example: members a, b, c; a publishes capacity 2 and holds x and y; z prefers a, then b.
+// a has no free room, so z goes to b (claimed by b). While a stays full, z stays at b. When x is
+// unregistered, a's room is 1: z is a's one candidate and is released by b and claimed by a.
+struct ClusterPlacement {
+  std::vector<std::string> members;        // live members
+  std::map<std::string, size_t> capacity;  // member -> connections it can hold; absent: no limit
+  std::map<std::string, std::string> holders;  // endpoint id -> member named by its owner key
+  std::vector<std::string> registered;         // registered endpoint ids
+};
+
+// Endpoint id -> the member that should hold it, for every registered or held endpoint; absent
+// when no member has room for it. Without published capacities this is preferredOwner for every
+// unheld endpoint and for every held one.
+std::map<std::string, std::string> routeEndpoints(const ClusterPlacement& placement);
+
 // What a replica does about one endpoint, given what it sees in etcd. The ownership key
 // `<prefix>/owners/<id>` is created only if absent and bound to the claimer's lease, so at most
 // one replica holds it at any moment; a replica supervises an endpoint only while it holds it.
@@ -44,6 +81,10 @@ struct OwnershipView {
   bool holder_is_our_lease = false;   // the key is bound to our current lease
   bool supervising = false;           // we run a connection for it
   bool may_claim = true;              // our lease has headroom (LeaseDeadline::mayClaim)
+  // With `routed`, `routed_to` (routeEndpoints) stands where preferredOwner(members) would: the
+  // member that should hold the endpoint; nullopt when no member has room for it.
+  bool routed = false;
+  std::optional<std::string> routed_to;
 };
 
 // The rule, per endpoint. A key that names us but is bound to an older lease of ours (a previous

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <string>
@@ -132,6 +133,155 @@ TEST(DecideOwnershipTest, EmptyMemberViewKeepsWhatItHolds) {
   view.holder_is_our_lease = true;
   view.supervising = true;
   EXPECT_EQ(decideOwnership(view), OwnershipAction::kNone);
+}
+
+TEST(PreferenceOrderTest, StartsWithThePreferredOwnerAndNamesEveryMemberOnce) {
+  const std::vector<std::string> members = {"a", "b", "c"};
+  for (const std::string& id : endpointIds(100)) {
+    const std::vector<std::string> order = preferenceOrder(members, id);
+    ASSERT_EQ(order.size(), 3u);
+    EXPECT_EQ(order[0], preferredOwner(members, id)) << id;
+    // The second choice is who would be preferred without the first.
+    std::vector<std::string> rest;
+    for (const std::string& m : members) {
+      if (m != order[0]) rest.push_back(m);
+    }
+    EXPECT_EQ(order[1], preferredOwner(rest, id)) << id;
+  }
+}
+
+// Endpoints ids whose preference order starts with `first` (then `second`, when given).
+std::vector<std::string> preferring(const std::vector<std::string>& members,
+                                    const std::string& first, size_t count,
+                                    const std::string& second = "") {
+  std::vector<std::string> out;
+  for (int i = 0; out.size() < count; ++i) {
+    const std::string id = "ep-" + std::to_string(i);
+    const auto order = preferenceOrder(members, id);
+    if (order[0] == first && (second.empty() || order[1] == second)) out.push_back(id);
+  }
+  return out;
+}
+
+TEST(RouteEndpointsTest, WithoutCapacitiesEveryEndpointGoesToItsPreferredOwner) {
+  ClusterPlacement placement;
+  placement.members = {"a", "b", "c"};
+  placement.registered = endpointIds(200);
+  // Half of them held by someone who is not preferred: they move, as before routing existed.
+  for (size_t i = 0; i < placement.registered.size(); i += 2) {
+    const std::string& id = placement.registered[i];
+    placement.holders[id] = preferenceOrder(placement.members, id)[2];
+  }
+  const auto routed = routeEndpoints(placement);
+  for (const std::string& id : placement.registered) {
+    EXPECT_EQ(routed.at(id), preferredOwner(placement.members, id)) << id;
+  }
+}
+
+TEST(RouteEndpointsTest, AFullMembersEndpointsGoToTheNextMemberWithRoom) {
+  ClusterPlacement placement;
+  placement.members = {"a", "b", "c"};
+  placement.capacity = {{"a", 2}, {"b", 1000}, {"c", 1000}};
+  const auto for_a = preferring(placement.members, "a", 6);
+  placement.registered = for_a;
+  placement.holders[for_a[0]] = "a";
+  placement.holders[for_a[1]] = "a";
+  const auto routed = routeEndpoints(placement);
+  EXPECT_EQ(routed.at(for_a[0]), "a");
+  EXPECT_EQ(routed.at(for_a[1]), "a");
+  for (size_t i = 2; i < for_a.size(); ++i) {
+    EXPECT_EQ(routed.at(for_a[i]), preferenceOrder(placement.members, for_a[i])[1]) << for_a[i];
+  }
+}
+
+TEST(RouteEndpointsTest, UnheldEndpointsFillTheFreeRoomInIdOrderThenMoveOn) {
+  ClusterPlacement placement;
+  placement.members = {"a", "b"};
+  placement.capacity = {{"a", 2}, {"b", 1000}};
+  const auto for_a = preferring(placement.members, "a", 5);
+  placement.registered = for_a;
+  std::vector<std::string> sorted = for_a;
+  std::sort(sorted.begin(), sorted.end());
+  const auto routed = routeEndpoints(placement);
+  EXPECT_EQ(routed.at(sorted[0]), "a");
+  EXPECT_EQ(routed.at(sorted[1]), "a");
+  for (size_t i = 2; i < sorted.size(); ++i) EXPECT_EQ(routed.at(sorted[i]), "b") << sorted[i];
+}
+
+TEST(RouteEndpointsTest, EndpointsStayWhereTheyAreWhileThePreferredMemberIsFull) {
+  // No churn at the edge: b holds what a could not take; as long as a is full, nothing moves.
+  ClusterPlacement placement;
+  placement.members = {"a", "b", "c"};
+  placement.capacity = {{"a", 2}, {"b", 1000}, {"c", 1000}};
+  const auto for_a = preferring(placement.members, "a", 6, "b");
+  placement.registered = for_a;
+  placement.holders[for_a[0]] = "a";
+  placement.holders[for_a[1]] = "a";
+  for (size_t i = 2; i < for_a.size(); ++i) placement.holders[for_a[i]] = "b";
+  const auto routed = routeEndpoints(placement);
+  for (size_t i = 0; i < for_a.size(); ++i) {
+    EXPECT_EQ(routed.at(for_a[i]), placement.holders[for_a[i]]) << for_a[i];
+  }
+}
+
+TEST(RouteEndpointsTest, OneFreedSlotDrawsExactlyOneEndpointBack) {
+  ClusterPlacement placement;
+  placement.members = {"a", "b"};
+  placement.capacity = {{"a", 2}, {"b", 1000}};
+  auto for_a = preferring(placement.members, "a", 6);
+  std::sort(for_a.begin(), for_a.end());
+  // a held for_a[0] and for_a[1]; for_a[0] was unregistered, so a has one slot free.
+  placement.registered.assign(for_a.begin() + 1, for_a.end());
+  placement.holders[for_a[1]] = "a";
+  for (size_t i = 2; i < for_a.size(); ++i) placement.holders[for_a[i]] = "b";
+  auto routed = routeEndpoints(placement);
+  EXPECT_EQ(routed.at(for_a[2]), "a");  // the first candidate by id: b releases it
+  for (size_t i = 3; i < for_a.size(); ++i) EXPECT_EQ(routed.at(for_a[i]), "b") << for_a[i];
+
+  // Released but not yet claimed: it is pending for a, and no second endpoint is released.
+  placement.holders.erase(for_a[2]);
+  routed = routeEndpoints(placement);
+  EXPECT_EQ(routed.at(for_a[2]), "a");
+  for (size_t i = 3; i < for_a.size(); ++i) EXPECT_EQ(routed.at(for_a[i]), "b") << for_a[i];
+
+  // Claimed by a: a is full again, nothing else moves.
+  placement.holders[for_a[2]] = "a";
+  routed = routeEndpoints(placement);
+  for (size_t i = 3; i < for_a.size(); ++i) EXPECT_EQ(routed.at(for_a[i]), "b") << for_a[i];
+}
+
+TEST(RouteEndpointsTest, NoMemberWithRoomRoutesNowhere) {
+  ClusterPlacement placement;
+  placement.members = {"a", "b"};
+  placement.capacity = {{"a", 1}, {"b", 1}};
+  placement.registered = endpointIds(3);
+  placement.holders["ep-0"] = "a";
+  placement.holders["ep-1"] = "b";
+  const auto routed = routeEndpoints(placement);
+  EXPECT_EQ(routed.at("ep-0"), "a");
+  EXPECT_EQ(routed.at("ep-1"), "b");
+  EXPECT_EQ(routed.count("ep-2"), 0u);
+}
+
+TEST(DecideOwnershipTest, FollowsTheRoutingWhenGiven) {
+  OwnershipView view;
+  view.endpoint_id = "ep";
+  view.self = "b";
+  view.members = {"a", "b"};
+  view.routed = true;
+  view.routed_to = "b";
+  EXPECT_EQ(decideOwnership(view), OwnershipAction::kClaim);
+  view.routed_to = "a";
+  EXPECT_EQ(decideOwnership(view), OwnershipAction::kNone);
+  view.routed_to.reset();  // no member has room
+  EXPECT_EQ(decideOwnership(view), OwnershipAction::kNone);
+  view.holder = "b";
+  view.holder_is_our_lease = true;
+  view.supervising = true;
+  view.routed_to = "b";
+  EXPECT_EQ(decideOwnership(view), OwnershipAction::kNone);
+  view.routed_to = "a";
+  EXPECT_EQ(decideOwnership(view), OwnershipAction::kRelease);
 }
 
 TEST(LeaseDeadlineTest, StopsAMarginBeforeTheLeaseCanExpire) {
