@@ -154,6 +154,7 @@ std::future<void> ClusteredRegistry::unsuperviseUnderMapLock(const std::string& 
   auto stopped = std::make_shared<std::promise<void>>();
   std::future<void> done = stopped->get_future();
   entry.supervised = false;
+  if (entry.live) entry.live->retired.store(true, std::memory_order_release);
   shards_[entry.shard].remove(entry.incarnation, [stopped] { stopped->set_value(); });
   shards_.unplace(entry.shard);
   // A new incarnation: what the stopped session still reports is dropped by the bus.

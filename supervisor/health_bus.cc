@@ -209,16 +209,17 @@ void HealthBus::publishHandover(const std::string& id, uint64_t incarnation,
   for (const auto& subscription : woken) subscription->wake_();
 }
 
-void HealthBus::publishChanged(const std::string& id, uint64_t incarnation,
+bool HealthBus::publishChanged(const std::string& id, uint64_t incarnation,
                                const core::EndpointStatus& status, core::WallTime at) {
   std::vector<std::shared_ptr<WatchSubscription>> woken;
   {
     MutexLock lock(mu_);
     auto it = endpoints_.find(id);
-    if (it == endpoints_.end() || it->second.incarnation != incarnation) return;
+    if (it == endpoints_.end() || it->second.incarnation != incarnation) return false;
     deliverChange(it->second, id, status, at, woken);
   }
   for (const auto& subscription : woken) subscription->wake_();
+  return true;
 }
 
 void HealthBus::publishUnregistered(const std::string& id, uint64_t incarnation,

@@ -134,8 +134,10 @@ class HealthBus {
   void publishHandover(const std::string& id, uint64_t incarnation,
                        const core::EndpointStatus& status, std::shared_ptr<const LiveStats> live,
                        core::WallTime at);
-  // The event's previous_health is the health before this change.
-  void publishChanged(const std::string& id, uint64_t incarnation,
+  // The event's previous_health is the health before this change. Returns false, publishing
+  // nothing, when `incarnation` is no longer the endpoint's registration (unregistered or
+  // replaced): the caller then must not log or count the change either.
+  bool publishChanged(const std::string& id, uint64_t incarnation,
                       const core::EndpointStatus& status, core::WallTime at);
   void publishUnregistered(const std::string& id, uint64_t incarnation, core::WallTime at);
   // The registration was updated: new labels, possibly a new incarnation (the connection is

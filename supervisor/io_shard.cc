@@ -65,6 +65,15 @@ void IoShard::remove(uint64_t key, std::function<void()> stopped) {
   });
 }
 
+void IoShard::failConnectAttemptForTest(uint64_t key, core::Failure failure) {
+  asio::post(io_, [this, key, failure = std::move(failure)] {
+    auto it = endpoints_.find(key);
+    if (it != endpoints_.end()) it->second->handleForTest(core::event::ConnectFailed{failure});
+  });
+}
+
+void IoShard::runForTest(std::function<void()> work) { asio::post(io_, std::move(work)); }
+
 template <typename Call>
 bool IoShard::withProbe(uint64_t key, Call&& call) {
   auto it = probes_.find(key);

@@ -59,6 +59,12 @@ class IoShard {
   // Returns the connections still open.
   size_t shutdown(std::chrono::milliseconds grace);
 
+  // Queues a ConnectFailed event with `failure` for the endpoint with `key`, handled as if its
+  // connection attempt had reported it (SupervisedEndpoint::handleForTest).
+  void failConnectAttemptForTest(uint64_t key, core::Failure failure);
+  // Queues `work` on the io thread.
+  void runForTest(std::function<void()> work);
+
   // Endpoints assigned to this shard (maintained by the registry, read for placement).
   std::atomic<size_t>& assigned() { return assigned_; }
 

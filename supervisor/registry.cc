@@ -259,6 +259,9 @@ void Registry::removeInChange(const std::string& id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
   const Entry& entry = it->second;
+  // Before the announcement: from here on its io thread reports nothing more about it, although
+  // the session runs until the posted remove arrives.
+  if (entry.live) entry.live->retired.store(true, std::memory_order_release);
   // Also an endpoint supervised elsewhere (cluster mode) is on the bus.
   bus_.publishUnregistered(id, entry.incarnation, wallNow());
   if (entry.supervised) {
@@ -285,6 +288,7 @@ EndpointView Registry::replaceInChange(const std::string& id,
   if (reconnected) {
     // A new incarnation: whatever the old connection still reports is dropped by the bus.
     const uint64_t old_key = entry.incarnation;
+    entry.live->retired.store(true, std::memory_order_release);
     entry.incarnation = nextIncarnationUnderMapLock();
     entry.live = std::make_shared<LiveStats>();
     core::EndpointStatus initial;
@@ -422,6 +426,21 @@ std::shared_ptr<const core::EndpointSpec> Registry::decodeStored(const StoredEnd
   }
   core::applyDefaults(*spec);
   return std::make_shared<const core::EndpointSpec>(std::move(*spec));
+}
+
+bool Registry::failConnectAttemptForTest(const std::string& id, core::Failure failure) {
+  MutexLock lock(map_mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end() || !it->second.supervised) return false;
+  shards_[it->second.shard].failConnectAttemptForTest(it->second.incarnation, std::move(failure));
+  return true;
+}
+
+void Registry::runOnIoThreadForTest(const std::string& id, std::function<void()> work) {
+  MutexLock lock(map_mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end() || !it->second.supervised) return;
+  shards_[it->second.shard].runForTest(std::move(work));
 }
 
 size_t Registry::size() const {

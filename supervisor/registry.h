@@ -155,6 +155,15 @@ class Registry {
   std::variant<Batch, RegistryError> applyBatch(const Plan& plan)
       WSV_EXCLUDES(changes_mu_, map_mu_);
 
+  // Queues a ConnectFailed event with `failure` on the io thread of the endpoint supervised here
+  // with `id`, handled as if its connection attempt had reported it. False if no such endpoint
+  // is supervised here.
+  bool failConnectAttemptForTest(const std::string& id, core::Failure failure)
+      WSV_EXCLUDES(map_mu_);
+  // Queues `work` on the io thread of the endpoint supervised here with `id` (if any).
+  void runOnIoThreadForTest(const std::string& id, std::function<void()> work)
+      WSV_EXCLUDES(map_mu_);
+
   // The io threads, for the probes that share them and the connection budget (ProbeRunner).
   IoShards& shards() { return shards_; }
 

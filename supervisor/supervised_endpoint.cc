@@ -61,11 +61,9 @@ void SupervisedEndpoint::updateSpec(std::shared_ptr<const core::EndpointSpec> sp
   const core::MonoTime now = core::MonoClock::now();
   core::SessionActions actions =
       session_.updatePolicy(spec_->heartbeat, spec_->backoff, spec_->connect_timeout, now);
-  apply(actions);
-  recordMetrics(actions, phase_before);
+  apply(actions, phase_before);
   actions = session_.updateFlapPolicy(spec_->flapping, now);
-  apply(actions);
-  recordMetrics(actions, phase_before);
+  apply(actions, phase_before);
 }
 
 void SupervisedEndpoint::onTransportEvent(uint64_t attempt, const ConnectionRef& ref,
@@ -91,8 +89,26 @@ void SupervisedEndpoint::onTimer(core::MonoTime deadline) {
 void SupervisedEndpoint::handle(const core::SessionEvent& event) {
   const core::ConnectionPhase phase_before = session_.status().phase;
   const core::SessionActions actions = session_.onEvent(event, core::MonoClock::now());
-  apply(actions);
-  recordMetrics(actions, phase_before);
+  apply(actions, phase_before);
+}
+
+void SupervisedEndpoint::handleForTest(const core::SessionEvent& event) { handle(event); }
+
+bool SupervisedEndpoint::reports(const core::SessionActions& actions) {
+  if (!publishing_ || retired_) return false;
+  // The registry sets `retired` before it announces the end of this registration; the bus drops
+  // the changes of an ended registration under the same lock that announces the end. Either way
+  // the watchers never see what follows, so neither may the log or the counters.
+  if (live_->retired.load(std::memory_order_acquire)) {
+    retired_ = true;
+    return false;
+  }
+  if (actions.status_changed &&
+      !shard_.bus.publishChanged(spec_->id, incarnation_, session_.status(), wallNow())) {
+    retired_ = true;
+    return false;
+  }
+  return true;
 }
 
 void SupervisedEndpoint::recordMetrics(const core::SessionActions& actions,
@@ -122,7 +138,8 @@ void SupervisedEndpoint::recordMetrics(const core::SessionActions& actions,
   }
 }
 
-void SupervisedEndpoint::apply(const core::SessionActions& actions) {
+void SupervisedEndpoint::apply(const core::SessionActions& actions,
+                               core::ConnectionPhase phase_before) {
   connection_.carryOut(actions, session_.pingPayload(), session_.heartbeatPolicy().payload, *spec_);
   if (actions.send_ping || actions.send_text) {
     live_->heartbeats_sent.store(session_.status().heartbeats_sent, std::memory_order_relaxed);
@@ -131,6 +148,12 @@ void SupervisedEndpoint::apply(const core::SessionActions& actions) {
   if (actions.rtt_sampled) {
     live_->last_rtt_ns.store(status.last_rtt->count(), std::memory_order_relaxed);
     live_->smoothed_rtt_ns.store(status.smoothed_rtt->count(), std::memory_order_relaxed);
+  }
+  // Published before anything is logged or counted: whether the bus still takes this
+  // registration's changes decides that, so that the counters agree with what the watchers saw.
+  if (!reports(actions)) {
+    timer_.arm(session_.nextDeadline());
+    return;
   }
   if (actions.transition) {
     const LogLevel level =
@@ -150,9 +173,7 @@ void SupervisedEndpoint::apply(const core::SessionActions& actions) {
       }
     }
   }
-  if (actions.status_changed && publishing_) {
-    shard_.bus.publishChanged(spec_->id, incarnation_, status, wallNow());
-  }
+  recordMetrics(actions, phase_before);
   timer_.arm(session_.nextDeadline());
 }
 

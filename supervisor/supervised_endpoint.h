@@ -41,10 +41,17 @@ class SupervisedEndpoint {
   // The timer armed for `deadline` expired (only the deadline armed last is ever delivered).
   void onTimer(core::MonoTime deadline);
   bool stopped() const { return session_.status().phase == core::ConnectionPhase::kStopped; }
+  // Feeds `event` to the session as if the current connection attempt had reported it.
+  void handleForTest(const core::SessionEvent& event);
 
  private:
   void handle(const core::SessionEvent& event);
-  void apply(const core::SessionActions& actions);
+  // Carries out the session's actions; then, while the registration is current, publishes the
+  // status (if changed), logs a health transition and records the metrics.
+  void apply(const core::SessionActions& actions, core::ConnectionPhase phase_before);
+  // Whether the results of `actions` may be reported: publishes the status if it changed, and
+  // returns false (for good) once the registration has ended.
+  bool reports(const core::SessionActions& actions);
   void recordMetrics(const core::SessionActions& actions, core::ConnectionPhase phase_before);
 
   const uint64_t incarnation_;
@@ -52,7 +59,8 @@ class SupervisedEndpoint {
   const std::shared_ptr<LiveStats> live_;
   ShardContext& shard_;
   std::shared_ptr<EndpointSeries> series_;  // null when per-endpoint metrics are off
-  bool publishing_ = true;
+  bool publishing_ = true;                  // false once stopped
+  bool retired_ = false;                    // the registration ended (see reports())
   core::Session session_;
   SessionTimer timer_;
   SessionConnection connection_;  // abandons its connection when destroyed
