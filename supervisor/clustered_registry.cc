@@ -41,6 +41,13 @@ void ClusteredRegistry::arrivedUnderMapLock(const std::string& id, Entry& entry,
                                   unreportedStatus("awaiting the report of its owner"), wallNow());
 }
 
+void ClusteredRegistry::storedSpecReplacedUnderMapLock(const std::string& id, Entry& entry) {
+  entry.incarnation = nextIncarnationUnderMapLock();
+  bus_.replaceRegistration(id, entry.incarnation, entry.spec->labels,
+                           unreportedStatus("awaiting the report of its owner"), nullptr,
+                           wallNow());
+}
+
 void ClusteredRegistry::syncStored(const std::vector<StoredEndpoint>& all) {
   MutexLock change(changes_mu_);
   if (shutDown()) return;
@@ -70,12 +77,27 @@ void ClusteredRegistry::applyStoredPutInChange(const StoredEndpoint& record) {
     if (it != entries_.end() && it->second.generation >= record.generation) return;
   }
   std::string error;
-  auto spec = decodeStored(record, error);
-  if (!spec) {
+  auto decoded = decodeStored(record, error);
+  if (!decoded) {
     WSV_LOG(kError) << "stored endpoint '" << record.id << "' (generation " << record.generation
-                    << ") cannot be used and is ignored here: " << error;
+                    << ") cannot be read and is ignored here: " << error;
     return;
   }
+  if (decoded->invalid) {
+    // Held unsupervised, as a single wsvisor's restore holds it; a supervised older version stops.
+    logStoredSpecInvalid(record.id, record.generation, *decoded->invalid);
+    bool supervised = false;
+    {
+      MutexLock lock(map_mu_);
+      auto it = entries_.find(record.id);
+      supervised = it != entries_.end() && it->second.supervised;
+    }
+    if (supervised) removeInChange(record.id);
+    addStoredSpecInvalidInChange(std::move(decoded->spec), record.owner, record.generation,
+                                 *decoded->invalid);
+    return;
+  }
+  auto spec = std::make_shared<const core::EndpointSpec>(std::move(decoded->spec));
   bool exists = false;
   {
     MutexLock lock(map_mu_);
@@ -110,6 +132,7 @@ bool ClusteredRegistry::setSupervised(const std::string& id, bool supervised,
     Entry& entry = it->second;
     if (supervised) {
       if (entry.supervised) return true;
+      if (!entry.stored_spec_error.empty()) return false;  // nothing valid to supervise
       if (!hasRoomToSupervise()) return false;
       core::EndpointStatus initial = prepareSupervisionUnderMapLock(entry, first_attempt_after);
       initial.transition_reason = "supervised by this replica";
@@ -168,7 +191,9 @@ void ClusteredRegistry::applyRemoteStatus(const std::string& id,
                                           const std::optional<core::EndpointStatus>& status) {
   MutexLock lock(map_mu_);
   auto it = entries_.find(id);
-  if (it == entries_.end() || it->second.supervised) return;
+  if (it == entries_.end() || it->second.supervised || !it->second.stored_spec_error.empty()) {
+    return;
+  }
   bus_.publishChanged(id, it->second.incarnation,
                       status ? *status : unreportedStatus("no replica reports it"), wallNow());
 }

@@ -27,7 +27,8 @@ class ClusteredRegistry final : public Registry {
 
   // Makes the registry hold exactly `all` (a full read of the store): adds, updates, removes.
   // Nothing is written back. Records that cannot be read are skipped with an error log: another
-  // replica's newer version must not stop this one.
+  // replica's newer version must not stop this one. A record whose spec fails validation is held
+  // unsupervised in phase kStoredSpecInvalid, as Registry::restore() holds it.
   void syncStored(const std::vector<StoredEndpoint>& all) WSV_EXCLUDES(changes_mu_, map_mu_);
   // One change another replica (or this one) made, as the store's watch reports it. A record
   // whose generation is not newer than the one held is ignored (our own writes come back).
@@ -64,6 +65,9 @@ class ClusteredRegistry final : public Registry {
   // Announced as supervised elsewhere until this replica claims it.
   void arrivedUnderMapLock(const std::string& id, Entry& entry,
                            core::Duration first_attempt_after) override WSV_REQUIRES(map_mu_);
+  // Awaits the report of its owner, as any endpoint that arrives.
+  void storedSpecReplacedUnderMapLock(const std::string& id, Entry& entry) override
+      WSV_REQUIRES(map_mu_);
 
  private:
   void applyStoredPutInChange(const StoredEndpoint& record) WSV_REQUIRES(changes_mu_)

@@ -77,6 +77,8 @@ size_t ConfigReconciler::adoptAll() {
         Registry::Batch batch;
         for (const auto& [id, registered] : current) {
           if (registered.owner != EndpointOwner::kConfigFile) continue;
+          // Its record stays as stored: a new owner would mean writing the spec back.
+          if (registered.stored_spec_invalid) continue;
           batch.puts.push_back({registered.spec, EndpointOwner::kApi, registered.generation});
         }
         return batch;

@@ -253,7 +253,10 @@ void HealthBus::replaceRegistration(const std::string& id, uint64_t incarnation,
     if (it == endpoints_.end()) return;
     EndpointState& state = it->second;
     state.incarnation = incarnation;
-    if (live) state.live = std::move(live);
+    if (live) {
+      state.live = std::move(live);
+      state.supervised_here = true;  // a connection starts here (a stored spec replaced)
+    }
     auto event = newEvent(core::HealthEvent::Type::kChanged, id, ++revision_, at);
     event->labels = std::move(labels);
     event->status = status ? stamped(state, *status) : state.latest->status;

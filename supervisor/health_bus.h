@@ -142,7 +142,8 @@ class HealthBus {
   void publishUnregistered(const std::string& id, uint64_t incarnation, core::WallTime at);
   // The registration was updated: new labels, possibly a new incarnation (the connection is
   // being redialled) and a fresh status. Publishes a CHANGED event.
-  // `live` replaces the live figures when a new connection starts (with `status`).
+  // `live` replaces the live figures when a new connection starts (with `status`), and marks the
+  // endpoint supervised here.
   void replaceRegistration(const std::string& id, uint64_t incarnation,
                            std::map<std::string, std::string> labels,
                            const std::optional<core::EndpointStatus>& status,

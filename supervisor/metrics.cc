@@ -185,6 +185,16 @@ Metrics::Metrics(MetricsOptions options)
                         .Register(registry)
                         .Add({});
 
+  stored_specs_invalid_ =
+      &BuildGauge()
+           .Name("wsvisor_endpoints_stored_spec_invalid")
+           .Help(
+               "Registered endpoints that are not supervised because the spec read from the store "
+               "no longer passes validation; each is fixed by UpdateEndpoint or removed by "
+               "UnregisterEndpoint (see the start-up log for the id and field).")
+           .Register(registry)
+           .Add({});
+
   auto& reloads = BuildCounter()
                       .Name("wsvisor_config_reloads_total")
                       .Help(

@@ -83,7 +83,8 @@ class EndpointSeries {
 // from other state, which scrape_collectors.h declares:
 //   wsvisor_build_info, wsvisor_heartbeats_sent_total, wsvisor_heartbeat_failures_total{reason},
 //   wsvisor_connection_attempts_total{result}, wsvisor_health_transitions_total{to},
-//   wsvisor_config_reloads_total{result}, wsvisor_max_endpoints, wsvisor_probes_total{result},
+//   wsvisor_config_reloads_total{result}, wsvisor_max_endpoints,
+//   wsvisor_endpoints_stored_spec_invalid, wsvisor_probes_total{result},
 //   wsvisor_max_watch_streams, wsvisor_watch_streams_exhausted_total{reason},
 //   wsvisor_endpoint_up{endpoint}, wsvisor_endpoint_flapping{endpoint},
 //   wsvisor_heartbeat_rtt_seconds{endpoint},
@@ -120,6 +121,10 @@ class Metrics {
   void watchStreamRefused() { watch_refused_max_streams_->Increment(); }
   // A WatchHealth stream was ended because its queue exceeded --watch-stream-bytes.
   void watchStreamOverBudget() { watch_ended_byte_budget_->Increment(); }
+  // Registered endpoints whose stored spec failed validation (Registry::restore()).
+  void setStoredSpecsInvalid(size_t count) {
+    stored_specs_invalid_->Set(static_cast<double>(count));
+  }
   void configReload(bool applied) { (applied ? config_applied_ : config_rejected_)->Increment(); }
   // A ProbeEndpoint call's probe ended (shut down counts as cancelled).
   void probeFinished(core::ProbeResult::Outcome outcome);
@@ -158,6 +163,7 @@ class Metrics {
   prometheus::Gauge* max_watch_streams_;
   prometheus::Counter* watch_refused_max_streams_;
   prometheus::Counter* watch_ended_byte_budget_;
+  prometheus::Gauge* stored_specs_invalid_;
   prometheus::Counter* config_applied_;
   prometheus::Counter* config_rejected_;
   prometheus::Counter* probes_succeeded_;

@@ -31,6 +31,15 @@ std::string notRegistered(const std::string& id) {
   return "endpoint '" + id + "' is not registered";
 }
 
+// The status of an endpoint whose stored spec fails validation: not supervised, saying why.
+core::EndpointStatus storedSpecInvalidStatus(const core::FieldError& error) {
+  core::EndpointStatus status;
+  status.phase = core::ConnectionPhase::kStoredSpecInvalid;
+  status.last_transition = core::MonoClock::now();
+  status.transition_reason = core::validUtf8("stored spec is invalid: " + error.toString());
+  return status;
+}
+
 std::string ownedByConfig(const std::string& id) {
   return "endpoint '" + id +
          "' is owned by the config file (--config); change or remove it there and reload";
@@ -43,6 +52,7 @@ Registry::Registry(RegistryOptions options, HealthBus& bus, Metrics& metrics, En
     : options_(options),
       bus_(bus),
       shards_(options.io_threads, options.max_connections, bus, metrics),
+      metrics_(metrics),
       store_(store),
       codec_(codec) {}
 
@@ -105,6 +115,12 @@ std::variant<Registry::RegisterResult, RegistryError> Registry::registerEndpoint
     MutexLock lock(map_mu_);
     auto existing = entries_.find(spec.id);
     if (existing != entries_.end()) {
+      if (!existing->second.stored_spec_error.empty()) {
+        return RegistryError{RegistryError::Code::kAlreadyExists,
+                             "endpoint '" + spec.id + "' is registered, but its stored spec is " +
+                                 "invalid (" + existing->second.stored_spec_error +
+                                 "); use UpdateEndpoint to replace it or unregister it first"};
+      }
       if (*existing->second.spec == spec) {
         return RegisterResult{viewOfUnderMapLock(spec.id, existing->second), false};
       }
@@ -161,7 +177,9 @@ std::variant<Registry::UpdateResult, RegistryError> Registry::updateEndpoint(
                                std::to_string(expected_generation) + ", current " +
                                std::to_string(entry.generation) + "; re-read and retry"};
     }
-    if (*entry.spec == spec) return UpdateResult{viewOfUnderMapLock(spec.id, entry), false};
+    if (*entry.spec == spec && entry.stored_spec_error.empty()) {
+      return UpdateResult{viewOfUnderMapLock(spec.id, entry), false};
+    }
     generation = entry.generation + 1;
     owner = entry.owner;
   }
@@ -222,9 +240,47 @@ EndpointView Registry::addInChange(std::shared_ptr<const core::EndpointSpec> spe
   entry.live = std::make_shared<LiveStats>();
   const std::string id = entry.spec->id;
   MutexLock lock(map_mu_);
+  if (auto it = entries_.find(id); it != entries_.end() && !it->second.stored_spec_error.empty()) {
+    storedSpecsInvalidChangedUnderMapLock(-1);
+  }
   auto inserted = entries_.insert_or_assign(id, std::move(entry)).first;
   arrivedUnderMapLock(id, inserted->second, first_attempt_after);
   return viewOfUnderMapLock(id, inserted->second);
+}
+
+void Registry::addStoredSpecInvalidInChange(core::EndpointSpec spec, EndpointOwner owner,
+                                            uint64_t generation, const core::FieldError& error) {
+  Entry entry;
+  entry.spec = std::make_shared<const core::EndpointSpec>(core::withValidUtf8(std::move(spec)));
+  entry.owner = owner;
+  entry.generation = generation;
+  entry.stored_spec_error = core::validUtf8(error.toString());
+  const std::string id = entry.spec->id;
+  MutexLock lock(map_mu_);
+  if (auto it = entries_.find(id); it != entries_.end() && !it->second.stored_spec_error.empty()) {
+    storedSpecsInvalidChangedUnderMapLock(-1);
+  }
+  entry.incarnation = nextIncarnationUnderMapLock();
+  auto inserted = entries_.insert_or_assign(id, std::move(entry)).first;
+  storedSpecsInvalidChangedUnderMapLock(+1);
+  // Announced like an endpoint supervised elsewhere: on the bus for Get, List and watchers, left
+  // out of the per-health counts.
+  bus_.publishRegisteredElsewhere(id, inserted->second.incarnation, inserted->second.spec->labels,
+                                  storedSpecInvalidStatus(error), wallNow());
+}
+
+void Registry::storedSpecsInvalidChangedUnderMapLock(long delta) {
+  stored_specs_invalid_ = static_cast<size_t>(static_cast<long>(stored_specs_invalid_) + delta);
+  metrics_.setStoredSpecsInvalid(stored_specs_invalid_);
+}
+
+void Registry::logStoredSpecInvalid(const std::string& id, uint64_t generation,
+                                    const core::FieldError& error) {
+  WSV_LOG(kError) << "endpoint " << core::validUtf8(id) << " (generation " << generation
+                  << ") is not supervised: its stored spec is invalid: "
+                  << core::validUtf8(error.toString())
+                  << "; the stored record is kept unchanged until UpdateEndpoint replaces the "
+                     "spec or UnregisterEndpoint removes the endpoint";
 }
 
 void Registry::arrivedUnderMapLock(const std::string& id, Entry& entry,
@@ -249,6 +305,14 @@ core::EndpointStatus Registry::prepareSupervisionUnderMapLock(Entry& entry,
   return initial;
 }
 
+void Registry::storedSpecReplacedUnderMapLock(const std::string& id, Entry& entry) {
+  core::EndpointStatus initial = prepareSupervisionUnderMapLock(entry, core::Duration::zero());
+  initial.transition_reason = "stored spec replaced by an update: supervising";
+  bus_.replaceRegistration(id, entry.incarnation, entry.spec->labels, initial, entry.live,
+                           wallNow());
+  runSessionUnderMapLock(entry, core::Duration::zero());
+}
+
 void Registry::runSessionUnderMapLock(const Entry& entry, core::Duration first_attempt_after) {
   shards_[entry.shard].add(entry.incarnation, entry.incarnation, entry.spec, entry.live,
                            first_attempt_after);
@@ -268,6 +332,7 @@ void Registry::removeInChange(const std::string& id) {
     shards_[entry.shard].remove(entry.incarnation);
     shards_.unplace(entry.shard);
   }
+  if (!entry.stored_spec_error.empty()) storedSpecsInvalidChangedUnderMapLock(-1);
   entries_.erase(it);
 }
 
@@ -276,6 +341,16 @@ EndpointView Registry::replaceInChange(const std::string& id,
                                        uint64_t generation, bool& reconnected) {
   MutexLock lock(map_mu_);
   Entry& entry = entries_.at(id);
+  if (!entry.stored_spec_error.empty()) {
+    // The stored spec was never supervised; the valid one replacing it starts from scratch.
+    entry.stored_spec_error.clear();
+    storedSpecsInvalidChangedUnderMapLock(-1);
+    entry.spec = std::move(spec);
+    entry.generation = generation;
+    reconnected = true;
+    storedSpecReplacedUnderMapLock(id, entry);
+    return viewOfUnderMapLock(id, entry);
+  }
   if (!entry.supervised) {
     reconnected = false;
     bus_.replaceRegistration(id, entry.incarnation, spec->labels, std::nullopt, nullptr, wallNow());
@@ -340,17 +415,23 @@ std::optional<std::string> Registry::restore() {
   };
   std::vector<Restored> restored;
   restored.reserve(stored.size());
+  struct Invalid {
+    DecodedRecord decoded;
+    const StoredEndpoint* record;
+  };
+  std::vector<Invalid> invalid;
   for (const StoredEndpoint& record : stored) {
     std::string error;
-    auto spec = codec_->decode(record.encoded_spec, error);
-    if (!spec) return "stored endpoint '" + record.id + "' cannot be read: " + error;
-    // A record must still pass today's validation; refusing to start beats silently dropping it.
-    if (auto invalid_field = core::validateSpec(*spec)) {
-      return "stored endpoint '" + record.id + "' is invalid: " + invalid_field->toString();
+    auto decoded = decodeStored(record, error);
+    // Bytes that are no spec at all mean a damaged store: starting without them would lose them.
+    if (!decoded) return "stored endpoint '" + record.id + "' cannot be read: " + error;
+    // A spec that validation has come to refuse stops only its own endpoint (see restore()).
+    if (decoded->invalid) {
+      invalid.push_back({std::move(*decoded), &record});
+      continue;
     }
-    core::applyDefaults(*spec);
-    restored.push_back({std::make_shared<const core::EndpointSpec>(std::move(*spec)), record.owner,
-                        record.generation});
+    restored.push_back({std::make_shared<const core::EndpointSpec>(std::move(decoded->spec)),
+                        record.owner, record.generation});
   }
   // Spread first attempts evenly over the window, in random order, so that a restart neither
   // dials everything at once nor always favours the same endpoints.
@@ -358,6 +439,11 @@ std::optional<std::string> Registry::restore() {
   const double window_seconds =
       static_cast<double>(restored.size()) / options_.restore_dials_per_second;
   MutexLock change(changes_mu_);
+  for (Invalid& bad : invalid) {
+    logStoredSpecInvalid(bad.record->id, bad.record->generation, *bad.decoded.invalid);
+    addStoredSpecInvalidInChange(std::move(bad.decoded.spec), bad.record->owner,
+                                 bad.record->generation, *bad.decoded.invalid);
+  }
   for (size_t i = 0; i < restored.size(); ++i) {
     const double offset = window_seconds * static_cast<double>(i) /
                           static_cast<double>(std::max<size_t>(1, restored.size()));
@@ -368,6 +454,11 @@ std::optional<std::string> Registry::restore() {
   }
   WSV_LOG(kInfo) << "restored " << restored.size() << " endpoints from " << store_->describe()
                  << "; first connection attempts spread over " << window_seconds << " s";
+  if (!invalid.empty()) {
+    WSV_LOG(kError) << invalid.size()
+                    << " stored endpoints are not supervised because their stored spec is "
+                       "invalid (see above; wsvisor_endpoints_stored_spec_invalid)";
+  }
   return std::nullopt;
 }
 
@@ -379,7 +470,8 @@ std::variant<Registry::Batch, RegistryError> Registry::applyBatch(const Plan& pl
   {
     MutexLock lock(map_mu_);
     for (const auto& [id, entry] : entries_) {
-      current.emplace(id, Registered{entry.spec, entry.owner, entry.generation});
+      current.emplace(id, Registered{entry.spec, entry.owner, entry.generation,
+                                     !entry.stored_spec_error.empty()});
     }
   }
   auto planned = plan(current);
@@ -416,16 +508,19 @@ std::variant<Registry::Batch, RegistryError> Registry::applyBatch(const Plan& pl
   return batch;
 }
 
-std::shared_ptr<const core::EndpointSpec> Registry::decodeStored(const StoredEndpoint& record,
-                                                                 std::string& error) const {
+std::optional<Registry::DecodedRecord> Registry::decodeStored(const StoredEndpoint& record,
+                                                              std::string& error) const {
   auto spec = codec_->decode(record.encoded_spec, error);
-  if (!spec) return nullptr;
-  if (auto invalid_field = core::validateSpec(*spec)) {
-    error = invalid_field->toString();
-    return nullptr;
+  if (!spec) return std::nullopt;
+  DecodedRecord decoded;
+  decoded.invalid = core::validateSpec(*spec);
+  if (decoded.invalid) {
+    spec->id = record.id;  // the key it is stored under: what UpdateEndpoint and Unregister name
+  } else {
+    core::applyDefaults(*spec);
   }
-  core::applyDefaults(*spec);
-  return std::make_shared<const core::EndpointSpec>(std::move(*spec));
+  decoded.spec = std::move(*spec);
+  return decoded;
 }
 
 bool Registry::failConnectAttemptForTest(const std::string& id, core::Failure failure) {

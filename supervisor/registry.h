@@ -125,7 +125,11 @@ class Registry {
 
   // Loads every stored endpoint and starts supervising it, spreading first connection attempts
   // over a window of N / restore_dials_per_second seconds in random order. Fails (and starts
-  // nothing) if any stored record cannot be read.
+  // nothing) if the store or any stored record cannot be read. A record that is read but whose
+  // spec no longer passes today's validation does not stop the others: it is registered
+  // unsupervised, in phase kStoredSpecInvalid (naming the field and why), logged, counted in
+  // wsvisor_endpoints_stored_spec_invalid, and left unchanged in the store until UpdateEndpoint
+  // replaces it or UnregisterEndpoint removes it.
   std::optional<std::string> restore() WSV_EXCLUDES(changes_mu_, map_mu_);
 
   // ----- changes made together (the config file: ConfigReconciler) -----
@@ -134,6 +138,9 @@ class Registry {
     std::shared_ptr<const core::EndpointSpec> spec;
     EndpointOwner owner = EndpointOwner::kApi;
     uint64_t generation = 0;
+    // Its stored spec no longer passes validation (see restore()); `spec` is what was read, with
+    // any byte that is not UTF-8 replaced. Writing it back would store the replaced bytes.
+    bool stored_spec_invalid = false;
   };
   // What a batch's plan reads: every registered endpoint, by id. Valid during the plan only.
   using RegisteredSet = std::map<std::string, Registered>;
@@ -189,6 +196,9 @@ class Registry {
     // False until the endpoint is supervised here; in cluster mode also while another replica
     // supervises it (the bus then holds the status its owner publishes).
     bool supervised = false;
+    // Non-empty: the stored spec failed validation ("field: why"); never supervised until an
+    // update replaces the spec. `spec` is then the stored one made displayable (core::validUtf8).
+    std::string stored_spec_error;
   };
 
   // ----- what differs in cluster mode (ClusteredRegistry) -----
@@ -200,6 +210,10 @@ class Registry {
   // attempt after `first_attempt_after`).
   virtual void arrivedUnderMapLock(const std::string& id, Entry& entry,
                                    core::Duration first_attempt_after) WSV_REQUIRES(map_mu_);
+  // An update replaced the invalid stored spec of an endpoint (its `spec` is the new one): here
+  // it is supervised at once, under a new incarnation, announced as a CHANGED event.
+  virtual void storedSpecReplacedUnderMapLock(const std::string& id, Entry& entry)
+      WSV_REQUIRES(map_mu_);
 
   // ----- for ClusteredRegistry -----
   // Makes `entry` supervised here: its shard, fresh live statistics and a new incarnation.
@@ -210,6 +224,11 @@ class Registry {
       WSV_REQUIRES(map_mu_);
   void runSessionUnderMapLock(const Entry& entry, core::Duration first_attempt_after)
       WSV_REQUIRES(map_mu_);
+  // Adds a stored endpoint whose spec failed validation (`error`): unsupervised, announced in
+  // phase kStoredSpecInvalid. Replaces an entry with the same id. `spec` as read from the store.
+  void addStoredSpecInvalidInChange(core::EndpointSpec spec, EndpointOwner owner,
+                                    uint64_t generation, const core::FieldError& error)
+      WSV_REQUIRES(changes_mu_) WSV_EXCLUDES(map_mu_);
   // Adds to the map (arrivedUnderMapLock decides what else happens).
   EndpointView addInChange(std::shared_ptr<const core::EndpointSpec> spec, EndpointOwner owner,
                            uint64_t generation, core::Duration first_attempt_after)
@@ -222,9 +241,17 @@ class Registry {
   EndpointView viewOfUnderMapLock(const std::string& id, const Entry& entry) const
       WSV_REQUIRES(map_mu_);
   uint64_t nextIncarnationUnderMapLock() WSV_REQUIRES(map_mu_) { return ++next_incarnation_; }
-  // Decodes and validates a stored record; nullptr with `error` set when it cannot be used.
-  std::shared_ptr<const core::EndpointSpec> decodeStored(const StoredEndpoint& record,
-                                                         std::string& error) const;
+  // A stored record read back: the spec with its defaults filled in, or the reason it fails
+  // today's validation (`spec` then as stored).
+  struct DecodedRecord {
+    core::EndpointSpec spec;
+    std::optional<core::FieldError> invalid;
+  };
+  // Decodes and validates a stored record; nullopt with `error` set when it cannot be read.
+  std::optional<DecodedRecord> decodeStored(const StoredEndpoint& record, std::string& error) const;
+  // Logs why an endpoint is not supervised: its id and the field of its stored spec that fails.
+  static void logStoredSpecInvalid(const std::string& id, uint64_t generation,
+                                   const core::FieldError& error);
   bool shutDown() const { return shut_down_.load(); }
 
   const RegistryOptions options_;
@@ -240,10 +267,14 @@ class Registry {
                                        uint64_t generation);
   std::optional<RegistryError> unpersist(const std::string& id);
   void keepRedactedSecrets(core::EndpointSpec& spec) const WSV_EXCLUDES(map_mu_);
+  // Keeps wsvisor_endpoints_stored_spec_invalid equal to stored_specs_invalid_.
+  void storedSpecsInvalidChangedUnderMapLock(long delta) WSV_REQUIRES(map_mu_);
   std::optional<RegistryError> checkOpen() const;
 
+  Metrics& metrics_;
   EndpointStore* const store_;
   const SpecCodec* const codec_;
+  size_t stored_specs_invalid_ WSV_GUARDED_BY(map_mu_) = 0;  // entries with a stored_spec_error
   uint64_t next_incarnation_ WSV_GUARDED_BY(map_mu_) = 0;
   std::atomic<bool> shut_down_{false};
 };

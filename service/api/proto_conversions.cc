@@ -1,7 +1,13 @@
 #include "service/api/proto_conversions.h"
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/dynamic_message.h>
+
 #include <chrono>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace wsvisor::service {
 
@@ -249,12 +255,134 @@ std::string ProtoSpecCodec::encode(const core::EndpointSpec& spec) const {
   return bytes;
 }
 
+namespace {
+
+namespace pb = google::protobuf;
+
+// Parses a serialized EndpointSpec whose text fields may hold bytes that are not UTF-8, which a
+// proto3 parser refuses. Older wsvisor versions stored such specs (the config file passed raw
+// bytes through before validation required UTF-8); they must still be read, so that validation
+// can name the field instead of the whole record being unreadable.
+//
+// It parses with a copy of supervisor.proto in which every `string` is `bytes` (and the package
+// renamed, so that the copy's messages refer to each other), then copies field by field, by
+// number, into the generated message, whose setters take any bytes.
+class LenientSpecParser {
+ public:
+  LenientSpecParser() : pool_(pb::DescriptorPool::generated_pool()), factory_(&pool_) {
+    pb::FileDescriptorProto file;
+    v1::EndpointSpec::descriptor()->file()->CopyTo(&file);
+    const std::string package = file.package();  // wsvisor.v1
+    file.set_name("wsvisor/v1/lenient_supervisor.proto");
+    file.set_package(package + ".lenient");
+    file.clear_service();
+    for (pb::DescriptorProto& message : *file.mutable_message_type()) {
+      relax(message, "." + package + ".");
+    }
+    if (const pb::FileDescriptor* built = pool_.BuildFile(file)) {
+      prototype_ = factory_.GetPrototype(
+          built->FindMessageTypeByName(v1::EndpointSpec::descriptor()->name()));
+    }
+  }
+
+  bool parse(const std::string& bytes, v1::EndpointSpec* out) const {
+    if (prototype_ == nullptr) return false;
+    std::unique_ptr<pb::Message> lenient(prototype_->New());
+    if (!lenient->ParseFromString(bytes)) return false;
+    copy(*lenient, out);
+    return true;
+  }
+
+ private:
+  static void relax(pb::DescriptorProto& message, const std::string& prefix) {
+    for (pb::FieldDescriptorProto& field : *message.mutable_field()) {
+      if (field.type() == pb::FieldDescriptorProto::TYPE_STRING) {
+        field.set_type(pb::FieldDescriptorProto::TYPE_BYTES);
+      }
+      if (field.type_name().rfind(prefix, 0) == 0) {
+        field.set_type_name(prefix + "lenient." + field.type_name().substr(prefix.size()));
+      }
+    }
+    for (pb::DescriptorProto& nested : *message.mutable_nested_type()) {
+      // A map's key may not be bytes: its entries become plain repeated messages, which
+      // reflection copies into the generated map all the same.
+      nested.mutable_options()->clear_map_entry();
+      relax(nested, prefix);
+    }
+  }
+
+  static void copy(const pb::Message& from, pb::Message* to) {
+    const pb::Reflection& in = *from.GetReflection();
+    std::vector<const pb::FieldDescriptor*> fields;
+    in.ListFields(from, &fields);
+    for (const pb::FieldDescriptor* field : fields) {
+      const pb::FieldDescriptor* target = to->GetDescriptor()->FindFieldByNumber(field->number());
+      if (target == nullptr || target->cpp_type() != field->cpp_type() ||
+          target->is_repeated() != field->is_repeated()) {
+        continue;
+      }
+      if (!field->is_repeated()) {
+        copyValue(from, field, -1, to, target);
+        continue;
+      }
+      for (int i = 0; i < in.FieldSize(from, field); ++i) copyValue(from, field, i, to, target);
+    }
+  }
+
+  // One value of `field` (index `i` of a repeated field, -1 for a singular one).
+  static void copyValue(const pb::Message& from, const pb::FieldDescriptor* field, int i,
+                        pb::Message* to, const pb::FieldDescriptor* target) {
+    const pb::Reflection& in = *from.GetReflection();
+    const pb::Reflection& out = *to->GetReflection();
+    const bool repeated = i >= 0;
+    switch (field->cpp_type()) {
+#define WSV_COPY_SCALAR(CPPTYPE, Name)                                 \
+  case pb::FieldDescriptor::CPPTYPE:                                   \
+    if (repeated) {                                                    \
+      out.Add##Name(to, target, in.GetRepeated##Name(from, field, i)); \
+    } else {                                                           \
+      out.Set##Name(to, target, in.Get##Name(from, field));            \
+    }                                                                  \
+    return;
+      WSV_COPY_SCALAR(CPPTYPE_INT32, Int32)
+      WSV_COPY_SCALAR(CPPTYPE_INT64, Int64)
+      WSV_COPY_SCALAR(CPPTYPE_UINT32, UInt32)
+      WSV_COPY_SCALAR(CPPTYPE_UINT64, UInt64)
+      WSV_COPY_SCALAR(CPPTYPE_DOUBLE, Double)
+      WSV_COPY_SCALAR(CPPTYPE_FLOAT, Float)
+      WSV_COPY_SCALAR(CPPTYPE_BOOL, Bool)
+      WSV_COPY_SCALAR(CPPTYPE_ENUM, EnumValue)
+      WSV_COPY_SCALAR(CPPTYPE_STRING, String)
+#undef WSV_COPY_SCALAR
+      case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+        if (repeated) {
+          copy(in.GetRepeatedMessage(from, field, i), out.AddMessage(to, target));
+        } else {
+          copy(in.GetMessage(from, field), out.MutableMessage(to, target));
+        }
+        return;
+    }
+  }
+
+  pb::DescriptorPool pool_;
+  pb::DynamicMessageFactory factory_;
+  const pb::Message* prototype_ = nullptr;
+};
+
+}  // namespace
+
 std::optional<core::EndpointSpec> ProtoSpecCodec::decode(const std::string& bytes,
                                                          std::string& error) const {
   v1::EndpointSpec proto;
   if (!proto.ParseFromString(bytes)) {
-    error = "not a serialized wsvisor.v1.EndpointSpec";
-    return std::nullopt;
+    // Text that is not UTF-8 is the one thing a stricter parser refuses in a record that an
+    // older wsvisor wrote; validation names the field.
+    static const LenientSpecParser lenient;
+    proto.Clear();
+    if (!lenient.parse(bytes, &proto)) {
+      error = "not a serialized wsvisor.v1.EndpointSpec";
+      return std::nullopt;
+    }
   }
   auto converted = specFromProto(proto);
   if (auto* field_error = std::get_if<core::FieldError>(&converted)) {
@@ -320,6 +448,8 @@ v1::ConnectionPhase phaseToProto(core::ConnectionPhase phase) {
       return v1::CONNECTION_PHASE_BACKING_OFF;
     case core::ConnectionPhase::kStopped:
       return v1::CONNECTION_PHASE_UNSPECIFIED;
+    case core::ConnectionPhase::kStoredSpecInvalid:
+      return v1::CONNECTION_PHASE_STORED_SPEC_INVALID;
   }
   return v1::CONNECTION_PHASE_UNSPECIFIED;
 }
@@ -426,6 +556,8 @@ core::ConnectionPhase phaseFromProto(v1::ConnectionPhase phase) {
       return core::ConnectionPhase::kOpen;
     case v1::CONNECTION_PHASE_BACKING_OFF:
       return core::ConnectionPhase::kBackingOff;
+    case v1::CONNECTION_PHASE_STORED_SPEC_INVALID:
+      return core::ConnectionPhase::kStoredSpecInvalid;
     default:
       return core::ConnectionPhase::kStopped;
   }

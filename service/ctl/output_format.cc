@@ -197,6 +197,8 @@ bool failureIsCurrent(const v1::EndpointStatus& status) {
 }
 
 std::string lastFailureCell(const v1::EndpointStatus& status, WallTime now) {
+  // Not supervised: what is wrong with its stored spec is all there is to say.
+  if (status.phase() == v1::CONNECTION_PHASE_STORED_SPEC_INVALID) return status.transition_reason();
   if (!status.has_last_failure()) return std::string(kNone);
   const v1::Failure& failure = status.last_failure();
   const std::string text = describeFailure(failure);

@@ -29,6 +29,8 @@ const char* toString(ConnectionPhase phase) {
       return "backing_off";
     case ConnectionPhase::kStopped:
       return "stopped";
+    case ConnectionPhase::kStoredSpecInvalid:
+      return "stored_spec_invalid";
   }
   return "stopped";
 }

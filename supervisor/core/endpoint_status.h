@@ -13,7 +13,9 @@ enum class Health { kUnknown, kHealthy, kUnhealthy, kFlapping };
 
 inline constexpr int kHealthCount = static_cast<int>(Health::kFlapping) + 1;
 
-enum class ConnectionPhase { kConnecting, kOpen, kBackingOff, kStopped };
+// kStoredSpecInvalid: not supervised, because the spec read from the store at start-up no longer
+// passes validation (a Session never enters it).
+enum class ConnectionPhase { kConnecting, kOpen, kBackingOff, kStopped, kStoredSpecInvalid };
 
 // Bounded: every value maps to one API enum value and one metrics label value.
 enum class FailureReason {

@@ -71,6 +71,7 @@ std::optional<MonoTime> Session::nextDeadline() const {
       if (stable_deadline_) due = std::min(due, *stable_deadline_);
       break;
     case ConnectionPhase::kStopped:
+    case ConnectionPhase::kStoredSpecInvalid:
       return std::nullopt;
   }
   if (const auto quiet = flap_.quietDeadline()) due = std::min(due, *quiet);
@@ -276,6 +277,7 @@ void Session::handle(const event::TimerFired&, MonoTime now, SessionActions& out
       if (now >= retry_at_) beginAttempt(now, out);
       return;
     case ConnectionPhase::kStopped:
+    case ConnectionPhase::kStoredSpecInvalid:
       return;
     case ConnectionPhase::kOpen:
       break;

@@ -30,46 +30,50 @@ bool isToken(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), isTokenChar);
 }
 
+// The length of the well-formed UTF-8 sequence that starts at s[i], or 0 if none does.
+size_t utf8SequenceAt(std::string_view s, size_t i) {
+  const auto lead = static_cast<unsigned char>(s[i]);
+  if (lead < 0x80) return 1;
+  size_t length = 0;
+  uint32_t code_point = 0;
+  uint32_t smallest = 0;  // below it the same code point has a shorter (overlong) form
+  if ((lead & 0xE0) == 0xC0) {
+    length = 2;
+    code_point = lead & 0x1Fu;
+    smallest = 0x80;
+  } else if ((lead & 0xF0) == 0xE0) {
+    length = 3;
+    code_point = lead & 0x0Fu;
+    smallest = 0x800;
+  } else if ((lead & 0xF8) == 0xF0) {
+    length = 4;
+    code_point = lead & 0x07u;
+    smallest = 0x10000;
+  } else {
+    return 0;  // a continuation byte without a lead, or 0xF8-0xFF
+  }
+  if (s.size() - i < length) return 0;
+  for (size_t k = 1; k < length; ++k) {
+    const auto next = static_cast<unsigned char>(s[i + k]);
+    if ((next & 0xC0) != 0x80) return 0;
+    code_point = (code_point << 6) | (next & 0x3Fu);
+  }
+  if (code_point < smallest || code_point > 0x10FFFF ||
+      (code_point >= 0xD800 && code_point <= 0xDFFF)) {
+    return 0;
+  }
+  return length;
+}
+
 // Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF), which
 // is what a proto3 string must hold. The API's messages cannot carry anything else, but the config
-// file passes raw bytes through, and the store keeps every spec as a serialized EndpointSpec: a
-// spec with other bytes would be stored but could not be read back on restart.
+// file passes raw bytes through, and the store keeps every spec as a serialized EndpointSpec,
+// which a proto3 parser refuses to read back with other bytes (older versions stored such specs:
+// ProtoSpecCodec reads them leniently, and Registry::restore() holds them unsupervised).
 bool isUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto lead = static_cast<unsigned char>(s[i]);
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t length = 0;
-    uint32_t code_point = 0;
-    uint32_t smallest = 0;  // below it the same code point has a shorter (overlong) form
-    if ((lead & 0xE0) == 0xC0) {
-      length = 2;
-      code_point = lead & 0x1Fu;
-      smallest = 0x80;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3;
-      code_point = lead & 0x0Fu;
-      smallest = 0x800;
-    } else if ((lead & 0xF8) == 0xF0) {
-      length = 4;
-      code_point = lead & 0x07u;
-      smallest = 0x10000;
-    } else {
-      return false;  // a continuation byte without a lead, or 0xF8-0xFF
-    }
-    if (s.size() - i < length) return false;
-    for (size_t k = 1; k < length; ++k) {
-      const auto next = static_cast<unsigned char>(s[i + k]);
-      if ((next & 0xC0) != 0x80) return false;
-      code_point = (code_point << 6) | (next & 0x3Fu);
-    }
-    if (code_point < smallest || code_point > 0x10FFFF ||
-        (code_point >= 0xD800 && code_point <= 0xDFFF)) {
-      return false;
-    }
+  for (size_t i = 0; i < s.size();) {
+    const size_t length = utf8SequenceAt(s, i);
+    if (length == 0) return false;
     i += length;
   }
   return true;
@@ -337,6 +341,39 @@ std::optional<FieldError> validateEndpointId(std::string_view id, std::string_vi
                       "must be at most 128 characters, got " + std::to_string(id.size())};
   }
   return FieldError{std::string(field), "must contain only [a-z0-9._-]"};
+}
+
+std::string validUtf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const size_t length = utf8SequenceAt(text, i);
+    if (length == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
+      ++i;
+      continue;
+    }
+    out.append(text.substr(i, length));
+    i += length;
+  }
+  return out;
+}
+
+EndpointSpec withValidUtf8(EndpointSpec spec) {
+  for (std::string* text :
+       {&spec.id, &spec.url, &spec.heartbeat.payload, &spec.heartbeat.expect, &spec.tls.ca_file,
+        &spec.tls.server_name, &spec.tls.client_cert_file, &spec.tls.client_key_file}) {
+    *text = validUtf8(*text);
+  }
+  std::map<std::string, std::string> labels;
+  for (const auto& [key, value] : spec.labels) labels[validUtf8(key)] = validUtf8(value);
+  spec.labels = std::move(labels);
+  for (Header& header : spec.headers) {
+    header.name = validUtf8(header.name);
+    header.value = validUtf8(header.value);
+  }
+  for (std::string& subprotocol : spec.subprotocols) subprotocol = validUtf8(subprotocol);
+  return spec;
 }
 
 std::optional<FieldError> validateSpec(const EndpointSpec& spec) {

@@ -53,4 +53,10 @@ std::optional<FieldError> validateEndpointId(std::string_view id, std::string_vi
 // Returns the first problem found, naming the field under the prefix "spec.".
 std::optional<FieldError> validateSpec(const EndpointSpec& spec);
 
+// `text` with every byte that does not start a well-formed UTF-8 sequence replaced by U+FFFD.
+std::string validUtf8(std::string_view text);
+// `spec` with every text field passed through validUtf8(): a stored spec that fails validation
+// can still be shown through the API (whose strings must be UTF-8) and in logs.
+EndpointSpec withValidUtf8(EndpointSpec spec);
+
 }  // namespace wsvisor::core

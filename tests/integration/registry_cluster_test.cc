@@ -90,6 +90,31 @@ TEST_F(RegistryClusterTest, FollowsChangesInGenerationOrder) {
   EXPECT_TRUE(waitUntil([&] { return upstream_.openConnections() == 0; }, seconds(5)));
 }
 
+TEST_F(RegistryClusterTest, HoldsARecordThatFailsValidationUnsupervisedUntilAValidOneArrives) {
+  core::EndpointSpec invalid;
+  invalid.id = "old";
+  invalid.url = upstream_.url("/old");
+  invalid.heartbeat.interval = std::chrono::hours(2);  // validation refuses more than 1 h
+  core::applyDefaults(invalid);
+  registry_->syncStored({record("a", 1, "one"),
+                         StoredEndpoint{"old", codec_.encode(invalid), EndpointOwner::kApi, 1}});
+  ASSERT_TRUE(registry_->get("old"));
+  EXPECT_EQ(registry_->get("old")->status.phase, core::ConnectionPhase::kStoredSpecInvalid);
+  EXPECT_EQ(registry_->get("old")->status.transition_reason.rfind(
+                "stored spec is invalid: spec.heartbeat.interval: ", 0),
+            0u);
+  EXPECT_FALSE(registry_->setSupervised("old", true, core::Duration::zero()));
+  // Another replica's report does not hide why.
+  registry_->applyRemoteStatus("old", std::nullopt);
+  EXPECT_EQ(registry_->get("old")->status.phase, core::ConnectionPhase::kStoredSpecInvalid);
+
+  registry_->applyStoredPut(record("old", 2, "fixed"));
+  EXPECT_EQ(registry_->get("old")->generation, 2u);
+  EXPECT_NE(registry_->get("old")->status.phase, core::ConnectionPhase::kStoredSpecInvalid);
+  ASSERT_TRUE(registry_->setSupervised("old", true, core::Duration::zero()));
+  EXPECT_TRUE(waitUntil([&] { return upstream_.openConnections() == 1; }, seconds(5)));
+}
+
 TEST_F(RegistryClusterTest, OnlyTheShareSupervisedHereIsBoundedByTheDescriptorBudget) {
   registry_->shutdown(std::chrono::milliseconds(0));
   RegistryOptions options;

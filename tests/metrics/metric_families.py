@@ -22,6 +22,7 @@ FAMILIES = {
     "wsvisor_endpoint_last_transition_timestamp_seconds": ("gauge", ("endpoint",)),
     "wsvisor_config_reloads_total": ("counter", ("result",)),
     "wsvisor_max_endpoints": ("gauge", ()),
+    "wsvisor_endpoints_stored_spec_invalid": ("gauge", ()),
     "wsvisor_probes_total": ("counter", ("result",)),
     "wsvisor_watch_streams": ("gauge", ()),
     "wsvisor_max_watch_streams": ("gauge", ()),

@@ -1100,5 +1100,27 @@ TEST(HealthSemanticsValidationTest, FlapDefaults) {
   EXPECT_EQ(spec.flapping.quiet_period, minutes(1));
 }
 
+TEST(ValidUtf8Test, ReplacesEachByteThatStartsNoSequence) {
+  EXPECT_EQ(validUtf8("plain"), "plain");
+  EXPECT_EQ(validUtf8("caf\xC3\xA9"), "caf\xC3\xA9");
+  EXPECT_EQ(validUtf8("r\xC3(d"), "r\xEF\xBF\xBD(d");
+  EXPECT_EQ(validUtf8("\xFF\xFE"), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(validUtf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
+}
+
+TEST(ValidUtf8Test, ASpecMadeDisplayableKeepsEverythingElse) {
+  EndpointSpec spec;
+  spec.id = "a";
+  spec.url = "ws://example.com/";
+  spec.labels["team"] = "\xFF";
+  spec.headers.push_back({"X-A", "b\xFF"});
+  const EndpointSpec shown = withValidUtf8(spec);
+  EXPECT_EQ(shown.labels.at("team"), "\xEF\xBF\xBD");
+  EXPECT_EQ(shown.headers.at(0).value, "b\xEF\xBF\xBD");
+  EXPECT_EQ(shown.url, spec.url);
+  ASSERT_TRUE(validateSpec(spec));
+  EXPECT_EQ(validateSpec(spec)->field, "spec.labels[team]");
+}
+
 }  // namespace
 }  // namespace wsvisor::core

@@ -62,6 +62,25 @@ TEST(SpecFromProtoTest, HealthSemanticsFieldsSurviveTheStoreRoundTrip) {
   EXPECT_EQ(*decoded, core_spec);
 }
 
+// An older wsvisor stored text that is not UTF-8, which a proto3 parser refuses: the codec still
+// reads it, bytes unchanged, so that validation can name the field.
+TEST(SpecFromProtoTest, StoredTextThatIsNotUtf8IsReadAsItIs) {
+  core::EndpointSpec spec;
+  spec.id = "old";
+  spec.url = "ws://example.com/";
+  spec.labels["team"] = "r\xC3(d";
+  spec.headers.push_back({"X-Name", "\xFF"});
+  spec.heartbeat.mode = core::HeartbeatMode::kText;
+  spec.heartbeat.payload = "p\xE2\x82";
+  core::applyDefaults(spec);
+  const ProtoSpecCodec codec;
+  std::string error;
+  const auto decoded = codec.decode(codec.encode(spec), error);
+  ASSERT_TRUE(decoded.has_value()) << error;
+  EXPECT_EQ(*decoded, spec);
+  EXPECT_FALSE(codec.decode("\xFF\xFF\xFF not a spec", error));
+}
+
 TEST(SpecFromProtoTest, NoneModeStoresNoDurationsAndDisabledFlappingNoSettings) {
   v1::EndpointSpec spec = minimalSpec();
   spec.mutable_heartbeat()->set_mode(v1::HEARTBEAT_MODE_NONE);

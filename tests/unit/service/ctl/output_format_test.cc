@@ -346,6 +346,11 @@ TEST(OutputFormatTest, LastFailureCell) {
   // A server that sends no time: past all the same.
   EXPECT_EQ(cell(R"(phase: CONNECTION_PHASE_OPEN last_failure { reason: FAILURE_REASON_DNS })"),
             "earlier: dns");
+  // Not supervised because its stored spec is invalid: why, and nothing else.
+  EXPECT_EQ(cell(R"(phase: CONNECTION_PHASE_STORED_SPEC_INVALID
+                    transition_reason: "stored spec is invalid: spec.url: is required")"),
+            "stored spec is invalid: spec.url: is required");
+  EXPECT_EQ(phaseWord(v1::CONNECTION_PHASE_STORED_SPEC_INVALID), "stored_spec_invalid");
 }
 
 TEST(OutputFormatTest, WatchPrintsAHeaderAndFitsTheSnapshotIntoColumns) {
