@@ -94,14 +94,14 @@ TEST_F(RegistryClusterTest, HoldsARecordThatFailsValidationUnsupervisedUntilAVal
   core::EndpointSpec invalid;
   invalid.id = "old";
   invalid.url = upstream_.url("/old");
-  invalid.heartbeat.interval = std::chrono::hours(2);  // validation refuses more than 1 h
+  invalid.backoff.max = std::chrono::hours(2);  // validation refuses more than 1 h
   core::applyDefaults(invalid);
   registry_->syncStored({record("a", 1, "one"),
                          StoredEndpoint{"old", codec_.encode(invalid), EndpointOwner::kApi, 1}});
   ASSERT_TRUE(registry_->get("old"));
   EXPECT_EQ(registry_->get("old")->status.phase, core::ConnectionPhase::kStoredSpecInvalid);
   EXPECT_EQ(registry_->get("old")->status.transition_reason.rfind(
-                "stored spec is invalid: spec.heartbeat.interval: ", 0),
+                "stored spec is invalid: spec.backoff.max: ", 0),
             0u);
   EXPECT_FALSE(registry_->setSupervised("old", true, core::Duration::zero()));
   // Another replica's report does not hide why.
