@@ -264,6 +264,7 @@ struct WebSocketTransport::Clients {
   // handler for an attempt whose socket was closed under it (its resolve and connect handlers
   // return early on operation_aborted).
   std::unordered_set<const void*> live;
+  std::function<void(int)> before_handshake_write_for_test;
 
   Clients(asio::io_context& io_context, EventSink event_sink)
       : io(io_context), sink(std::move(event_sink)) {
@@ -369,6 +370,14 @@ struct WebSocketTransport::Clients {
         }
       });
     }
+    if (before_handshake_write_for_test) {
+      // websocketpp runs the post-init handler right before it writes the handshake request.
+      std::weak_ptr<typename Client::connection_type> weak = con;
+      con->set_tcp_post_init_handler(
+          [weak, hook = before_handshake_write_for_test](websocketpp::connection_hdl) {
+            if (auto c = weak.lock()) hook(c->get_raw_socket().native_handle());
+          });
+    }
     // Counted before connect(): websocketpp may report an immediate failure from inside it.
     live.insert(con.get());
     client.connect(con);
@@ -463,5 +472,9 @@ void WebSocketTransport::abandon(const ConnectionRef& ref) {
 }
 
 size_t WebSocketTransport::liveConnections() const { return clients_->live.size(); }
+
+void WebSocketTransport::setBeforeHandshakeWriteForTest(std::function<void(int socket_fd)> hook) {
+  clients_->before_handshake_write_for_test = std::move(hook);
+}
 
 }  // namespace wsvisor

@@ -60,6 +60,11 @@ class WebSocketTransport {
   // Connections not yet fully closed.
   size_t liveConnections() const;
 
+  // Runs `hook` with the socket of every connection started after this call, on the io thread,
+  // once its TCP (and TLS) set-up is done and just before the opening handshake request is
+  // written, so that a test can make something happen to the connection at that moment.
+  void setBeforeHandshakeWriteForTest(std::function<void(int socket_fd)> hook);
+
  private:
   struct Clients;
   std::unique_ptr<Clients> clients_;
