@@ -21,12 +21,14 @@ if(WSVISOR_SANITIZE)
     -fno-sanitize-recover=all)
 endif()
 
-# wsvisor_add_test(NAME name SOURCES a.cc b.cc LIBS lib1 lib2 [LABELS l1] [TIMEOUT s] [ONE_TEST])
+# wsvisor_add_test(NAME name SOURCES a.cc b.cc LIBS lib1 lib2 [LABELS l1] [TIMEOUT s] [ONE_TEST]
+#                  [TEST_PREFIX p.])
 # Builds one gtest binary and registers each of its tests with ctest. With ONE_TEST the whole
 # binary is one ctest test instead: ctest runs every registered test in a process of its own, which
 # is wrong for cases that share an expensive fixture (a real etcd cluster takes seconds to start).
+# TEST_PREFIX goes before each ctest name: for a source built into two binaries.
 function(wsvisor_add_test)
-  cmake_parse_arguments(ARG "ONE_TEST" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "ONE_TEST" "NAME;TIMEOUT;TEST_PREFIX" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${ARG_NAME} ${ARG_SOURCES})
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_LIBS} GTest::gmock_main wsvisor_build_options)
   if(NOT ARG_TIMEOUT)
@@ -38,6 +40,7 @@ function(wsvisor_add_test)
     return()
   endif()
   gtest_discover_tests(${ARG_NAME}
+    TEST_PREFIX "${ARG_TEST_PREFIX}"
     DISCOVERY_TIMEOUT 60
     PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
 endfunction()
