@@ -57,7 +57,10 @@ std::optional<StoreOptions> storeOptionsFrom(const ServerOptions& options, std::
   return store;
 }
 
-Server::Server(ServerOptions options) : options_(std::move(options)), bus_(busOptions(options_)) {}
+Server::Server(ServerOptions options, AllocatedBytesReader allocated_bytes)
+    : options_(std::move(options)),
+      bus_(busOptions(options_)),
+      allocated_bytes_(std::move(allocated_bytes)) {}
 
 Server::~Server() { shutdown(); }
 
@@ -270,6 +273,11 @@ bool Server::startMetricsExposer(std::string& error) {
   }
   health_state_collector_ = std::make_shared<HealthStateCollector>(bus_);
   process_collector_ = std::make_shared<ProcessCollector>();
+  if (allocated_bytes_) {
+    // First: the heap is read before this scrape builds the other families.
+    heap_collector_ = std::make_shared<HeapCollector>(allocated_bytes_);
+    exposer_->RegisterCollectable(heap_collector_);
+  }
   exposer_->RegisterCollectable(metrics_->registry());
   exposer_->RegisterCollectable(metrics_->endpointSeriesCollector());
   exposer_->RegisterCollectable(health_state_collector_);

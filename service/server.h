@@ -34,7 +34,9 @@ std::optional<StoreOptions> storeOptionsFrom(const ServerOptions& options, std::
 // reflection. Integration tests run it in-process on port 0.
 class Server {
  public:
-  explicit Server(ServerOptions options);
+  // `allocated_bytes` feeds wsvisor_heap_allocated_bytes: main() gives the allocator's figure
+  // (service/allocator_settings.h); without one, that family is not exported.
+  explicit Server(ServerOptions options, AllocatedBytesReader allocated_bytes = {});
   ~Server();
 
   // Opens the store (--store), restores its endpoints, applies the config file, binds and starts
@@ -77,6 +79,8 @@ class Server {
   std::unique_ptr<Metrics> metrics_;
   std::shared_ptr<HealthStateCollector> health_state_collector_;
   std::shared_ptr<ProcessCollector> process_collector_;
+  AllocatedBytesReader allocated_bytes_;
+  std::shared_ptr<HeapCollector> heap_collector_;  // with allocated_bytes_ only
   std::unique_ptr<prometheus::Exposer> exposer_;
   int metrics_port_ = 0;
   std::unique_ptr<Registry> registry_;  // a ClusteredRegistry with an etcd store

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  Server server(*options);
+  Server server(*options, wsvisor::service::allocatedHeapBytes);
   if (!server.start(error)) {
     std::fprintf(stderr, "wsvisor: %s\n", error.c_str());
     return 1;

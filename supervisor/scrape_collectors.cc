@@ -146,4 +146,18 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   return out;
 }
 
+std::vector<prometheus::MetricFamily> HeapCollector::Collect() const {
+  if (!allocated_bytes_) return {};
+  const std::optional<uint64_t> bytes = allocated_bytes_();
+  if (!bytes) return {};
+  auto heap = family("wsvisor_heap_allocated_bytes",
+                     "Bytes of heap memory the program has allocated and not yet freed, as its "
+                     "allocator counts them (tcmalloc: generic.current_allocated_bytes; glibc: "
+                     "mallinfo2 uordblks + hblkhd; sanitizer builds: the sanitizer's allocator). "
+                     "Memory the allocator keeps free or cached for reuse is not counted.",
+                     prometheus::MetricType::Gauge);
+  addGauge(heap, static_cast<double>(*bytes));
+  return {std::move(heap)};
+}
+
 }  // namespace wsvisor

@@ -5,6 +5,12 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/metric_type.h>
 
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <utility>
+#include <vector>
+
 #include "supervisor/health_bus.h"
 
 namespace wsvisor {
@@ -31,6 +37,31 @@ class ProcessCollector : public prometheus::Collectable {
 
  private:
   double start_time_seconds_ = 0;
+};
+
+// Reads the bytes the program has allocated and not yet freed, as the allocator it was linked
+// with counts them; nullopt when the allocator gives no such figure.
+using AllocatedBytesReader = std::function<std::optional<uint64_t>()>;
+
+// wsvisor_heap_allocated_bytes, read from the allocator at each scrape (never on a hot path).
+// What is linked decides what can be read, so the reader comes from the one place that knows:
+// the wsvisor executable (service/allocator_settings.cc, which alone is compiled with tcmalloc's
+// headers and linked with it). Tests and other binaries that run a Server in-process give none,
+// and then the family is absent rather than a figure from an allocator that is not theirs.
+//
+// Register it before the collectors of per-endpoint series: prometheus-cpp collects in
+// registration order, and the families built for the same scrape (megabytes at thousands of
+// endpoints) would otherwise be counted in the reading.
+//
+// Thread-safe if the reader is: Collect() runs on the exposer's worker threads.
+class HeapCollector : public prometheus::Collectable {
+ public:
+  explicit HeapCollector(AllocatedBytesReader allocated_bytes)
+      : allocated_bytes_(std::move(allocated_bytes)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  AllocatedBytesReader allocated_bytes_;
 };
 
 }  // namespace wsvisor

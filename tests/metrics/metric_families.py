@@ -28,6 +28,8 @@ FAMILIES = {
     "wsvisor_max_watch_streams": ("gauge", ()),
     "wsvisor_watch_streams_exhausted_total": ("counter", ("reason",)),
     "wsvisor_build_info": ("gauge", ("version", "revision")),
+    # The wsvisor binary's allocator's count (service/allocator_settings.cc).
+    "wsvisor_heap_allocated_bytes": ("gauge", ()),
     "grpc_server_started_total": ("counter", ("grpc_service", "grpc_method", "grpc_type")),
     "grpc_server_handled_total": ("counter",
                                   ("grpc_service", "grpc_method", "grpc_type", "grpc_code")),

@@ -584,6 +584,11 @@ class ExpositionTest(MetricsTestCase):
                                delta=max(0.25 * rss, 4 << 20))
         self.assertAlmostEqual(scrape.value("process_virtual_memory_bytes"), vsize,
                                delta=0.1 * vsize)
+        # The allocator's count of bytes in use (~0.5 MiB idle: gRPC, SQLite, the endpoints) is
+        # below RSS, which also holds the binary, its libraries and the allocator's free memory.
+        heap = scrape.value("wsvisor_heap_allocated_bytes")
+        self.assertGreater(heap, 100 << 10)
+        self.assertLess(heap, rss)
         # Boot time in /proc/stat has whole seconds, so the start time is exact to about 1 s.
         start = scrape.value("process_start_time_seconds")
         self.assertGreaterEqual(start, server.launched_wall - 1.5)
