@@ -13,7 +13,9 @@ build directory), keyed by the apt sources and this recipe, so only the first ru
 debootstrap (about a minute). `import_images()` imports them into a container store under the
 names the Dockerfile uses (docker.io/library/debian:12 and :12-slim).
 
-Run alone: /usr/bin/python3 tests/container/base_images.py CACHE_DIR  (prints the two tarballs)
+Run alone, as root:
+  /usr/bin/python3 tests/container/base_images.py CACHE_DIR           prints the two tarballs
+  /usr/bin/python3 tests/container/base_images.py CACHE_DIR podman    also imports them (or docker)
 """
 
 import glob
@@ -234,6 +236,10 @@ def import_images(engine_command, cache_dir, report=print, env=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(f"usage: {sys.argv[0]} CACHE_DIR")
-    print("\n".join(ensure_tarballs(sys.argv[1])))
+    if len(sys.argv) not in (2, 3):
+        sys.exit(f"usage: {sys.argv[0]} CACHE_DIR [podman|docker]")
+    if len(sys.argv) == 3:
+        import_images([sys.argv[2]], sys.argv[1])
+        print(f"imported as {FULL_IMAGE} and {SLIM_IMAGE}")
+    else:
+        print("\n".join(ensure_tarballs(sys.argv[1])))
