@@ -80,6 +80,9 @@ CACHE_DIR = os.path.abspath(os.environ.get("WSVISOR_CONTAINER_CACHE")
 BASE_DIR = os.path.join(SOURCE_DIR, "deploy", "kubernetes", "base")
 DOCKERFILE = "deploy/docker/Dockerfile"
 IMAGE = "localhost/wsvisor-container-test:latest"
+# The container's ports (the image's EXPOSE, the StatefulSet's `grpc` and `metrics`).
+GRPC_PORT = 50051
+METRICS_PORT = 9464
 BRIDGE_UPSTREAM = os.path.join(HERE, "bridge_upstream.py")
 
 # Bounds of waits that are not what a test measures: generous, two cores and other jobs beside.
@@ -192,7 +195,7 @@ class Container:
         return result.stdout + result.stderr
 
     def new_channel(self):
-        return grpc.insecure_channel(self.published(50051))
+        return grpc.insecure_channel(self.published(GRPC_PORT))
 
     @property
     def channel(self):
@@ -366,6 +369,9 @@ class ContainerImageTest(unittest.TestCase):
         if cls.podman("info", check=False).returncode != 0:
             cls.podman.configure("vfs")  # no overlay mounts in this sandbox
             cls.podman("info")
+        report(f"engine: {cls.podman('--version').stdout.strip()} with runc, "
+               f"{cls.podman.driver} storage in {cls.podman.store}, containers' ulimits "
+               f"{' '.join(engine_ulimits())}")
         cls.work_dir = tempfile.mkdtemp(prefix="wsvisor-container-")
         cls.addClassCleanup(shutil.rmtree, cls.work_dir, ignore_errors=True)
 
@@ -599,13 +605,13 @@ class ContainerImageTest(unittest.TestCase):
         self.assertTrue(response.created)
         started = time.monotonic()
         self.wait_healthy(first, "orders")
-        report(f"orders ({spec.url}, through {first.published(50051)}): HEALTHY "
+        report(f"orders ({spec.url}, through {first.published(GRPC_PORT)}): HEALTHY "
                f"{elapsed(started):.2f} s after RegisterEndpoint answered")
         # The upstream's own lines are read by a thread: wait for them rather than race it.
         wait_until(lambda: len(upstream.open_connections("/orders")) == 1, CALL_TIMEOUT_S,
                    "the upstream to report the connection of orders")
 
-        metrics_address = first.published(9464)
+        metrics_address = first.published(METRICS_PORT)
         with urllib.request.urlopen(f"http://{metrics_address}/metrics",
                                     timeout=CALL_TIMEOUT_S) as page:
             metrics = page.read().decode("utf-8")
