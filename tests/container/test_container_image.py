@@ -30,9 +30,11 @@ the base tarballs and the ccache directory that the build stage compiles with (m
 /root/.cache/ccache, ccache's default for root: the Dockerfile does not change).
 
 Skipped (exit status 77, ctest's SKIP_RETURN_CODE) with the reason on one line when: not root;
-podman, buildah, runc or debootstrap is missing (scripts/install-container-tools); or the engine
-cannot run a container here, in which case the image is still built, with buildah alone
-(chroot isolation), and its size reported. A build that fails is a failure, not a skip.
+podman, buildah, runc or debootstrap is missing (scripts/install-container-tools); the engine
+cannot start or cannot store an image here (a chroot whose root is not a mount point: nothing
+can be built there, buildah stores layers as podman does); or the engine cannot run a container
+here, in which case the image is still built, with buildah alone (chroot isolation), and its size
+reported. The line quotes the engine's refusal. A build that fails is a failure, not a skip.
 
 Environment (ctest sets the first two):
   WSVISOR_SOURCE_DIR        the repository (default: two levels above this file)
@@ -326,6 +328,12 @@ def elapsed(since):
     return time.monotonic() - since
 
 
+def last_line(text):
+    """The engine's error, on one line: the last line of its stderr (warnings come first)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(no message)"
+
+
 class ContainerImageTest(unittest.TestCase):
     """Builds the image once (setUpClass); each test runs its own containers on its own volume."""
 
@@ -368,12 +376,18 @@ class ContainerImageTest(unittest.TestCase):
         cls.podman.configure("overlay")
         if cls.podman("info", check=False).returncode != 0:
             cls.podman.configure("vfs")  # no overlay mounts in this sandbox
-            cls.podman("info")
+            info = cls.podman("info", check=False)
+            if info.returncode != 0:
+                raise Skip(f"podman cannot start here: {last_line(info.stderr)}")
         report(f"engine: {cls.podman('--version').stdout.strip()} with runc, "
                f"{cls.podman.driver} storage in {cls.podman.store}, containers' ulimits "
                f"{' '.join(engine_ulimits())}")
         cls.work_dir = tempfile.mkdtemp(prefix="wsvisor-container-")
         cls.addClassCleanup(shutil.rmtree, cls.work_dir, ignore_errors=True)
+
+        refusal = cls._storage_refusal()
+        if refusal is not None:
+            raise Skip(refusal)
 
         step = time.monotonic()
         base_images.import_images(["podman"], CACHE_DIR, report=report, env=cls.podman.env)
@@ -397,6 +411,26 @@ class ContainerImageTest(unittest.TestCase):
         cls.pod = PodSpec()
 
     @classmethod
+    def _storage_refusal(cls):
+        """None if the engine can store an image here (import a one-file layer); else why not, as
+        the engine said it. Where it cannot, buildah cannot build either: it stores the base
+        images and its layers with the same library. A chroot whose root directory is not a
+        mount point is such a place: the engine applies a layer in a mount namespace of its own
+        where it makes "/" private, and the kernel refuses that for a directory."""
+        layer_dir = tempfile.mkdtemp(prefix="probe-layer-", dir=cls.work_dir)
+        with open(os.path.join(layer_dir, "probe"), "w", encoding="utf-8") as probe:
+            probe.write("probe\n")
+        layer = os.path.join(cls.work_dir, "probe-layer.tar")
+        subprocess.run(["tar", "-C", layer_dir, "-cf", layer, "probe"], check=True)
+        result = cls.podman("import", layer, "localhost/wsvisor-storage-probe:latest",
+                            check=False)
+        if result.returncode != 0:
+            return (f"podman cannot store an image here, so neither podman nor buildah can "
+                    f"build one: podman import: {last_line(result.stderr)}")
+        cls.podman("rmi", "localhost/wsvisor-storage-probe:latest")
+        return None
+
+    @classmethod
     def _engine_refusal(cls):
         """None if podman runs a container here with a published port; else why not, as the
         engine said it."""
@@ -405,7 +439,7 @@ class ContainerImageTest(unittest.TestCase):
             result = cls.podman("run", "--rm", "--pull=never", *options, base_images.SLIM_IMAGE,
                                 "true", check=False)
             if result.returncode != 0:
-                return f"podman cannot {what} here: {result.stderr.strip()}"
+                return f"podman cannot {what} here: {last_line(result.stderr)}"
         return None
 
     @classmethod
