@@ -151,6 +151,37 @@ def elapsed_ms(since):
     return (time.monotonic() - since) * 1000.0
 
 
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+class RssSampler:
+    """Samples a process's resident set size every 10 ms on a thread; `peak_mib` is the highest."""
+
+    def __init__(self, pid):
+        self._pid = pid
+        self.start_mib = rss_mib(pid)
+        self.peak_mib = self.start_mib
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.01):
+            try:
+                self.peak_mib = max(self.peak_mib, rss_mib(self._pid))
+            except (OSError, AssertionError):
+                return
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def stop_process(process, stop_signal=signal.SIGTERM, timeout_s=10.0):
     """Sends stop_signal and waits; kills the process if it is still there after timeout_s.
     Returns the exit status, or None if it had to be killed. Safe on a process that has exited."""

@@ -31,42 +31,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 import grpc  # noqa: E402  (Debian python3-grpcio)
 
 from wsvisor_fixtures import (  # noqa: E402
-    SYSTEM_PYTHON, WsvisorTestCase, elapsed_ms, import_supervisor_stubs, stop_process, wait_until)
+    SYSTEM_PYTHON, RssSampler, WsvisorTestCase, elapsed_ms, import_supervisor_stubs, stop_process,
+    wait_until)
 
 CALL_TIMEOUT_S = 10.0
 RSS_LIMIT_MIB = 256
 MIB = 1024 * 1024
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
-class RssSampler:
-    """Samples a process's resident set size every 10 ms on a thread; `peak_mib` is the highest."""
-
-    def __init__(self, pid):
-        self._pid = pid
-        self.start_mib = rss_mib(pid)
-        self.peak_mib = self.start_mib
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.wait(0.01):
-            try:
-                self.peak_mib = max(self.peak_mib, rss_mib(self._pid))
-            except (OSError, AssertionError):
-                return
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 class HealthWatch:
