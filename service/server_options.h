@@ -55,8 +55,8 @@ struct ServerOptions {
   size_t replay_log_size = 16384;  // published events kept for resuming watches; 0: none
   // WatchHealth streams open at once; more are refused with RESOURCE_EXHAUSTED.
   size_t max_watch_streams = WatchLimits::kDefaultMaxStreams;
-  // Bytes of events one WatchHealth stream may have queued, coalesced; past it the stream ends
-  // with RESOURCE_EXHAUSTED (see WatchQueue).
+  // Bytes of events one WatchHealth stream may have yet to read before it is coalesced, and, when
+  // even coalesced they are more, the stream ends with RESOURCE_EXHAUSTED (see WatchCursor).
   size_t watch_stream_bytes = WatchLimits::kDefaultStreamBytes;
 };
 

@@ -58,8 +58,9 @@ HealthTransition transitionOf(const core::HealthEvent& event, const LiveStats* l
   return transition;
 }
 
-// Why a watch cannot resume after `since`, naming the revisions involved.
-std::string resumeRefusal(uint64_t since, uint64_t current, const ReplayLog& log) {
+// Why a watch cannot resume after `since`, naming the revisions involved. `resumable` changes
+// before `current` can be replayed.
+std::string resumeRefusal(uint64_t since, uint64_t current, uint64_t resumable) {
   std::string message = "since_revision " + std::to_string(since);
   if (since > current) {
     message += " is ahead of the current revision " + std::to_string(current) +
@@ -68,9 +69,9 @@ std::string resumeRefusal(uint64_t since, uint64_t current, const ReplayLog& log
     message +=
         " is too old: the changes after it are no longer kept (the replay log, "
         "--replay-log-size, ";
-    message += log.size() == 0 ? std::string("keeps none")
-                               : "keeps revisions " + std::to_string(log.firstKept()) + " to " +
-                                     std::to_string(current);
+    message += resumable == 0 ? std::string("keeps none")
+                              : "keeps revisions " + std::to_string(current + 1 - resumable) +
+                                    " to " + std::to_string(current);
     message +=
         "; a revision from before a restart of wsvisor, or from another replica in cluster mode, "
         "is always too old)";
@@ -85,33 +86,39 @@ HealthBus::HealthBus(HealthBusOptions options)
       supervisor_name_(std::move(options.supervisor_name)),
       revision_(options.start_revision.value_or(microsecondsSinceEpoch())),
       history_(options.history_size),
-      replay_log_(options.replay_log_size, revision_) {}
+      change_log_(std::max(options.replay_log_size, kMinLiveChanges), revision_),
+      latest_(options.tombstone_bound) {}
 
 std::optional<core::HealthEvent> WatchSubscription::next() {
-  std::optional<QueuedHealthEvent> entry;
-  {
-    MutexLock lock(mu_);
-    entry = queue_.pop();
-  }
-  if (!entry) return std::nullopt;
-  core::HealthEvent event = *entry->event;
-  event.coalesced = entry->coalesced;
-  if (entry->snapshot && event.type != core::HealthEvent::Type::kSnapshotComplete) {
+  std::optional<WatchDelivery> delivery = bus_.nextFor(*this);
+  if (!delivery) return std::nullopt;
+  core::HealthEvent event = *delivery->event;
+  event.coalesced = delivery->coalesced;
+  if (delivery->snapshot && event.type != core::HealthEvent::Type::kSnapshotComplete) {
     event.type = core::HealthEvent::Type::kSnapshot;
     event.previous_health.reset();
-    event.status = withLiveFigures(std::move(event.status), entry->live.get());
+    event.status = withLiveFigures(std::move(event.status), delivery->live.get());
   }
   return event;
 }
 
-uint64_t WatchSubscription::droppedEvents() {
+std::optional<WatchExhaustion> WatchSubscription::exhaustion() { return bus_.exhaustionOf(*this); }
+
+std::optional<WatchDelivery> HealthBus::nextFor(WatchSubscription& subscription) {
   MutexLock lock(mu_);
-  return queue_.droppedEvents();
+  std::optional<WatchDelivery> delivery =
+      subscription.cursor_.next(change_log_, latest_, revision_);
+  if (!delivery && !subscription.cursor_.exhaustion() && subscription.subscribed_ &&
+      !subscription.parked_) {
+    subscription.parked_ = true;
+    parked_.push_back(subscription.shared_from_this());
+  }
+  return delivery;
 }
 
-std::optional<WatchQueue::Exhaustion> WatchSubscription::exhaustion() {
+std::optional<WatchExhaustion> HealthBus::exhaustionOf(WatchSubscription& subscription) {
   MutexLock lock(mu_);
-  return queue_.exhaustion();
+  return subscription.cursor_.exhaustion();
 }
 
 core::EndpointStatus HealthBus::EndpointState::currentStatus() const {
@@ -122,22 +129,25 @@ void HealthBus::deliver(EndpointState& state, std::shared_ptr<core::HealthEvent>
                         std::vector<std::shared_ptr<WatchSubscription>>& woken,
                         SharedHealthEvent relabelled_from) {
   published_ = true;
+  const uint64_t previous_revision = state.latest ? state.latest->revision : 0;
   state.latest = std::move(event);
   const core::HealthEvent& published = *state.latest;
   if (published.previous_health && *published.previous_health != published.status.health) {
     history_.record(published.endpoint_id, transitionOf(published, state.live.get()));
   }
-  for (const auto& subscription : subscriptions_) {
-    if (!subscription->filter_.matches(published, relabelled_from.get())) continue;
-    {
-      MutexLock lock(subscription->mu_);
-      // An exhausted queue takes nothing more; its watcher was woken when it happened.
-      if (subscription->queue_.exhaustion()) continue;
-      subscription->queue_.push(state.latest);
+  change_log_.append(state.latest, relabelled_from);
+  latest_.update(previous_revision, state.latest, relabelled_from);
+  // Only the parked subscriptions are looked at: the others read this change when they get to it.
+  size_t still_parked = 0;
+  for (auto& subscription : parked_) {
+    if (subscription->cursor_.takesNextPublished(published, relabelled_from.get())) {
+      subscription->parked_ = false;
+      woken.push_back(std::move(subscription));
+    } else {
+      parked_[still_parked++].swap(subscription);
     }
-    woken.push_back(subscription);
   }
-  replay_log_.append({state.latest, std::move(relabelled_from)});
+  parked_.resize(still_parked);
 }
 
 core::EndpointStatus HealthBus::stamped(const EndpointState& state,
@@ -236,8 +246,10 @@ void HealthBus::publishUnregistered(const std::string& id, uint64_t incarnation,
     event->status.phase = core::ConnectionPhase::kStopped;
     event->status.next_attempt.reset();
     deliver(state, std::move(event), woken);
+    latest_.retire(state.latest->revision);
     endpoints_.erase(it);
     history_.forget(id);
+    forgetTombstones();
   }
   for (const auto& subscription : woken) subscription->wake_();
 }
@@ -274,7 +286,8 @@ bool HealthBus::startRevisionsAfter(uint64_t last_revision) {
   MutexLock lock(mu_);
   if (published_) return false;
   revision_ = last_revision;
-  replay_log_ = ReplayLog(replay_log_size_, last_revision);
+  change_log_ = ChangeLog(std::max(replay_log_size_, kMinLiveChanges), last_revision);
+  for (const auto& subscription : subscriptions_) subscription->cursor_.startLiveAfter(revision_);
   return true;
 }
 
@@ -309,18 +322,18 @@ uint64_t HealthBus::revision() const {
 std::shared_ptr<WatchSubscription> HealthBus::subscribe(WatchFilter filter, size_t live_capacity,
                                                         std::function<void()> wake,
                                                         size_t byte_budget) {
-  auto subscription = std::make_shared<WatchSubscription>(std::move(filter), live_capacity,
-                                                          std::move(wake), byte_budget);
+  auto subscription = std::make_shared<WatchSubscription>(
+      *this, WatchCursor(std::move(filter), live_capacity, byte_budget), std::move(wake));
   {
     MutexLock lock(mu_);
     // Only pointers are copied under the bus lock; the events are built when they are sent
     // (WatchSubscription::next), so a large snapshot does not hold up publishers.
-    MutexLock queue_lock(subscription->mu_);
+    WatchCursor& cursor = subscription->cursor_;
     for (const auto& [id, state] : endpoints_) {
-      if (!subscription->filter_.matches(id, state.labels())) continue;
-      subscription->queue_.pushSnapshot(state.latest, state.live);
+      if (!cursor.filter().matches(id, state.labels())) continue;
+      cursor.queueSnapshot(state.latest, state.live);
     }
-    completeSubscriptionUnderLocks(subscription);
+    completeSubscription(subscription);
   }
   subscription->wake_();
   return subscription;
@@ -329,39 +342,57 @@ std::shared_ptr<WatchSubscription> HealthBus::subscribe(WatchFilter filter, size
 std::variant<std::shared_ptr<WatchSubscription>, ResumeRefused> HealthBus::resume(
     WatchFilter filter, uint64_t since_revision, size_t live_capacity, std::function<void()> wake,
     size_t byte_budget) {
-  auto subscription = std::make_shared<WatchSubscription>(std::move(filter), live_capacity,
-                                                          std::move(wake), byte_budget);
+  auto subscription = std::make_shared<WatchSubscription>(
+      *this, WatchCursor(std::move(filter), live_capacity, byte_budget), std::move(wake));
   {
     MutexLock lock(mu_);
-    if (since_revision > revision_ || !replay_log_.holdsEverythingAfter(since_revision)) {
-      return ResumeRefused{resumeRefusal(since_revision, revision_, replay_log_)};
+    // The log may hold more than the replay log's size (see kMinLiveChanges): at most that many
+    // changes are replayed, as documented for --replay-log-size.
+    const uint64_t resumable = std::min<uint64_t>(replay_log_size_, change_log_.size());
+    if (since_revision > revision_ || revision_ - since_revision > resumable) {
+      return ResumeRefused{resumeRefusal(since_revision, revision_, resumable)};
     }
     // Only pointers are copied under the bus lock, as for a snapshot; at most the log's bound.
-    MutexLock queue_lock(subscription->mu_);
-    replay_log_.forEachAfter(since_revision, [&](const LoggedEvent& logged) {
-      subscription->mu_.assertHeld();  // called in place, under queue_lock
-      if (!subscription->filter_.matches(*logged.event, logged.relabelled_from.get())) return;
-      subscription->queue_.pushReplay(logged.event);
+    WatchCursor& cursor = subscription->cursor_;
+    change_log_.forEachAfter(since_revision, [&](const LoggedEvent& logged) {
+      if (!cursor.filter().matches(*logged.event, logged.relabelled_from.get())) return;
+      cursor.queueReplay(logged.event);
     });
-    completeSubscriptionUnderLocks(subscription);
+    completeSubscription(subscription);
   }
   subscription->wake_();
   return subscription;
 }
 
-void HealthBus::completeSubscriptionUnderLocks(
-    const std::shared_ptr<WatchSubscription>& subscription) {
+void HealthBus::completeSubscription(const std::shared_ptr<WatchSubscription>& subscription) {
   auto complete = std::make_shared<core::HealthEvent>();
   complete->type = core::HealthEvent::Type::kSnapshotComplete;
   complete->revision = revision_;
-  subscription->queue_.pushSnapshot(std::move(complete), nullptr);
+  subscription->cursor_.queueSnapshot(std::move(complete), nullptr);
+  subscription->cursor_.startLiveAfter(revision_);
   subscriptions_.push_back(subscription);
 }
 
+void HealthBus::forgetTombstones() {
+  if (!latest_.overTombstoneBound()) return;
+  // Tombstones at or below every watcher's position are needed by none. A watcher that reads
+  // nothing pins the rest; past the bound the oldest go, and the bound is halved so that this
+  // scan of the subscriptions runs once per bound/2 unregistrations at most.
+  uint64_t lowest_position = revision_;
+  for (const auto& subscription : subscriptions_) {
+    lowest_position = std::min(lowest_position, subscription->cursor_.position());
+  }
+  latest_.forgetTombstonesThrough(lowest_position);
+  if (latest_.overTombstoneBound()) latest_.forgetOldestTombstones(latest_.tombstoneBound() / 2);
+}
+
 void HealthBus::unsubscribe(const std::shared_ptr<WatchSubscription>& subscription) {
+  if (!subscription) return;  // a refused resume subscribed nothing
   MutexLock lock(mu_);
+  subscription->subscribed_ = false;
   subscriptions_.erase(std::remove(subscriptions_.begin(), subscriptions_.end(), subscription),
                        subscriptions_.end());
+  parked_.erase(std::remove(parked_.begin(), parked_.end(), subscription), parked_.end());
 }
 
 size_t HealthBus::subscriptionCount() const {

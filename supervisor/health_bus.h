@@ -10,39 +10,26 @@
 #include <variant>
 #include <vector>
 
+#include "supervisor/change_log.h"
 #include "supervisor/core/health_event.h"
-#include "supervisor/core/label_selector.h"
 #include "supervisor/health_history.h"
+#include "supervisor/latest_changes.h"
 #include "supervisor/live_stats.h"
 #include "supervisor/mutex.h"
-#include "supervisor/replay_log.h"
-#include "supervisor/watch_queue.h"
+#include "supervisor/watch_cursor.h"
 
 namespace wsvisor {
-
-// Which endpoints a watcher wants: all listed ids (or any id when the list is empty) that also
-// match the selector.
-struct WatchFilter {
-  std::set<std::string> ids;
-  core::LabelSelector selector;
-
-  bool matches(const std::string& id, const std::map<std::string, std::string>& labels) const {
-    return (ids.empty() || ids.count(id) != 0) && selector.matches(labels);
-  }
-  // A published event goes to a watcher matching its labels or, when the event changed them, the
-  // labels before (`relabelled_from`, may be null): an endpoint leaving a selection is not lost.
-  bool matches(const core::HealthEvent& event, const core::HealthEvent* relabelled_from) const {
-    return matches(event.endpoint_id, event.labels) ||
-           (relabelled_from != nullptr && matches(event.endpoint_id, relabelled_from->labels));
-  }
-};
 
 struct HealthBusOptions {
   // Health transitions kept per endpoint for GetEndpointHistory; 0 keeps none.
   size_t history_size = 64;
-  // Published events kept for resuming watches (see ReplayLog for the memory per event); 0 keeps
-  // none, so that only a watcher already at the current revision can resume.
+  // Published events kept for resuming watches (see ChangeLog for the memory per event); 0 keeps
+  // none, so that only a watcher already at the current revision can resume. The change log that
+  // watchers read live changes from keeps at least kMinLiveChanges events whatever this says.
   size_t replay_log_size = 16384;
+  // Tombstones (unregistrations) kept for watchers that fell behind, beyond those every watcher
+  // has passed (see LatestChanges).
+  size_t tombstone_bound = 16384;
   // The revision before the first event. Unset: the bus's start time in microseconds since the
   // Unix epoch, so that every revision of a later run is higher than those of an earlier one
   // (as long as a run publishes fewer than a million events per second on average) and a
@@ -61,38 +48,42 @@ struct ResumeRefused {
 
 class HealthBus;
 
-// One watcher's end of the bus. The bus pushes events into its queue and then calls `wake`
-// (outside the bus lock, from whichever thread published); the consumer pops with next().
-class WatchSubscription {
+// One watcher's end of the bus. The bus calls `wake` (outside its lock, from whichever thread
+// published) when a change for the watcher is published after next() found nothing to send (and
+// when the watcher's snapshot or replay is queued); a watcher that has not yet read all it was
+// sent is not woken: whoever reads it calls next() again anyway.
+class WatchSubscription : public std::enable_shared_from_this<WatchSubscription> {
  public:
-  // `byte_budget` bounds the bytes queued (see WatchQueue); the default sets no such bound.
-  WatchSubscription(WatchFilter filter, size_t live_capacity, std::function<void()> wake,
-                    size_t byte_budget = WatchQueue::kNoByteBudget)
-      : filter_(std::move(filter)), queue_(live_capacity, byte_budget), wake_(std::move(wake)) {}
+  WatchSubscription(HealthBus& bus, WatchCursor cursor, std::function<void()> wake)
+      : bus_(bus), cursor_(std::move(cursor)), wake_(std::move(wake)) {}
 
   // The next event to deliver, or nullopt when none is waiting. Thread-safe; the event is built
   // on the caller's thread, outside every lock the publishers take.
   std::optional<core::HealthEvent> next();
-  uint64_t droppedEvents();
-  // Set once the queue went over its byte budget even coalesced: the subscription delivers
-  // nothing more and its owner should end the watch (wake is called when it happens).
-  std::optional<WatchQueue::Exhaustion> exhaustion();
+  // Set once the watcher fell too far behind (see WatchCursor): the subscription delivers nothing
+  // more and its owner should end the watch. Found by next(), which then returns nullopt.
+  std::optional<WatchExhaustion> exhaustion();
 
  private:
   friend class HealthBus;
-  const WatchFilter filter_;
-  // Taken after the bus's mu_ when both are held (the bus queues under its own lock).
-  Mutex mu_;
-  WatchQueue queue_ WSV_GUARDED_BY(mu_);
+  HealthBus& bus_;
+  // Guarded by the bus's mutex: only HealthBus methods that hold it touch these. (They are not
+  // annotated as such: the analysis cannot tell that `bus_.mu_` is the mutex the bus holds.)
+  WatchCursor cursor_;
+  bool parked_ = false;     // next() found nothing to send; the next matching publish wakes it
+  bool subscribed_ = true;  // until unsubscribe(): only a subscribed watcher parks
   const std::function<void()> wake_;
 };
 
 // The ordered record of every endpoint's health. Publishers (the registry and the io threads)
-// report changes; each change gets the next revision and goes, in revision order, to every
-// subscription whose filter matches. Publishing happens only on changes (health, phase, failure),
-// never per heartbeat, so one mutex is enough. Under the same mutex the bus keeps the last
-// changes in a ReplayLog (for resume()) and each endpoint's last health transitions in a
-// HealthHistory (for history()).
+// report changes; each change gets the next revision and is appended, once, to the ChangeLog
+// that every subscription reads at its own position (WatchCursor), and moves the endpoint's entry
+// in LatestChanges, from which a subscription that fell behind is caught up. So a publish costs
+// the same however many watchers there are and however far behind they are: only watchers that
+// have read everything and wait (parked) are looked at, to wake those the change is for.
+// Publishing happens only on changes (health, phase, failure), never per heartbeat, so one mutex
+// is enough. Under the same mutex the bus keeps each endpoint's last health transitions in a
+// HealthHistory (for history()); resume() replays from the ChangeLog.
 //
 // Late publishes from a session that was already unregistered are dropped by comparing the
 // registration's incarnation number.
@@ -162,21 +153,26 @@ class HealthBus {
   std::array<size_t, core::kHealthCount> countByHealth() const;
   uint64_t revision() const;
 
+  // The change log keeps at least this many events, so that a watcher up to this many events
+  // behind reads every change (WatchStream's are coalesced 1,024 events behind).
+  static constexpr size_t kMinLiveChanges = 4096;
+
   // Queues the current state of every matching endpoint and the snapshot-complete marker, then
-  // every later matching change. `live_capacity` bounds the queued changes, `byte_budget` the
-  // bytes of everything queued (see WatchQueue).
+  // every later matching change. A watcher more than `live_capacity` changes or `byte_budget`
+  // bytes behind is coalesced, or ended when even that exceeds `byte_budget` (see WatchCursor).
   std::shared_ptr<WatchSubscription> subscribe(WatchFilter filter, size_t live_capacity,
                                                std::function<void()> wake,
-                                               size_t byte_budget = WatchQueue::kNoByteBudget);
+                                               size_t byte_budget = WatchCursor::kNoByteBudget);
   // Resumes a watch that has seen every change up to `since_revision`: queues every later
   // matching change from the replay log, with its original type and uncoalesced, then the
   // snapshot-complete marker with the current revision, then every later matching change.
-  // Refused when the log no longer holds every change after `since_revision`, or when
+  // Refused when the log no longer holds every change after `since_revision` (it replays at most
+  // `replay_log_size` changes), or when
   // `since_revision` is greater than the current revision. The check, the replay and the
   // subscription happen under one lock, so no change falls between replay and live.
   std::variant<std::shared_ptr<WatchSubscription>, ResumeRefused> resume(
       WatchFilter filter, uint64_t since_revision, size_t live_capacity, std::function<void()> wake,
-      size_t byte_budget = WatchQueue::kNoByteBudget);
+      size_t byte_budget = WatchCursor::kNoByteBudget);
   // After this returns, the subscription receives nothing more and `wake` is not called again
   // by publishes that start later.
   void unsubscribe(const std::shared_ptr<WatchSubscription>& subscription);
@@ -187,9 +183,10 @@ class HealthBus {
                      std::map<std::string, std::string> labels, const core::EndpointStatus& status,
                      std::shared_ptr<const LiveStats> live, bool supervised_here,
                      core::WallTime at);
-  // Publishes `event` as `state`'s latest change: to the replay log, to the endpoint's history
-  // when its health changed, and to every matching subscription (by its labels, and also by
-  // those of `relabelled_from`, the endpoint's previous event, when the event changed them).
+  // Publishes `event` as `state`'s latest change: to the change log and LatestChanges, to the
+  // endpoint's history when its health changed, and wakes every parked subscription it is for
+  // (by its labels, and also by those of `relabelled_from`, the endpoint's previous event, when
+  // the event changed them).
   void deliver(EndpointState& state, std::shared_ptr<core::HealthEvent> event,
                std::vector<std::shared_ptr<WatchSubscription>>& woken,
                SharedHealthEvent relabelled_from = nullptr) WSV_REQUIRES(mu_);
@@ -197,26 +194,36 @@ class HealthBus {
   void deliverChange(EndpointState& state, const std::string& id,
                      const core::EndpointStatus& status, core::WallTime at,
                      std::vector<std::shared_ptr<WatchSubscription>>& woken) WSV_REQUIRES(mu_);
-  // Queues the snapshot-complete marker (at the current revision) and starts delivering live
-  // changes to `subscription`.
   // `status` as published for `state`: named after this replica when it is supervised here.
   core::EndpointStatus stamped(const EndpointState& state,
                                const core::EndpointStatus& status) const;
-  void completeSubscriptionUnderLocks(const std::shared_ptr<WatchSubscription>& subscription)
-      WSV_REQUIRES(mu_, subscription->mu_);
+  // Queues the snapshot-complete marker (at the current revision) and starts delivering live
+  // changes to `subscription`.
+  void completeSubscription(const std::shared_ptr<WatchSubscription>& subscription)
+      WSV_REQUIRES(mu_);
+  // Drops tombstones no watcher needs, and past the bound the oldest (see LatestChanges).
+  void forgetTombstones() WSV_REQUIRES(mu_);
+
+  friend class WatchSubscription;
+  // WatchSubscription::next() and exhaustion().
+  std::optional<WatchDelivery> nextFor(WatchSubscription& subscription) WSV_EXCLUDES(mu_);
+  std::optional<WatchExhaustion> exhaustionOf(WatchSubscription& subscription) WSV_EXCLUDES(mu_);
 
   const size_t replay_log_size_;
   const std::string supervisor_name_;
   // Lock order: a Registry's locks (changes_mu_, map_mu_) may be held when this one is taken
-  // (the registry publishes under them); a subscription's mu_ is taken after it. Nothing here
-  // calls out to other code while holding it (wake callbacks run after it is released).
+  // (the registry publishes under them). Nothing here calls out to other code while holding it
+  // (wake callbacks run after it is released).
   mutable Mutex mu_;
   uint64_t revision_ WSV_GUARDED_BY(mu_);
   bool published_ WSV_GUARDED_BY(mu_) = false;  // anything was delivered
   std::map<std::string, EndpointState> endpoints_ WSV_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<WatchSubscription>> subscriptions_ WSV_GUARDED_BY(mu_);
+  // The subscriptions that found nothing to send; each publish looks at these only.
+  std::vector<std::shared_ptr<WatchSubscription>> parked_ WSV_GUARDED_BY(mu_);
   HealthHistory history_ WSV_GUARDED_BY(mu_);
-  ReplayLog replay_log_ WSV_GUARDED_BY(mu_);
+  ChangeLog change_log_ WSV_GUARDED_BY(mu_);
+  LatestChanges latest_ WSV_GUARDED_BY(mu_);
 };
 
 }  // namespace wsvisor

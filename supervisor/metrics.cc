@@ -226,11 +226,14 @@ Metrics::Metrics(MetricsOptions options)
           .Name("wsvisor_watch_streams_exhausted_total")
           .Help(
               "WatchHealth streams answered RESOURCE_EXHAUSTED, by reason: max_streams (refused "
-              "at open: --max-watch-streams were open) or byte_budget (ended: its queue exceeded "
-              "--watch-stream-bytes even with only the latest state per endpoint).")
+              "at open: --max-watch-streams were open), byte_budget (ended: what it had yet to "
+              "be sent exceeded --watch-stream-bytes even with only the latest state per "
+              "endpoint) or too_far_behind (ended: it fell so far behind that unregistrations it "
+              "missed were no longer kept).")
           .Register(registry);
   watch_refused_max_streams_ = &watch_exhausted.Add({{"reason", "max_streams"}});
   watch_ended_byte_budget_ = &watch_exhausted.Add({{"reason", "byte_budget"}});
+  watch_ended_too_far_behind_ = &watch_exhausted.Add({{"reason", "too_far_behind"}});
 
   grpc_started_ = &BuildCounter()
                        .Name("grpc_server_started_total")

@@ -119,8 +119,12 @@ class Metrics {
   void setMaxWatchStreams(size_t limit) { max_watch_streams_->Set(static_cast<double>(limit)); }
   // A WatchHealth stream was refused because --max-watch-streams were open.
   void watchStreamRefused() { watch_refused_max_streams_->Increment(); }
-  // A WatchHealth stream was ended because its queue exceeded --watch-stream-bytes.
+  // A WatchHealth stream was ended because what it had yet to be sent exceeded
+  // --watch-stream-bytes even coalesced.
   void watchStreamOverBudget() { watch_ended_byte_budget_->Increment(); }
+  // A WatchHealth stream was ended because it fell so far behind that unregistrations it missed
+  // were no longer kept.
+  void watchStreamTooFarBehind() { watch_ended_too_far_behind_->Increment(); }
   // Registered endpoints whose stored spec failed validation (Registry::restore()).
   void setStoredSpecsInvalid(size_t count) {
     stored_specs_invalid_->Set(static_cast<double>(count));
@@ -163,6 +167,7 @@ class Metrics {
   prometheus::Gauge* max_watch_streams_;
   prometheus::Counter* watch_refused_max_streams_;
   prometheus::Counter* watch_ended_byte_budget_;
+  prometheus::Counter* watch_ended_too_far_behind_;
   prometheus::Gauge* stored_specs_invalid_;
   prometheus::Counter* config_applied_;
   prometheus::Counter* config_rejected_;

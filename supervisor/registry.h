@@ -77,7 +77,7 @@ struct RegistryOptions {
 //                changes in the same order. Helpers that need it end in `InChange`.
 //   map_mu_      guards the map and is held only briefly, so that reads never wait for an fsync.
 //                Helpers that need it end in `UnderMapLock`.
-//   then the HealthBus's lock (the bus is told of changes under map_mu_), then a watcher's.
+//   then the HealthBus's lock (the bus is told of changes under map_mu_).
 // Commands never wait on an io thread: they post to it.
 class Registry {
  public:

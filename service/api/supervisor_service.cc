@@ -295,8 +295,14 @@ grpc::ServerWriteReactor<v1::HealthEvent>* SupervisorService::WatchHealth(
   }
   Metrics* metrics = metrics_;
   return new WatchStream(bus_, watch_streams_, watch_pump_, std::move(filter),
-                         request->since_revision(), watch_limits_.stream_bytes, [metrics] {
-                           if (metrics != nullptr) metrics->watchStreamOverBudget();
+                         request->since_revision(), watch_limits_.stream_bytes,
+                         [metrics](WatchExhaustion::Why why) {
+                           if (metrics == nullptr) return;
+                           if (why == WatchExhaustion::Why::kByteBudget) {
+                             metrics->watchStreamOverBudget();
+                           } else {
+                             metrics->watchStreamTooFarBehind();
+                           }
                          });
 }
 

@@ -47,11 +47,11 @@ size_t WatchStreamSet::size() const {
 
 WatchStream::WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pump,
                          WatchFilter filter, uint64_t since_revision, size_t stream_bytes,
-                         std::function<void()> on_over_budget)
+                         std::function<void(WatchExhaustion::Why)> on_exhausted)
     : bus_(bus),
       streams_(streams),
       stream_bytes_(stream_bytes),
-      on_over_budget_(std::move(on_over_budget)),
+      on_exhausted_(std::move(on_exhausted)),
       shared_(std::make_shared<Shared>(pump)) {
   shared_->reactor = this;
   streams_.add(this);
@@ -119,11 +119,11 @@ void WatchStream::writeNextUnderStreamLock() {
   }
   std::optional<core::HealthEvent> event = subscription_->next();
   if (!event) {
-    // An exhausted queue is empty: nothing more will come, so the stream ends here.
+    // An exhausted subscription sends nothing more, so the stream ends here.
     if (auto exhaustion = subscription_->exhaustion()) {
       shared_->finished = true;
-      if (on_over_budget_) on_over_budget_();
-      grpc::Status status = overBudgetStatus(*exhaustion);
+      if (on_exhausted_) on_exhausted_(exhaustion->why);
+      grpc::Status status = exhaustedStatus(*exhaustion);
       WSV_LOG(kWarning) << "WatchHealth stream ended with RESOURCE_EXHAUSTED: "
                         << status.error_message();
       Finish(std::move(status));
@@ -152,7 +152,14 @@ std::string sizeText(size_t bytes) {
 
 }  // namespace
 
-grpc::Status WatchStream::overBudgetStatus(const WatchQueue::Exhaustion& exhaustion) const {
+grpc::Status WatchStream::exhaustedStatus(const WatchExhaustion& exhaustion) const {
+  if (exhaustion.why == WatchExhaustion::Why::kTooFarBehind) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "this watch fell too far behind: endpoints were unregistered since the "
+                        "last event it read, more than wsvisor keeps for a watcher that reads "
+                        "nothing; read faster or watch fewer endpoints (ids, label_selector), then "
+                        "watch again");
+  }
   return grpc::Status(
       grpc::StatusCode::RESOURCE_EXHAUSTED,
       "this watch fell too far behind: even with only the latest state per endpoint, its " +

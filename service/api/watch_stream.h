@@ -45,14 +45,16 @@ class WatchStreamSet {
 
 // One WatchHealth call. Owns itself: created by the service, deleted in OnDone().
 //
-// Feeding: the bus pushes events into the subscription's bounded queue and calls wake() from the
-// publishing thread, which only posts the stream to the WatchPump (once, however many events
-// arrive meanwhile); the pump turns the next event into a message and starts the write. At most
-// one write is in flight, and OnWriteDone() pulls the next event. No thread blocks and none is
-// spawned per stream. A watcher that reads slowly is coalesced by its queue (see WatchQueue) and
-// never slows the bus. Its queue is bounded in bytes too: when even the coalesced state exceeds
-// `stream_bytes`, the queue is dropped and the stream ends with RESOURCE_EXHAUSTED, naming the
-// budget and its flag, after the write in flight (if any) completes.
+// Feeding: the bus appends each change to its change log once, and wakes a subscription that
+// had caught up from the publishing thread; the wake only posts the stream to the WatchPump
+// (once, however many events arrive meanwhile); the pump reads the next event at the
+// subscription's position, turns it into a message and starts the write. At most one write is in
+// flight, and OnWriteDone() pulls the next event. No thread blocks and none is spawned per
+// stream. A watcher that reads slowly is coalesced when it falls behind (see WatchCursor) and
+// never slows the bus; a watcher that reads nothing costs a publish nothing. When even the
+// coalesced state it would have to be sent exceeds `stream_bytes`, the stream ends with
+// RESOURCE_EXHAUSTED, naming the budget and its flag, after the write in flight (if any)
+// completes.
 //
 // A wake while a write is in flight posts nothing: OnWriteDone() pulls the next event. So a
 // watcher that reads nothing costs the pump nothing per event, however many are published.
@@ -68,11 +70,12 @@ class WatchStream : public grpc::ServerWriteReactor<v1::HealthEvent> {
 
   // `since_revision` 0 starts with a snapshot; otherwise the stream resumes after that revision
   // (HealthBus::resume) or, when the bus refuses, ends at once with OUT_OF_RANGE.
-  // The stream takes the place `streams.reserve()` granted. `on_over_budget` runs (once, under
-  // the stream's lock; it must not call back into the stream) when the stream is ended because
-  // its queue exceeded `stream_bytes`.
+  // The stream takes the place `streams.reserve()` granted. `on_exhausted` runs (once, under the
+  // stream's lock; it must not call back into the stream) when the stream is ended because it
+  // fell too far behind (see WatchCursor), with the reason.
   WatchStream(HealthBus& bus, WatchStreamSet& streams, WatchPump& pump, WatchFilter filter,
-              uint64_t since_revision, size_t stream_bytes, std::function<void()> on_over_budget);
+              uint64_t since_revision, size_t stream_bytes,
+              std::function<void(WatchExhaustion::Why)> on_exhausted);
 
   // Ends the stream with `status` as soon as the write in flight (if any) completes.
   void finish(const grpc::Status& status);
@@ -90,9 +93,9 @@ class WatchStream : public grpc::ServerWriteReactor<v1::HealthEvent> {
     std::atomic<bool> wake_posted{false};
     // Mirrors write_in_flight for wake(), which does not lock: a wake that sees a write in flight
     // needs no post. Set before StartWrite() and cleared by OnWriteDone() before it pulls the
-    // next event, both under `mu`. The bus queues an event (under the subscription's lock) before
-    // it wakes, and OnWriteDone() pulls (under that lock) after clearing this: either the wake
-    // sees the flag cleared and posts, or the pull finds the event.
+    // next event, both under `mu`. The bus logs an event (under its lock) before it wakes, and
+    // OnWriteDone() pulls (under that lock) after clearing this: either the wake sees the flag
+    // cleared and posts, or the pull finds the event.
     std::atomic<bool> writing{false};
     Mutex mu;
     WatchStream* reactor WSV_GUARDED_BY(mu) = nullptr;  // null once OnDone() has run
@@ -107,13 +110,13 @@ class WatchStream : public grpc::ServerWriteReactor<v1::HealthEvent> {
   void writeNextUnderStreamLock() WSV_REQUIRES(shared_->mu);
   static void wake(const std::shared_ptr<Shared>& shared);
 
-  // RESOURCE_EXHAUSTED for a queue that went over its byte budget.
-  grpc::Status overBudgetStatus(const WatchQueue::Exhaustion& exhaustion) const;
+  // RESOURCE_EXHAUSTED for a watcher that fell too far behind.
+  grpc::Status exhaustedStatus(const WatchExhaustion& exhaustion) const;
 
   HealthBus& bus_;
   WatchStreamSet& streams_;
   const size_t stream_bytes_;
-  const std::function<void()> on_over_budget_;
+  const std::function<void(WatchExhaustion::Why)> on_exhausted_;
   std::shared_ptr<Shared> shared_;
   std::shared_ptr<WatchSubscription> subscription_;
 };

@@ -21,7 +21,8 @@ constexpr std::chrono::milliseconds kReconcileEvery{200};
 constexpr std::chrono::milliseconds kGuardEvery{25};
 // join(): the pause between attempts to create the member key.
 constexpr std::chrono::milliseconds kJoinRetry{250};
-// Bus changes queued for the publisher before they coalesce per endpoint (nothing is lost then).
+// Bus changes the publisher may fall behind before it is sent the latest per endpoint (nothing it
+// needs is lost then: it publishes the latest status of each).
 constexpr size_t kBusChangesQueued = 4096;
 // A replica whose open-files budget is full says so at most this often.
 constexpr std::chrono::seconds kNoRoomWarningEvery{30};

@@ -446,45 +446,5 @@ TEST_F(HealthBusTest, HistoryIsBoundedPerEndpoint) {
   EXPECT_EQ(history->transitions.back().revision, bus.revision());
 }
 
-TEST_F(HealthBusTest, AWatcherOverItsByteBudgetIsCoalescedThenExhaustedAndWoken) {
-  Labels big;
-  for (int n = 0; n < 16; ++n) big["label-" + std::to_string(n)] = std::string(256, 'v');
-  core::HealthEvent sample;
-  sample.endpoint_id = "a";
-  sample.labels = big;
-  const size_t event_bytes = sizeof(QueuedHealthEvent) + approximateEventBytes(sample);
-  std::atomic<int> wakes{0};
-  // Room for two endpoints' events and a half, whether in order or coalesced; not for three.
-  auto subscription = bus_.subscribe(
-      everything(), 1024, [&] { ++wakes; }, 5 * event_bytes / 2);
-  add("a", 1, big);
-  add("b", 2, big);
-  for (int n = 0; n < 20; ++n) {
-    bus_.publishChanged(n % 2 ? "a" : "b", n % 2 ? 1 : 2,
-                        statusOf(n % 4 < 2 ? Health::kHealthy : Health::kUnhealthy), kAt);
-  }
-  EXPECT_FALSE(subscription->exhaustion().has_value());
-  std::vector<core::HealthEvent> events = drain(*subscription);
-  ASSERT_EQ(events.size(), 3u);  // the marker, then the latest of a and of b
-  EXPECT_EQ(events[0].type, Type::kSnapshotComplete);
-  EXPECT_TRUE(events[1].coalesced);
-  EXPECT_TRUE(events[2].coalesced);
-  EXPECT_EQ(events[2].revision, bus_.revision());
-
-  const int before = wakes.load();
-  add("c", 3, big);
-  bus_.publishChanged("a", 1, statusOf(Health::kHealthy), kAt);
-  bus_.publishChanged("b", 2, statusOf(Health::kHealthy), kAt);  // three endpoints: too many
-  ASSERT_TRUE(subscription->exhaustion().has_value());
-  EXPECT_GT(subscription->exhaustion()->bytes, 5 * event_bytes / 2);
-  EXPECT_EQ(subscription->exhaustion()->events, 3u);
-  EXPECT_FALSE(subscription->next().has_value());
-  EXPECT_EQ(wakes.load(), before + 3);
-  bus_.publishChanged("c", 3, statusOf(Health::kUnhealthy), kAt);  // takes nothing, wakes none
-  EXPECT_FALSE(subscription->next().has_value());
-  EXPECT_EQ(wakes.load(), before + 3);
-  bus_.unsubscribe(subscription);
-}
-
 }  // namespace
 }  // namespace wsvisor
