@@ -11,7 +11,7 @@ namespace {
 
 const char* kEndpointLabel = "endpoint";
 
-constexpr std::array<double, EndpointSeries::kRttBuckets - 1> kRttBoundsSeconds = {
+constexpr std::array<double, RttHistogram::kBuckets - 1> kRttBoundsSeconds = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 
@@ -64,14 +64,40 @@ const std::vector<double>& rttBucketsSeconds() {
   return buckets;
 }
 
-void EndpointSeries::observeRtt(double seconds) {
-  // The first bucket whose upper bound is >= the value, as prometheus-cpp's Histogram counts.
-  const size_t bucket = static_cast<size_t>(
-      std::lower_bound(kRttBoundsSeconds.begin(), kRttBoundsSeconds.end(), seconds) -
-      kRttBoundsSeconds.begin());
-  MutexLock lock(rtt_mu_);
-  ++rtt_counts_[bucket];
-  rtt_sum_ += seconds;
+void RttHistogram::observe(double seconds) {
+  std::atomic<uint64_t>& bucket = counts_[bucketOf(seconds)];
+  bucket.store(bucket.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  sum_.store(sum_.load(std::memory_order_relaxed) + seconds, std::memory_order_relaxed);
+}
+
+size_t RttHistogram::bucketOf(double seconds) {
+  // A lower bound over the 16 fixed bounds without branches on the value: four halvings, each a
+  // compare and a conditional move, then one last compare. A mispredicted branch costs about as
+  // much as the whole search, and RTTs of different endpoints land in different buckets.
+  static_assert(kRttBoundsSeconds.size() == 16, "four halvings cover 16 bounds");
+  const double* base = kRttBoundsSeconds.data();
+  size_t n = kRttBoundsSeconds.size();
+  while (n > 1) {
+    const size_t half = n / 2;
+    base = base[half] < seconds ? base + half : base;
+    n -= half;
+  }
+  return static_cast<size_t>(base - kRttBoundsSeconds.data()) + (*base < seconds ? 1 : 0);
+}
+
+RttHistogram::Snapshot RttHistogram::snapshot() const {
+  Snapshot snapshot;
+  for (size_t i = 0; i < kBuckets; ++i) {
+    snapshot.counts[i] = counts_[i].load(std::memory_order_relaxed);
+  }
+  snapshot.sum = sum_.load(std::memory_order_relaxed);
+  return snapshot;
+}
+
+uint64_t RttHistogram::Snapshot::count() const {
+  uint64_t total = 0;
+  for (uint64_t c : counts) total += c;
+  return total;
 }
 
 // Hands the per-endpoint families to the exposer; holds no state of its own.
@@ -358,17 +384,12 @@ std::vector<prometheus::MetricFamily> Metrics::collectEndpointSeries() {
     last_transition.metric.push_back(metric);
 
     metric.gauge.value = 0;
-    std::array<uint64_t, EndpointSeries::kRttBuckets> counts;
-    double sum = 0;
-    {
-      MutexLock lock(series->rtt_mu_);
-      counts = series->rtt_counts_;
-      sum = series->rtt_sum_;
-    }
+    const RttHistogram::Snapshot rtt_now = series->rtt_.snapshot();
+    // _count is the +Inf bucket, never a separately read figure (see RttHistogram).
     uint64_t cumulative = 0;
-    metric.histogram.bucket.reserve(counts.size());
-    for (size_t i = 0; i < counts.size(); ++i) {
-      cumulative += counts[i];
+    metric.histogram.bucket.reserve(rtt_now.counts.size());
+    for (size_t i = 0; i < rtt_now.counts.size(); ++i) {
+      cumulative += rtt_now.counts[i];
       prometheus::ClientMetric::Bucket bucket;
       bucket.cumulative_count = cumulative;
       bucket.upper_bound = i < kRttBoundsSeconds.size() ? kRttBoundsSeconds[i]
@@ -376,7 +397,7 @@ std::vector<prometheus::MetricFamily> Metrics::collectEndpointSeries() {
       metric.histogram.bucket.push_back(bucket);
     }
     metric.histogram.sample_count = cumulative;
-    metric.histogram.sample_sum = sum;
+    metric.histogram.sample_sum = rtt_now.sum;
     rtt.metric.push_back(std::move(metric));
   }
   std::vector<prometheus::MetricFamily> families;

@@ -42,6 +42,51 @@ std::string prometheusLabelName(const std::string& key);
 // Returns why not, or nullopt.
 std::optional<std::string> checkCopiedLabelKeys(const std::vector<std::string>& keys);
 
+// RTT buckets: 100 µs to 10 s, roughly ×2.5 per step.
+const std::vector<double>& rttBucketsSeconds();
+
+// The RTT histogram of one endpoint: a count per bucket (rttBucketsSeconds(), then +Inf) and the
+// sum of the observations. One writer, the endpoint's io thread; any number of readers (scrapes).
+//
+// observe() is a relaxed load and store of one bucket and of the sum: no lock and no
+// read-modify-write, whose locked instruction would cost more than the rest of the observation.
+// With a single writer that is exact, since nobody else stores to these fields. (The series is
+// shared by registrations of the same id on different io threads, but only one of them records
+// at a time: SupervisedEndpoint records nothing once its registration is retired, which happens
+// before its successor is created. Were two writers ever to overlap, an observation could be
+// lost, never torn.)
+//
+// What a reader sees: every field whole, but not all at one instant, so an observation made
+// during a snapshot may be in its bucket and not yet in the sum, or the other way round. The
+// count is therefore not stored but derived from the buckets (Snapshot::count()): _count always
+// equals the +Inf bucket and the cumulative buckets never decrease, as Prometheus requires; only
+// _sum may be one observation ahead of or behind _count, which Prometheus does not check. Each
+// bucket only grows, so no scrape sees a bucket or _count lower than an earlier scrape did.
+class RttHistogram {
+ public:
+  // rttBucketsSeconds() and +Inf.
+  static constexpr size_t kBuckets = 17;
+
+  struct Snapshot {
+    std::array<uint64_t, kBuckets> counts{};  // per bucket, not cumulative
+    double sum = 0;
+    // The number of observations: the sum of the buckets.
+    uint64_t count() const;
+  };
+
+  // The writer's call.
+  void observe(double seconds);
+  Snapshot snapshot() const;
+
+  // The first bucket whose upper bound is >= seconds (as prometheus-cpp's Histogram and
+  // std::lower_bound count), kBuckets - 1 (+Inf) past the last bound.
+  static size_t bucketOf(double seconds);
+
+ private:
+  std::array<std::atomic<uint64_t>, kBuckets> counts_{};
+  std::atomic<double> sum_{0};
+};
+
 // The per-endpoint series of one endpoint. Shared by every registration of the same id and
 // labels, and removed from /metrics when the last one lets go: a quick unregister/register of
 // the same id on two io threads must not remove the series the new registration writes to.
@@ -53,15 +98,13 @@ std::optional<std::string> checkCopiedLabelKeys(const std::vector<std::string>& 
 class EndpointSeries {
  public:
   ~EndpointSeries();
-  void observeRtt(double seconds);
+  // The endpoint's io thread's call (see RttHistogram).
+  void observeRtt(double seconds) { rtt_.observe(seconds); }
   void setUp(bool up) { up_.store(up, std::memory_order_relaxed); }
   void setFlapping(bool flapping) { flapping_.store(flapping, std::memory_order_relaxed); }
   void setLastTransition(double unix_seconds) {
     last_transition_.store(unix_seconds, std::memory_order_relaxed);
   }
-
-  // rttBucketsSeconds() and +Inf.
-  static constexpr size_t kRttBuckets = 17;
 
  private:
   friend class Metrics;
@@ -71,10 +114,7 @@ class EndpointSeries {
   std::atomic<bool> up_{false};
   std::atomic<bool> flapping_{false};
   std::atomic<double> last_transition_{0};
-  // Written by the endpoint's io thread; a scrape sees whole observations only.
-  Mutex rtt_mu_;
-  std::array<uint64_t, kRttBuckets> rtt_counts_ WSV_GUARDED_BY(rtt_mu_){};  // per bucket
-  double rtt_sum_ WSV_GUARDED_BY(rtt_mu_) = 0;
+  RttHistogram rtt_;
 };
 
 // Every wsvisor metric family is declared in Metrics' constructor (names, help, labels, buckets),
@@ -91,8 +131,8 @@ class EndpointSeries {
 //   wsvisor_endpoint_last_transition_timestamp_seconds{endpoint},
 //   grpc_server_started_total, grpc_server_handled_total, grpc_server_handling_seconds;
 //   scrape time: wsvisor_endpoints{health}, wsvisor_watch_streams, process_*.
-// Counters and gauges are atomics; the RTT histogram of an endpoint is
-// written only by that endpoint's io thread (its internal mutex is uncontended but for scrapes).
+// Counters and gauges are atomics; the RTT histogram of an endpoint is written only by that
+// endpoint's io thread, without a lock or an atomic read-modify-write (RttHistogram).
 // Aggregates that are a function of current state (endpoints per health, open watch streams)
 // are computed at scrape time by StateCollector instead of being kept in step by hand.
 class Metrics {
@@ -193,8 +233,5 @@ class Metrics {
   // release() can still read keep_series_on_release_.
   std::vector<std::shared_ptr<EndpointSeries>> kept_series_ WSV_GUARDED_BY(mu_);
 };
-
-// RTT buckets: 100 µs to 10 s, roughly ×2.5 per step.
-const std::vector<double>& rttBucketsSeconds();
 
 }  // namespace wsvisor
