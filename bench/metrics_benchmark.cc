@@ -8,8 +8,9 @@
 //                                 learnt by the branch predictor.
 // BM_ObserveRttManySeries/N       N endpoints visited in turn, as an io thread with N endpoints
 //                                 visits them once per interval: the cache-cold figure.
-// BM_HeartbeatSent                wsvisor_heartbeats_sent_total, counted by each io thread; with
-//                                 2 threads, two io threads counting at once.
+// BM_HeartbeatSent                wsvisor_heartbeats_sent_total, counted by each io thread in its
+//                                 own ShardCounters; with 2 threads, two io threads counting at
+//                                 once.
 // BM_HeartbeatMetrics             both, as one answered heartbeat records them.
 #include <benchmark/benchmark.h>
 
@@ -64,18 +65,19 @@ Metrics& sharedMetrics() {
 }
 
 void BM_HeartbeatSent(benchmark::State& state) {
-  Metrics& metrics = sharedMetrics();
-  for (auto _ : state) metrics.heartbeatSent();
+  wsvisor::ShardCounters& counters = sharedMetrics().addShardCounters();  // this "io thread's"
+  for (auto _ : state) counters.heartbeatSent();
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_HeartbeatSent)->Threads(1)->Threads(2);
 
 void BM_HeartbeatMetrics(benchmark::State& state) {
   Metrics& metrics = sharedMetrics();
+  wsvisor::ShardCounters& counters = metrics.addShardCounters();
   auto series = metrics.endpointSeries("bench-" + std::to_string(state.thread_index()), {});
   size_t next = 0;
   for (auto _ : state) {
-    metrics.heartbeatSent();
+    counters.heartbeatSent();
     series->observeRtt(kRtts[next]);
     next = (next + 1) % kRtts.size();
   }

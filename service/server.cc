@@ -279,6 +279,7 @@ bool Server::startMetricsExposer(std::string& error) {
     exposer_->RegisterCollectable(heap_collector_);
   }
   exposer_->RegisterCollectable(metrics_->registry());
+  exposer_->RegisterCollectable(metrics_->shardCountersCollector());
   exposer_->RegisterCollectable(metrics_->endpointSeriesCollector());
   exposer_->RegisterCollectable(health_state_collector_);
   exposer_->RegisterCollectable(process_collector_);

@@ -19,7 +19,7 @@ IoShard::IoShard(size_t index, HealthBus& bus, Metrics& metrics)
               [this](uint64_t key, core::MonoTime deadline) {
                 timerFired(key, deadline);  // an endpoint's or a probe's
               }),
-      context_{io_, transport_, bus, metrics, jitter_, timers_},
+      context_{io_, transport_, bus, metrics, metrics.addShardCounters(), jitter_, timers_},
       thread_([this] {
         try {
           io_.run();

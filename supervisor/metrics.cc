@@ -15,29 +15,32 @@ constexpr std::array<double, RttHistogram::kBuckets - 1> kRttBoundsSeconds = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 
-// The families of the per-endpoint series.
-struct EndpointFamily {
+// The families built at scrape time: the per-endpoint series and the sums of ShardCounters.
+struct ScrapeTimeFamily {
   const char* name;
   const char* help;
   prometheus::MetricType type;
 };
-const EndpointFamily kEndpointUp = {"wsvisor_endpoint_up",
-                                    "1 while the endpoint is HEALTHY, else 0.",
-                                    prometheus::MetricType::Gauge};
-const EndpointFamily kEndpointFlapping = {
+const ScrapeTimeFamily kEndpointUp = {"wsvisor_endpoint_up",
+                                      "1 while the endpoint is HEALTHY, else 0.",
+                                      prometheus::MetricType::Gauge};
+const ScrapeTimeFamily kEndpointFlapping = {
     "wsvisor_endpoint_flapping",
     "1 while the endpoint is FLAPPING (its health keeps changing), else 0.",
     prometheus::MetricType::Gauge};
-const EndpointFamily kEndpointRtt = {
+const ScrapeTimeFamily kEndpointRtt = {
     "wsvisor_heartbeat_rtt_seconds",
     "Round-trip time of answered heartbeats (PING and TEXT modes).",
     prometheus::MetricType::Histogram};
-const EndpointFamily kEndpointLastTransition = {
+const ScrapeTimeFamily kEndpointLastTransition = {
     "wsvisor_endpoint_last_transition_timestamp_seconds",
     "Unix time of the endpoint's last health transition (or registration).",
     prometheus::MetricType::Gauge};
+const ScrapeTimeFamily kHeartbeatsSent = {
+    "wsvisor_heartbeats_sent_total", "Heartbeats sent (pings in PING mode, payloads in TEXT mode).",
+    prometheus::MetricType::Counter};
 
-prometheus::MetricFamily emptyFamily(const EndpointFamily& f, size_t series) {
+prometheus::MetricFamily emptyFamily(const ScrapeTimeFamily& f, size_t series) {
   prometheus::MetricFamily family;
   family.name = f.name;
   family.help = f.help;
@@ -112,6 +115,18 @@ class Metrics::EndpointCollector : public prometheus::Collectable {
   Metrics& metrics_;
 };
 
+// Hands the sums of the io threads' counters to the exposer; holds no state of its own.
+class Metrics::ShardCountersCollector : public prometheus::Collectable {
+ public:
+  explicit ShardCountersCollector(Metrics& metrics) : metrics_(metrics) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    return metrics_.collectShardCounters();
+  }
+
+ private:
+  Metrics& metrics_;
+};
+
 std::optional<std::string> checkCopiedLabelKeys(const std::vector<std::string>& keys) {
   std::set<std::string> names;
   for (const std::string& key : keys) {
@@ -142,7 +157,8 @@ std::string prometheusLabelName(const std::string& key) {
 Metrics::Metrics(MetricsOptions options)
     : options_(std::move(options)),
       registry_(std::make_shared<prometheus::Registry>()),
-      endpoint_collector_(std::make_shared<EndpointCollector>(*this)) {
+      endpoint_collector_(std::make_shared<EndpointCollector>(*this)),
+      shard_counters_collector_(std::make_shared<ShardCountersCollector>(*this)) {
   endpoint_label_order_.emplace_back(kEndpointLabel, 0);
   for (size_t i = 0; i < options_.copied_label_keys.size(); ++i) {
     endpoint_label_order_.emplace_back(prometheusLabelName(options_.copied_label_keys[i]), i + 1);
@@ -160,12 +176,6 @@ Metrics::Metrics(MetricsOptions options)
       .Register(registry)
       .Add({{"version", options_.version}, {"revision", options_.revision}})
       .Set(1);
-
-  heartbeats_sent_ = &BuildCounter()
-                          .Name("wsvisor_heartbeats_sent_total")
-                          .Help("Heartbeats sent (pings in PING mode, payloads in TEXT mode).")
-                          .Register(registry)
-                          .Add({});
 
   auto& failures =
       BuildCounter()
@@ -308,6 +318,29 @@ void Metrics::probeFinished(core::ProbeResult::Outcome outcome) {
 
 void Metrics::healthTransition(core::Health to) {
   transitions_[static_cast<size_t>(to)]->Increment();
+}
+
+ShardCounters& Metrics::addShardCounters() {
+  MutexLock lock(mu_);
+  shard_counters_.push_back(std::make_unique<ShardCounters>());
+  return *shard_counters_.back();
+}
+
+std::vector<prometheus::MetricFamily> Metrics::collectShardCounters() {
+  uint64_t heartbeats_sent = 0;
+  {
+    MutexLock lock(mu_);
+    for (const auto& counters : shard_counters_) {
+      heartbeats_sent += counters->heartbeats_sent_.load(std::memory_order_relaxed);
+    }
+  }
+  prometheus::MetricFamily family = emptyFamily(kHeartbeatsSent, 1);
+  prometheus::ClientMetric metric;
+  metric.counter.value = static_cast<double>(heartbeats_sent);
+  family.metric.push_back(std::move(metric));
+  std::vector<prometheus::MetricFamily> families;
+  families.push_back(std::move(family));
+  return families;
 }
 
 std::shared_ptr<EndpointSeries> Metrics::endpointSeries(

@@ -87,6 +87,24 @@ class RttHistogram {
   std::atomic<double> sum_{0};
 };
 
+// The counters that io threads bump on every heartbeat, one set per io thread (see
+// Metrics::addShardCounters()); a scrape reports their sum. Written only by the io thread that
+// owns them, so a bump is a relaxed load and store, and each set has a cache line of its own, so
+// io threads never write to a shared line. (One prometheus::Counter for all io threads made every
+// heartbeat a compare-and-swap loop on a line the io threads passed back and forth.)
+class alignas(64) ShardCounters {
+ public:
+  // wsvisor_heartbeats_sent_total
+  void heartbeatSent() {
+    heartbeats_sent_.store(heartbeats_sent_.load(std::memory_order_relaxed) + 1,
+                           std::memory_order_relaxed);
+  }
+
+ private:
+  friend class Metrics;
+  std::atomic<uint64_t> heartbeats_sent_{0};
+};
+
 // The per-endpoint series of one endpoint. Shared by every registration of the same id and
 // labels, and removed from /metrics when the last one lets go: a quick unregister/register of
 // the same id on two io threads must not remove the series the new registration writes to.
@@ -119,8 +137,10 @@ class EndpointSeries {
 
 // Every wsvisor metric family is declared in Metrics' constructor (names, help, labels, buckets),
 // except the per-endpoint families, whose samples endpointSeriesCollector() builds from the
-// EndpointSeries at scrape time (declared in metrics.cc), and the few computed at scrape time
-// from other state, which scrape_collectors.h declares:
+// EndpointSeries at scrape time, and wsvisor_heartbeats_sent_total, which
+// shardCountersCollector() sums from the ShardCounters at scrape time (both declared in
+// metrics.cc), and the few computed at scrape time from other state, which scrape_collectors.h
+// declares:
 //   wsvisor_build_info, wsvisor_heartbeats_sent_total, wsvisor_heartbeat_failures_total{reason},
 //   wsvisor_connection_attempts_total{result}, wsvisor_health_transitions_total{to},
 //   wsvisor_config_reloads_total{result}, wsvisor_max_endpoints,
@@ -131,8 +151,10 @@ class EndpointSeries {
 //   wsvisor_endpoint_last_transition_timestamp_seconds{endpoint},
 //   grpc_server_started_total, grpc_server_handled_total, grpc_server_handling_seconds;
 //   scrape time: wsvisor_endpoints{health}, wsvisor_watch_streams, process_*.
-// Counters and gauges are atomics; the RTT histogram of an endpoint is written only by that
-// endpoint's io thread, without a lock or an atomic read-modify-write (RttHistogram).
+// Counters and gauges are atomics; what changes with every heartbeat is written without a lock or
+// an atomic read-modify-write: the RTT histogram of an endpoint only by that endpoint's io thread
+// (RttHistogram), wsvisor_heartbeats_sent_total by each io thread in its own ShardCounters,
+// summed at scrape time.
 // Aggregates that are a function of current state (endpoints per health, open watch streams)
 // are computed at scrape time by StateCollector instead of being kept in step by hand.
 class Metrics {
@@ -148,7 +170,15 @@ class Metrics {
   }
   const MetricsOptions& options() const { return options_; }
 
-  void heartbeatSent() { heartbeats_sent_->Increment(); }
+  // wsvisor_heartbeats_sent_total, the sum of every ShardCounters, built when Prometheus scrapes.
+  // Register it with the exposer next to registry().
+  std::shared_ptr<prometheus::Collectable> shardCountersCollector() const {
+    return shard_counters_collector_;
+  }
+  // The counters of one io thread, to be written by that thread only. They live as long as this
+  // Metrics, so that what a shard counted stays in the sum after the shard has gone.
+  ShardCounters& addShardCounters();
+
   void failureRecorded(core::FailureReason reason);
   // `result` is "success" or the failure reason of the attempt.
   void connectionAttempt(core::FailureReason failure_or_none);
@@ -193,13 +223,14 @@ class Metrics {
  private:
   friend class EndpointSeries;
   class EndpointCollector;
+  class ShardCountersCollector;
   void release(EndpointSeries& series);
   std::vector<prometheus::MetricFamily> collectEndpointSeries();
+  std::vector<prometheus::MetricFamily> collectShardCounters();
 
   const MetricsOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
 
-  prometheus::Counter* heartbeats_sent_;
   std::array<prometheus::Counter*, core::kFailureReasonCount> failures_{};
   std::array<prometheus::Counter*, core::kFailureReasonCount> attempts_{};  // [kNone] = success
   std::array<prometheus::Counter*, core::kHealthCount> transitions_{};
@@ -222,6 +253,7 @@ class Metrics {
   // its value, 0 for the endpoint id and i for copied_label_keys[i - 1].
   std::vector<std::pair<std::string, size_t>> endpoint_label_order_;
   std::shared_ptr<prometheus::Collectable> endpoint_collector_;
+  std::shared_ptr<prometheus::Collectable> shard_counters_collector_;
 
   std::atomic<bool> keep_series_on_release_{false};
   Mutex mu_;  // the control path and scrapes
@@ -229,6 +261,8 @@ class Metrics {
   // its release() (waiting for mu_) erases the entry unless a new series has taken it over.
   std::map<std::string, std::weak_ptr<EndpointSeries>> series_ WSV_GUARDED_BY(mu_);
   std::map<std::string, GrpcMethodSeries> grpc_methods_ WSV_GUARDED_BY(mu_);
+  // Never removed (see addShardCounters()); unique_ptr, so that each keeps its address.
+  std::vector<std::unique_ptr<ShardCounters>> shard_counters_ WSV_GUARDED_BY(mu_);
   // Every live series once keepSeriesOnRelease() was called. Declared last: destroyed first, while
   // release() can still read keep_series_on_release_.
   std::vector<std::shared_ptr<EndpointSeries>> kept_series_ WSV_GUARDED_BY(mu_);

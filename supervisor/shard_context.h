@@ -19,6 +19,8 @@ struct ShardContext {
   WebSocketTransport& transport;
   HealthBus& bus;
   Metrics& metrics;
+  // This io thread's own counters in `metrics` (Metrics::addShardCounters()).
+  ShardCounters& counters;
   core::JitterSource& jitter;
   // The sessions' deadlines; an expiry is routed to the endpoint or probe with its key, if that
   // still exists.

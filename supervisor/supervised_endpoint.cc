@@ -115,7 +115,7 @@ void SupervisedEndpoint::recordMetrics(const core::SessionActions& actions,
                                        core::ConnectionPhase phase_before) {
   Metrics& metrics = shard_.metrics;
   const core::EndpointStatus& status = session_.status();
-  if (actions.send_ping || actions.send_text) metrics.heartbeatSent();
+  if (actions.send_ping || actions.send_text) shard_.counters.heartbeatSent();
   if (actions.failure_recorded) metrics.failureRecorded(status.last_failure->reason);
   if (phase_before == core::ConnectionPhase::kConnecting) {
     // An attempt ends when the phase leaves CONNECTING: opened, or failed with a reason.

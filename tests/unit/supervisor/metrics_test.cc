@@ -32,6 +32,12 @@ const prometheus::MetricFamily* findFamily(const std::vector<prometheus::MetricF
   return nullptr;
 }
 
+double heartbeatsSent(Metrics& metrics) {
+  const auto families = metrics.shardCountersCollector()->Collect();
+  const auto* family = findFamily(families, "wsvisor_heartbeats_sent_total");
+  return family == nullptr || family->metric.empty() ? -1 : family->metric[0].counter.value;
+}
+
 TEST(RttHistogramTest, BucketOfAgreesWithLowerBoundOnTheBounds) {
   const std::vector<double>& bounds = rttBucketsSeconds();
   ASSERT_EQ(bounds.size() + 1, RttHistogram::kBuckets);
@@ -106,6 +112,26 @@ TEST(MetricsTest, RttHistogramIsExposedCumulativeWithCountEqualToInfBucket) {
   EXPECT_DOUBLE_EQ(h.sample_sum, 0.00005 + 0.0001 + 0.002 + 0.002 + 0.7 + 12.0);
 }
 
+TEST(MetricsTest, HeartbeatsSentIsTheSumOfTheShardsCounters) {
+  Metrics metrics{MetricsOptions{}};
+  // Exposed (as 0) before any io thread exists, like a counter in the registry.
+  EXPECT_EQ(heartbeatsSent(metrics), 0);
+  ShardCounters& a = metrics.addShardCounters();
+  ShardCounters& b = metrics.addShardCounters();
+  for (int i = 0; i < 3; ++i) a.heartbeatSent();
+  for (int i = 0; i < 4; ++i) b.heartbeatSent();
+  EXPECT_EQ(heartbeatsSent(metrics), 7);
+
+  const auto families = metrics.shardCountersCollector()->Collect();
+  ASSERT_EQ(families.size(), 1u);
+  EXPECT_EQ(families[0].type, prometheus::MetricType::Counter);
+  EXPECT_EQ(families[0].help, "Heartbeats sent (pings in PING mode, payloads in TEXT mode).");
+  ASSERT_EQ(families[0].metric.size(), 1u);
+  EXPECT_TRUE(families[0].metric[0].label.empty());
+  // Not in the registry too: the family must be exposed once.
+  EXPECT_EQ(findFamily(metrics.registry()->Collect(), "wsvisor_heartbeats_sent_total"), nullptr);
+}
+
 // One thread records as an io thread does while another scrapes, as the exposer's threads do:
 // every scrape must be a histogram Prometheus accepts (cumulative buckets, _count equal to the
 // +Inf bucket), and no figure may go down from one scrape to the next. Also a ThreadSanitizer
@@ -113,6 +139,7 @@ TEST(MetricsTest, RttHistogramIsExposedCumulativeWithCountEqualToInfBucket) {
 TEST(MetricsConcurrencyTest, ScrapesWhileAnIoThreadRecordsSeeConsistentGrowingFigures) {
   Metrics metrics{MetricsOptions{}};
   auto series = metrics.endpointSeries("a", {});
+  ShardCounters& counters = metrics.addShardCounters();
   // Powers of two: their sum is exact in a double, whatever the order of additions.
   const std::vector<double> rtts = {0.0000152587890625, 0.0009765625, 0.03125, 0.25, 2, 16};
   // The io thread goes on until the scrapes have overlapped it many times.
@@ -123,6 +150,7 @@ TEST(MetricsConcurrencyTest, ScrapesWhileAnIoThreadRecordsSeeConsistentGrowingFi
 
   std::thread io_thread([&] {
     while (scrapes.load() < kMinScrapes) {
+      counters.heartbeatSent();
       series->observeRtt(rtts[observations % rtts.size()]);
       ++observations;
     }
@@ -130,9 +158,13 @@ TEST(MetricsConcurrencyTest, ScrapesWhileAnIoThreadRecordsSeeConsistentGrowingFi
   });
 
   uint64_t last_count = 0;
+  double last_sent = 0;
   bool last_scrape = false;
   while (!last_scrape) {
     last_scrape = done.load();
+    const double sent = heartbeatsSent(metrics);
+    ASSERT_GE(sent, last_sent);
+    last_sent = sent;
     const auto families = metrics.endpointSeriesCollector()->Collect();
     const auto* rtt = findFamily(families, "wsvisor_heartbeat_rtt_seconds");
     ASSERT_NE(rtt, nullptr);
@@ -149,6 +181,7 @@ TEST(MetricsConcurrencyTest, ScrapesWhileAnIoThreadRecordsSeeConsistentGrowingFi
 
   // The last scrape began after the io thread had finished: it sees every observation.
   EXPECT_EQ(last_count, observations);
+  EXPECT_EQ(last_sent, static_cast<double>(observations));
   double expected_sum = 0;
   for (size_t i = 0; i < observations; ++i) expected_sum += rtts[i % rtts.size()];
   const auto families = metrics.endpointSeriesCollector()->Collect();
