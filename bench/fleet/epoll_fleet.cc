@@ -1,6 +1,8 @@
 // The lean fleet: one epoll loop, a minimal RFC 6455 server (opening handshake, ping → pong,
 // text/binary echo, close echo). Per connection it keeps a few dozen bytes plus the endpoint id;
-// per ping it does one read() and one write(). See fleet.h for the control protocol.
+// per ping it does one read() and one write(). With Options::tls_cert_file it serves TLS instead
+// (tls_stream.h): the same loop and WebSocket handling over decrypted bytes. See fleet.h for the
+// control protocol.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -20,6 +22,7 @@
 #include <websocketpp/sha1/sha1.hpp>
 
 #include "fleet.h"
+#include "tls_stream.h"
 
 namespace fleet {
 
@@ -27,6 +30,10 @@ namespace {
 
 constexpr size_t kMaxHandshakeBytes = 8192;
 constexpr size_t kMaxFrameBytes = 64 * 1024;  // heartbeats are tiny; anything bigger is closed
+// Decrypted input taken from one TLS connection per event. OpenSSL's read-ahead buffer holds
+// about one record's worth, so a peer reaches this only by sending faster than the loop reads:
+// it is closed rather than allowed to hold the loop.
+constexpr size_t kMaxTlsInputPerEvent = 1024 * 1024;
 constexpr char kWebSocketGuid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 enum class State : uint8_t { kHandshake, kOpen, kStalled };
@@ -34,10 +41,12 @@ enum class State : uint8_t { kHandshake, kOpen, kStalled };
 struct Connection {
   int fd = -1;
   State state = State::kHandshake;
-  uint32_t index = 0;  // position in EpollFleet::open_ (for O(1) removal)
-  std::string id;      // request path without the leading '/'
-  std::string in;      // unparsed input (handshake, or a partial frame)
-  std::string out;     // unsent output (only when the socket buffer was full)
+  bool out_armed = false;          // TLS only: EPOLLOUT is in the interest set
+  uint32_t index = 0;              // position in EpollFleet::open_ (for O(1) removal)
+  std::string id;                  // request path without the leading '/'
+  std::string in;                  // unparsed input (handshake, or a partial frame)
+  std::string out;                 // unsent output (only when the socket buffer was full)
+  std::unique_ptr<TlsStream> tls;  // null on a plain connection
 };
 
 // Tags in epoll_event.data.u64: listeners have the top bit set.
@@ -71,6 +80,10 @@ class EpollFleet : public Fleet {
     if (epfd_ < 0) {
       error = std::string("epoll_create1: ") + std::strerror(errno);
       return false;
+    }
+    if (!options_.tls_cert_file.empty()) {
+      tls_ = TlsContext::load(options_.tls_cert_file, options_.tls_key_file, error);
+      if (!tls_) return false;
     }
     for (const auto& addr : options_.listen) {
       int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -193,6 +206,14 @@ class EpollFleet : public Fleet {
       ev.events = EPOLLIN | EPOLLRDHUP;
       ev.data.u64 = slot;
       epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+      if (tls_) {
+        // The handshake starts with the client's first bytes (EPOLLIN).
+        c.tls = TlsStream::accept(*tls_, fd);
+        if (!c.tls) {
+          ++counters_.tls_errors;
+          closeConnection(slot);
+        }
+      }
     }
   }
 
@@ -216,6 +237,7 @@ class EpollFleet : public Fleet {
       if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) closeConnection(slot);
       return;
     }
+    if (c.tls) return onTlsEvent(slot, c);
     if (events & EPOLLOUT) {
       if (!flush(c)) return closeConnection(slot);
       if (c.out.empty()) watch(slot, EPOLLIN | EPOLLRDHUP);
@@ -244,6 +266,7 @@ class EpollFleet : public Fleet {
 
   // Sends what it can of `data` (after anything already queued). False: the connection broke.
   bool send(uint32_t slot, Connection& c, const char* data, size_t size) {
+    if (c.tls) return sendTls(c, data, size);
     if (c.out.empty()) {
       const ssize_t sent = ::send(c.fd, data, size, MSG_NOSIGNAL);
       if (sent == static_cast<ssize_t>(size)) return true;
@@ -258,6 +281,7 @@ class EpollFleet : public Fleet {
   }
 
   bool flush(Connection& c) {
+    if (c.tls) return flushTls(c);
     while (!c.out.empty()) {
       const ssize_t sent = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
       if (sent < 0) return errno == EAGAIN;
@@ -318,6 +342,7 @@ class EpollFleet : public Fleet {
         case 0x8:  // close: echo the code and hang up (the server closes TCP first)
           reply(slot, c, 0x8, payload.substr(0, std::min<size_t>(payload.size(), 2)));
           flush(c);
+          if (c.tls) c.tls->shutdown();
           return false;
         default:
           break;  // pong or reserved: ignore
@@ -325,6 +350,68 @@ class EpollFleet : public Fleet {
     }
     c.in.erase(0, pos);
     if (c.in.capacity() > 256 && c.in.empty()) c.in.shrink_to_fit();
+    return true;
+  }
+
+  // TLS: the handshake first, then the same input handling as a plain connection over decrypted
+  // bytes. A TLS read can need the socket writable and a write can wait behind it, so whatever
+  // the event, queued output is retried and input read; epoll is then armed for what is pending.
+  void onTlsEvent(uint32_t slot, Connection& c) {
+    TlsStream& tls = *c.tls;
+    if (!tls.established()) {
+      const TlsStep step = tls.handshake();
+      if (step == TlsStep::kWouldBlock) return armTls(slot, c);
+      if (step != TlsStep::kDone) {
+        ++counters_.tls_errors;  // e.g. the client did not trust the certificate
+        return closeConnection(slot);
+      }
+      ++counters_.tls_handshakes;
+    }
+    if (!flushTls(c)) return closeConnection(slot);
+    char buf[4096];
+    size_t taken = 0;
+    while (taken <= kMaxTlsInputPerEvent) {
+      size_t got = 0;
+      const TlsStep step = tls.read(buf, sizeof buf, got);
+      if (step == TlsStep::kWouldBlock) break;
+      if (step != TlsStep::kDone) return closeConnection(slot);  // closed or failed
+      c.in.append(buf, got);
+      taken += got;
+      // Level-triggered epoll announces what is still in the kernel, not what OpenSSL holds.
+      if (!tls.hasBuffered()) break;
+    }
+    if (taken > kMaxTlsInputPerEvent) return closeConnection(slot);
+    if (!process(slot, c)) return closeConnection(slot);
+    armTls(slot, c);
+  }
+
+  // Watches for writability while output or a TLS step waits for it; one epoll_ctl per change.
+  void armTls(uint32_t slot, Connection& c) {
+    const bool out = !c.out.empty() || c.tls->wantsWrite();
+    if (out == c.out_armed) return;
+    c.out_armed = out;
+    watch(slot, out ? EPOLLIN | EPOLLOUT | EPOLLRDHUP : EPOLLIN | EPOLLRDHUP);
+  }
+
+  // TLS output is all or nothing per write (TlsStream::write): once a write waits, later data
+  // queues behind it and the whole queue is offered again (armTls arms EPOLLOUT).
+  bool sendTls(Connection& c, const char* data, size_t size) {
+    if (c.out.empty()) {
+      const TlsStep step = c.tls->write(data, size);
+      if (step == TlsStep::kDone) return true;
+      if (step != TlsStep::kWouldBlock) return false;
+    }
+    c.out.append(data, size);
+    return true;
+  }
+
+  bool flushTls(Connection& c) {
+    if (c.out.empty()) return true;
+    const TlsStep step = c.tls->write(c.out.data(), c.out.size());
+    if (step == TlsStep::kWouldBlock) return true;
+    if (step != TlsStep::kDone) return false;
+    c.out.clear();
+    c.out.shrink_to_fit();
     return true;
   }
 
@@ -385,6 +472,7 @@ class EpollFleet : public Fleet {
   }
 
   const Options options_;
+  std::unique_ptr<TlsContext> tls_;  // null: plain ws://
   std::mt19937_64 rng_;
   int epfd_ = -1;
   std::vector<int> listeners_;

@@ -3,7 +3,7 @@
 // Control protocol (stdin, one command per line; answers on stdout, one line each):
 //   stats                    → stats open=<n> stalled=<n> accepted=<n> handshakes=<n> closed=<n>
 //                              pings=<n> pongs=<n> messages=<n> accept_errors=<n>
-//                              realtime_us=<t> mono_us=<t>
+//                              tls_handshakes=<n> tls_errors=<n> realtime_us=<t> mono_us=<t>
 //   stall <prefix> <count>   → stalled n=<k> realtime_us=<t> mono_us=<t> ids=<id>,<id>,...
 //                              Picks up to <count> open connections whose id (the request path
 //                              without its leading '/') starts with <prefix>, at random, and stops
@@ -13,7 +13,7 @@
 //                              before the first connection stops: every ping read later is
 //                              unanswered. New connections (reconnects) are answered normally.
 //   quit                     → exits (also on end of input).
-// At start it prints: listening <host:port> <host:port> ...
+// At start it prints: listening <host:port> <host:port> ... impl=<impl> tls=on|off max_fds=<n>
 #pragma once
 
 #include <cstdint>
@@ -31,6 +31,9 @@ struct Address {
 struct Options {
   std::vector<Address> listen;
   uint64_t seed = 1;
+  // PEM certificate chain and key: serve TLS (wss://) on every listener. Empty: plain ws://.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 struct Stats {
@@ -43,6 +46,8 @@ struct Stats {
   uint64_t pongs = 0;
   uint64_t messages = 0;
   uint64_t accept_errors = 0;
+  uint64_t tls_handshakes = 0;  // completed TLS handshakes
+  uint64_t tls_errors = 0;      // failed TLS handshakes (e.g. certificate not trusted)
 };
 
 class Fleet;

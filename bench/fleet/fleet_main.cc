@@ -1,4 +1,6 @@
 // wsfleet [--impl epoll|websocketpp] [--listen 127.0.0.1:0,127.0.0.2:0,...] [--seed N]
+//         [--tls CERT_PEM KEY_PEM]
+// --tls serves wss:// (epoll fleet only): TLS 1.2 or 1.3 with that certificate chain and key.
 // See fleet.h for the control protocol on stdin/stdout.
 #include <sys/resource.h>
 #include <time.h>
@@ -63,12 +65,15 @@ class StdinControl : public fleet::Control {
       const fleet::Stats s = fleet.stats();
       std::printf(
           "stats open=%zu stalled=%zu accepted=%llu handshakes=%llu closed=%llu pings=%llu "
-          "pongs=%llu messages=%llu accept_errors=%llu realtime_us=%llu mono_us=%llu\n",
+          "pongs=%llu messages=%llu accept_errors=%llu tls_handshakes=%llu tls_errors=%llu "
+          "realtime_us=%llu mono_us=%llu\n",
           s.open, s.stalled, static_cast<unsigned long long>(s.accepted),
           static_cast<unsigned long long>(s.handshakes), static_cast<unsigned long long>(s.closed),
           static_cast<unsigned long long>(s.pings), static_cast<unsigned long long>(s.pongs),
           static_cast<unsigned long long>(s.messages),
           static_cast<unsigned long long>(s.accept_errors),
+          static_cast<unsigned long long>(s.tls_handshakes),
+          static_cast<unsigned long long>(s.tls_errors),
           static_cast<unsigned long long>(nowMicros(CLOCK_REALTIME)),
           static_cast<unsigned long long>(nowMicros(CLOCK_MONOTONIC)));
     } else if (command == "quit") {
@@ -114,10 +119,13 @@ int main(int argc, char** argv) {
       }
     } else if (arg == "--seed" && has_value) {
       options.seed = std::stoull(argv[++i]);
+    } else if (arg == "--tls" && i + 2 < argc) {
+      options.tls_cert_file = argv[++i];
+      options.tls_key_file = argv[++i];
     } else {
       std::fprintf(stderr,
                    "usage: wsfleet [--impl epoll|websocketpp] [--listen host:port,...] "
-                   "[--seed N]\n");
+                   "[--seed N] [--tls CERT_PEM KEY_PEM]\n");
       return 2;
     }
   }
@@ -130,6 +138,10 @@ int main(int argc, char** argv) {
   setrlimit(RLIMIT_NOFILE, &limit);
 
   std::unique_ptr<fleet::Fleet> f;
+  if (!options.tls_cert_file.empty() && impl != "epoll") {
+    std::fprintf(stderr, "wsfleet: --tls is served by --impl epoll only\n");
+    return 2;
+  }
   if (impl == "epoll") {
     f = fleet::makeEpollFleet(options);
   } else if (impl == "websocketpp") {
@@ -145,7 +157,8 @@ int main(int argc, char** argv) {
   }
   std::string line = "listening";
   for (const auto& a : f->boundAddresses()) line += " " + a;
-  std::printf("%s impl=%s max_fds=%llu\n", line.c_str(), impl.c_str(),
+  std::printf("%s impl=%s tls=%s max_fds=%llu\n", line.c_str(), impl.c_str(),
+              options.tls_cert_file.empty() ? "off" : "on",
               static_cast<unsigned long long>(limit.rlim_cur));
   std::fflush(stdout);
   StdinControl control;
