@@ -2,9 +2,10 @@
 // the bottleneck and arrival times are taken next to the socket.
 //
 //   bench_client register --server ADDR --endpoints FILE [--concurrency C]
-//                         [--interval-ms I] [--timeout-ms T]
+//                         [--interval-ms I] [--timeout-ms T] [--ca-file PEM]
 //       FILE has one "id url" per line. Registers them all (PING mode, interval I, timeout T),
-//       at most C calls in flight. Prints progress lines and one final line:
+//       at most C calls in flight; wss:// endpoints get `tls.ca_file` PEM (verification on)
+//       when --ca-file is given. Prints progress lines and one final line:
 //       registered ok=<n> created=<n> errors=<n> elapsed_s=<s> per_s=<r>
 //                  start_realtime_us=<t> end_realtime_us=<t> [first_error=<text>]
 //
@@ -88,6 +89,7 @@ int runRegister(const Args& args) {
   const long concurrency = args.num("--concurrency", 64);
   const long interval_ms = args.num("--interval-ms", 1000);
   const long timeout_ms = args.num("--timeout-ms", 1000);
+  const std::string ca_file = args.get("--ca-file");
 
   auto channel = grpc::CreateChannel(args.get("--server"), grpc::InsecureChannelCredentials());
   auto stub = Supervisor::NewStub(channel);
@@ -126,6 +128,10 @@ int runRegister(const Args& args) {
     heartbeat->set_mode(wsvisor::v1::HEARTBEAT_MODE_PING);
     setDuration(heartbeat->mutable_interval(), interval_ms);
     setDuration(heartbeat->mutable_timeout(), timeout_ms);
+    // The proto allows `tls` on wss:// only.
+    if (!ca_file.empty() && endpoint_url.rfind("wss://", 0) == 0) {
+      spec->mutable_tls()->set_ca_file(ca_file);
+    }
     call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     stub->async()->RegisterEndpoint(
         &call->context, &call->request, &call->response, [&, call](grpc::Status status) {
