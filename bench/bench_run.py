@@ -8,7 +8,8 @@ Builds what it needs (Release), starts the fleet upstream(s) and wsvisor, regist
 over gRPC, waits until all are HEALTHY, measures a steady window, stalls K connections and times
 their detection, fans health out to M WatchHealth streams, then runs each peer against the same
 fleet and measures it the same way. Prints a table and ends with one JSON line. Loopback only;
-every wait is bounded; every process it starts is stopped before it exits. See bench/README.md.
+every wait is bounded; every process it starts is stopped before it exits. With --tls all of it
+runs over wss:// (bench_tls.py makes a throwaway CA). See bench/README.md.
 """
 import argparse
 import atexit
@@ -25,6 +26,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+import bench_tls
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -245,10 +248,16 @@ class Fleet:
     def __init__(self, args, out_dir, connections):
         self.procs = []
         count = max(1, math.ceil(connections / FLEET_CAPACITY))
+        hosts = [[f"127.0.{f}.{a + 1}" for a in range(FLEET_LISTENERS)] for f in range(count)]
+        # --tls: one certificate for every listening address; clients verify it against the CA.
+        self.tls = bench_tls.make_loopback_ca(os.path.join(out_dir, "tls"),
+                                              sum(hosts, [])) if args.tls else None
+        self.scheme = "wss" if self.tls else "ws"
         for f in range(count):
-            listen = ",".join(f"127.0.{f}.{a + 1}:0" for a in range(FLEET_LISTENERS))
+            listen = ",".join(f"{h}:0" for h in hosts[f])
+            tls = ["--tls", self.tls["cert"], self.tls["key"]] if self.tls else []
             proc = Proc(f"fleet{f}", [binary(args, "wsfleet"), "--impl", args.fleet_impl,
-                                      "--listen", listen, "--seed", str(f + 1)],
+                                      "--listen", listen, "--seed", str(f + 1)] + tls,
                         stderr_path=os.path.join(out_dir, f"fleet{f}.stderr"))
             line = proc.wait_line(lambda l: l.startswith("listening"), 10)
             if not line:
@@ -256,7 +265,7 @@ class Fleet:
             proc.addresses = [a for a in line.split()[1:] if ":" in a and "=" not in a]
             self.procs.append(proc)
         log(f"{count} fleet process(es) ({args.fleet_impl}), "
-            f"{count * FLEET_LISTENERS} listening addresses")
+            f"{count * FLEET_LISTENERS} listening addresses, {self.scheme}://")
 
     def endpoints(self, prefix, n):
         """(id, url, fleet index) for n endpoints; fleet connection ids are '<prefix>/<id>'."""
@@ -268,7 +277,7 @@ class Fleet:
             addrs = self.procs[f].addresses
             addr = addrs[(i // count) % len(addrs)]
             endpoint_id = f"{letter}-{i:06d}"
-            result.append((endpoint_id, f"ws://{addr}/{prefix}/{endpoint_id}", f))
+            result.append((endpoint_id, f"{self.scheme}://{addr}/{prefix}/{endpoint_id}", f))
         return result
 
     def stats(self):
@@ -455,7 +464,8 @@ def run_wsvisor(args, out_dir, fleet, per_endpoint, full):
                           "--endpoints", endpoints_file, "--concurrency",
                           str(args.register_concurrency), "--interval-ms",
                           str(int(args.interval * 1000)), "--timeout-ms",
-                          str(int(args.timeout * 1000))],
+                          str(int(args.timeout * 1000))] +
+                         (["--ca-file", fleet.tls["ca"]] if fleet.tls else []),
                          capture_output=True, text=True, timeout=max(600, n / 20))
     reg_line = next((l for l in reg.stdout.splitlines() if l.startswith("registered ")), None)
     if reg_line is None:
@@ -724,6 +734,8 @@ def run_peer(args, out_dir, fleet, name):
     else:
         base = ["/usr/bin/python3", os.path.join(HERE, "peers", "python", "supervisor.py")]
         extra = ["--interval-ms", interval_ms, "--timeout-ms", timeout_ms]
+    if fleet.tls:
+        extra += ["--ca", fleet.tls["ca"]]  # also for the idle run: it loads the CA the same way
 
     # The idle runtime's own footprint, so that RSS per connection is what connections add.
     idle = Proc(f"{name}-idle", base + ["--endpoints", empty_file] + extra)
@@ -805,8 +817,12 @@ def fmt(v, spec=".2f", none="—"):
 def print_table(res, args):
     w = res["wsvisor"]
     interval_ms, timeout_ms = args.interval * 1000, args.timeout * 1000
+    tls = res.get("tls")
     rows = [
         ("endpoints", f"{args.endpoints}", ""),
+        ("transport", "wss:// (TLS)" if tls else "ws://",
+         f"fleet: {tls['handshakes']} TLS handshakes, {tls['errors']} failed; clients verify "
+         "the certificate against a throwaway CA" if tls else "plain, no TLS"),
         ("register throughput", f"{fmt(w['register_per_s'], '.0f')} /s",
          f"{args.register_concurrency} in flight; {fmt(w['register_s'], '.1f')} s for all"),
         ("time to all HEALTHY", f"{fmt(w['all_healthy_s'], '.1f')} s",
@@ -910,6 +926,9 @@ def main():
     parser.add_argument("--healthy-timeout", type=float, default=None,
                         help="bound on waiting for all HEALTHY / all open (default 60 + N/200 s)")
     parser.add_argument("--fleet-impl", choices=["epoll", "websocketpp"], default="epoll")
+    parser.add_argument("--tls", action="store_true",
+                        help="run everything over wss://: the fleet serves TLS with a throwaway "
+                             "CA's certificate, which wsvisor and the peers verify")
     parser.add_argument("--data-parent", default=None,
                         help="where wsvisor's data dir is created (default: the system temp "
                              "dir); e.g. /dev/shm to take fsync out of registration")
@@ -930,6 +949,8 @@ def main():
     if args.healthy_timeout is None:
         args.healthy_timeout = 60 + args.endpoints / 200
     args.build_dir = os.path.abspath(args.build_dir)
+    if args.tls and args.fleet_impl != "epoll":
+        parser.error("--tls needs --fleet-impl epoll")
     out_dir = args.out or os.path.join(args.build_dir, "bench-results",
                                        time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out_dir, exist_ok=True)
@@ -939,7 +960,8 @@ def main():
     log(f"results in {out_dir}; load {loadavg():.2f}, nproc {os.cpu_count()}")
 
     res = {"endpoints": args.endpoints, "interval_s": args.interval, "timeout_s": args.timeout,
-           "window_s": args.window, "load_start": loadavg()}
+           "window_s": args.window, "load_start": loadavg(),
+           "transport": "wss" if args.tls else "ws"}
     if not args.no_micro:
         res["session_benchmark_ns"] = run_session_benchmark(args)
     fleet = Fleet(args, out_dir, args.endpoints + args.stall + 200)
@@ -954,6 +976,11 @@ def main():
         for name in peers:
             time.sleep(2)
             res["peers"][name] = run_peer(args, out_dir, fleet, name)
+        if fleet.tls:
+            stats = fleet.stats()
+            res["tls"] = {
+                "handshakes": sum(int(s.get("tls_handshakes", 0)) for s in stats),
+                "errors": sum(int(s.get("tls_errors", 0)) for s in stats)}
     finally:
         fleet.stop()
     res["load_end"] = loadavg()
@@ -965,6 +992,7 @@ def main():
     w = res["wsvisor"]
     summary = {
         "endpoints": args.endpoints,
+        "transport": res["transport"],
         "interval_s": args.interval,
         "timeout_s": args.timeout,
         "window_s": round(w["window_s"], 1),
@@ -981,6 +1009,8 @@ def main():
         "register_per_s": w["register_per_s"],
         "load_1m": [round(w["load_window_start"], 2), round(w["load_window_end"], 2)],
     }
+    if "tls" in res:
+        summary["tls_handshake_errors"] = res["tls"]["errors"]
     if "wsvisor_metrics_off" in res:
         summary["metrics_off"] = {
             "cpu_us_per_heartbeat": res["wsvisor_metrics_off"]["cpu_us_per_heartbeat"],
