@@ -13,6 +13,7 @@
 #include <websocketpp/logger/stub.hpp>
 
 #include "supervisor/core/websocket_url.h"
+#include "supervisor/tls_contexts.h"
 
 namespace wsvisor {
 
@@ -273,44 +274,6 @@ void releaseHandshake(Connection& con) {
   std::swap(const_cast<Response&>(con.get_response()), response);
 }
 
-// Builds the TLS context of one endpoint: its CA file or the system store, optional client
-// certificate, and peer verification against the server name.
-SslContextPtr makeTlsContext(const core::TlsOptions& tls, std::string& error) {
-  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-  std::error_code ec;
-  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                       asio::ssl::context::no_tlsv1_1,
-                   ec);
-  if (tls.insecure_skip_verify) {
-    ctx->set_verify_mode(asio::ssl::verify_none, ec);
-  } else {
-    ctx->set_verify_mode(asio::ssl::verify_peer, ec);
-    if (tls.ca_file.empty()) {
-      ctx->set_default_verify_paths(ec);
-    } else {
-      ctx->load_verify_file(tls.ca_file, ec);
-      if (ec) {
-        error = "cannot load CA file " + tls.ca_file + ": " + ec.message();
-        return nullptr;
-      }
-    }
-  }
-  if (!tls.client_cert_file.empty()) {
-    ctx->use_certificate_chain_file(tls.client_cert_file, ec);
-    if (ec) {
-      error = "cannot load client certificate " + tls.client_cert_file + ": " + ec.message();
-      return nullptr;
-    }
-    ctx->use_private_key_file(tls.client_key_file, asio::ssl::context::pem, ec);
-    if (ec) {
-      error = "cannot load client key " + tls.client_key_file + ": " + ec.message();
-      return nullptr;
-    }
-  }
-  return ctx;
-}
-
 }  // namespace
 
 struct WebSocketTransport::Clients {
@@ -323,6 +286,7 @@ struct WebSocketTransport::Clients {
   // handler for an attempt whose socket was closed under it (its resolve and connect handlers
   // return early on operation_aborted).
   std::unordered_set<const void*> live;
+  TlsContexts tls_contexts;
   std::function<void(int)> before_handshake_write_for_test;
 
   Clients(asio::io_context& io_context, EventSink event_sink)
@@ -474,7 +438,7 @@ ConnectionRef WebSocketTransport::connect(uint64_t key, uint64_t attempt,
     return clients_->start(clients_->plain, key, attempt, spec, nullptr);
   }
   std::string error;
-  SslContextPtr context = makeTlsContext(spec.tls, error);
+  SslContextPtr context = clients_->tls_contexts.get(spec.tls, error);
   if (!context) {
     clients_->failLater(key, attempt, core::Failure::make(core::FailureReason::kTls, error));
     return {};
