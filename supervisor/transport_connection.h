@@ -1,13 +1,18 @@
 #pragma once
 
-// websocketpp's Asio transport connection as wsvisor's client uses it: websocketpp keeps the
+// websocketpp's Asio transport connection as wsvisor's client uses it. websocketpp keeps the
 // opening and closing handshakes and every frame it is given; this subclass keeps the socket's
-// error of a failed handshake write, and runs the reads of an open plain (ws://) connection.
+// error of a failed handshake write, and runs the reads of an open plain (ws://) connection,
+// taking the pongs that start a read out of it before websocketpp sees the rest.
 //
 // Included by supervisor/websocket_transport.cc only. websocketpp::connection calls
 // `transport_con_type::async_read_at_least` and `transport_con_type::async_write` by qualified
 // name, so the members below hide the transport's own: that is the hook, and
 // /usr/include/websocketpp/impl/connection_impl.hpp says where each call comes from.
+//
+// Memory: websocketpp allocates a connection object per connection with make_shared; a plain
+// one was 4,496 bytes (+16 for the control block) in tcmalloc's 4,608-byte size class before
+// the members here. They are packed so that it stays there (bench/README.md, "The read buffer").
 
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -17,19 +22,39 @@
 #include <asio/write.hpp>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
 #include <memory>
+#include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
+#include <websocketpp/common/connection_hdl.hpp>
+#include <websocketpp/connection.hpp>
 #include <websocketpp/transport/asio/connection.hpp>
 #include <websocketpp/transport/asio/endpoint.hpp>
 #include <websocketpp/transport/asio/security/none.hpp>
 
+#include "supervisor/heartbeat_frames.h"
+
 namespace wsvisor {
 
-template <typename TransportConfig>
+// Where an open connection's pongs go when its reads take them: the place websocketpp's pong
+// handler sends them to. A plain function and its context rather than a std::function: it runs
+// once per heartbeat. One per transport; connections point at it.
+struct PongSink {
+  void (*deliver)(void* context, uint64_t key, uint64_t attempt,
+                  const websocketpp::connection_hdl& handle, std::string_view payload) = nullptr;
+  void* context = nullptr;
+};
+
+// `Config` is the client's websocketpp config: websocketpp::connection<Config> derives from this
+// class, which asks it whether the connection is still open and hands it its reads.
+template <typename TransportConfig, typename Config>
 class TransportConnection : public websocketpp::transport::asio::connection<TransportConfig> {
   using base = websocketpp::transport::asio::connection<TransportConfig>;
+  using WebSocketConnection = websocketpp::connection<Config>;
   // The reads and writes below run their handlers directly, not on a strand.
   static_assert(!TransportConfig::enable_multithreading, "one thread per io_context");
   // Reads of an open connection are taken over on plain TCP only: over TLS the bytes come out of
@@ -37,6 +62,8 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
   static constexpr bool kPlain =
       std::is_same_v<typename TransportConfig::socket_type,
                      websocketpp::transport::asio::basic_socket::endpoint>;
+  // Offsets into websocketpp's read buffer are kept in 16 bits.
+  static_assert(Config::connection_read_buffer_size <= std::numeric_limits<uint16_t>::max());
 
  public:
   typedef TransportConnection type;
@@ -47,11 +74,28 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
   // The socket's error when writing the handshake request failed; empty otherwise.
   const std::error_code& handshakeWriteError() const { return handshake_write_error_; }
 
-  // Called once the connection is open (from websocketpp's open handler, before websocketpp
-  // issues its first frame read): from then on a plain connection's reads wait for readiness
-  // first. No-op over TLS.
-  void startOpenReads() {
-    if constexpr (kPlain) open_reads_ = true;
+  // Called once the connection is open, from websocketpp's open handler (which runs before
+  // websocketpp hands the bytes that came behind the handshake response to its frame processor,
+  // and before it issues its first frame read). From then on a plain connection's reads wait for
+  // readiness first, and complete pongs at the start of a read go to `pongs` (tagged with `key`
+  // and `attempt`) instead of through websocketpp. `response_has_body`: the 101 response
+  // announced a body (a Content-Length other than 0), which websocketpp reads as such, so where
+  // the frames start is not known here and every frame stays websocketpp's. No-op over TLS.
+  void startOpenReads(const PongSink* pongs, uint64_t key, uint64_t attempt,
+                      bool response_has_body) {
+    if constexpr (kPlain) {
+      open_reads_ = true;
+      if (handshake_end_seen_ && !response_has_body) {
+        // websocketpp hands what followed the response header to its frame processor right after
+        // the open handler (still in its read buffer now): the frame boundaries start there.
+        boundaries_.consume(reinterpret_cast<const uint8_t*>(read_buf_) + read_have_,
+                            handshake_frames_end_ - read_have_);
+        pongs_ = pongs;
+        key_ = key;
+        attempt_ = attempt;
+      }
+      read_have_ = 0;
+    }
   }
 
  protected:
@@ -77,40 +121,50 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
         });
   }
 
-  // websocketpp's own reads with Asio's async_read, whose first recv is speculative: after a
-  // read that returned data Asio tries the socket again at once, which on a heartbeat connection
-  // (one small frame a heartbeat) returns EAGAIN every time. An open plain connection waits for
-  // readiness first and then reads without blocking, so every recv it makes finds data (unless
-  // another reader raced it, which nothing here does). Completion, errors and end of stream
-  // reach websocketpp through its own handle_async_read, exactly as Asio's read would report
-  // them: the same codes, the same get_transport_ec().
+  // websocketpp's own reads use Asio's async_read, whose first recv is speculative: after a read
+  // that returned data Asio tries the socket again at once, which on a heartbeat connection (one
+  // small frame a heartbeat) returns EAGAIN every time. An open plain connection waits for
+  // readiness first and then reads without blocking. Completion, errors and end of stream reach
+  // websocketpp through its own handle_async_read, exactly as Asio's read would report them: the
+  // same codes, the same get_transport_ec().
+  //
+  // Once the connection is open websocketpp reads only from read_frame(), always at least one
+  // byte into its read buffer, always with handle_read_frame as the handler
+  // (websocketpp/impl/connection_impl.hpp): that handler is called directly rather than kept, so
+  // that no std::function is stored or copied per read.
   void async_read_at_least(size_t num_bytes, char* buf, size_t len,
                            websocketpp::transport::read_handler handler) {
     if constexpr (kPlain) {
       if (open_reads_) {
-        read_ = PendingRead{buf, len, num_bytes, 0};
-        read_handler_ = std::move(handler);
+        read_buf_ = buf;
+        read_size_ =
+            static_cast<uint16_t>(std::min<size_t>(len, Config::connection_read_buffer_size));
+        read_have_ = 0;
+        (void)num_bytes;  // 1: any data completes the read
         awaitReadable();
         return;
       }
+      // A read of the handshake response: note where the response header ends, because the
+      // frames start behind it (startOpenReads). One handler object more per handshake read.
+      base::async_read_at_least(num_bytes, buf, len,
+                                [self = selfPtr(), buf, handler = std::move(handler)](
+                                    const std::error_code& ec, size_t n) {
+                                  if (!ec) self->noteHandshakeBytes(buf, n);
+                                  if (handler) handler(ec, n);
+                                });
+      return;
     }
     base::async_read_at_least(num_bytes, buf, len, std::move(handler));
   }
 
  private:
-  // The read websocketpp asked for and how much of it has arrived.
-  struct PendingRead {
-    char* buf = nullptr;
-    size_t size = 0;
-    size_t wanted = 0;  // websocketpp's num_bytes: complete once this many have arrived
-    size_t have = 0;
-  };
-
   ptr selfPtr() { return std::static_pointer_cast<type>(this->get_shared()); }
+  WebSocketConnection& webSocket() { return static_cast<WebSocketConnection&>(*this); }
 
   // Asio wakes the handler when the socket is readable, has an error or hung up (epoll reports
-  // the last two with any read interest), or with operation_aborted when websocketpp shuts the
-  // socket down under it.
+  // the last two with any read interest), or with operation_aborted when the socket is closed
+  // under it. (Asio re-arms the socket in epoll for each such wait: one epoll_ctl instead of the
+  // recv that would have returned EAGAIN.)
   void awaitReadable() {
     this->get_raw_socket().async_wait(
         asio::socket_base::wait_read,
@@ -123,45 +177,118 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
       return;
     }
     const int fd = this->get_raw_socket().native_handle();
-    while (read_.have < read_.wanted) {
-      const ssize_t n = ::recv(fd, read_.buf + read_.have, read_.size - read_.have, MSG_DONTWAIT);
+    for (;;) {
+      const ssize_t n = ::recv(fd, read_buf_, read_size_, MSG_DONTWAIT);
       if (n > 0) {
-        read_.have += static_cast<size_t>(n);
-      } else if (n == 0) {
+        read_have_ = static_cast<uint16_t>(n);
+        deliverRead();
+        return;
+      }
+      if (n == 0) {
         finishRead(asio::error::make_error_code(asio::error::eof));
         return;
-      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        awaitReadable();  // woken without data (or not enough yet): wait again
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        awaitReadable();  // woken without data: wait again
         return;
-      } else if (errno != EINTR) {
+      }
+      if (errno != EINTR) {
         // As Asio reports a failed recv: the errno in the system category.
         finishRead(std::error_code(errno, asio::error::get_system_category()));
         return;
       }
     }
+  }
+
+  // Takes the complete pongs at the start of the read, then hands the rest (if any) to
+  // websocketpp. Only where websocketpp's processor would read a new frame header, and only while
+  // the connection is open (in any other state websocketpp drops pongs: process_control_frame in
+  // websocketpp/impl/connection_impl.hpp), so websocketpp still sees whole frames in stream order
+  // and judges everything else, failures and close codes included.
+  void deliverRead() {
+    auto* bytes = reinterpret_cast<uint8_t*>(read_buf_);
+    size_t taken = 0;
+    if (pongs_ != nullptr) {
+      while (boundaries_.atFrameStart() &&
+             webSocket().get_state() == websocketpp::session::state::open) {
+        const LeadingPong pong = leadingPong(bytes + taken, read_have_ - taken);
+        if (pong.frame_size == 0) break;
+        taken += pong.frame_size;
+        // The session may close the connection from here; the state check above sees that.
+        pongs_->deliver(pongs_->context, key_, attempt_, this->get_handle(), pong.payload);
+      }
+    }
+    if (taken == read_have_) {  // all pongs: websocketpp's read is still pending
+      awaitReadable();
+      return;
+    }
+    if (taken > 0) {
+      read_have_ = static_cast<uint16_t>(read_have_ - taken);
+      std::memmove(read_buf_, read_buf_ + taken, read_have_);
+    }
+    boundaries_.consume(bytes, read_have_);
     finishRead(std::error_code());
   }
 
-  // Hands the read to websocketpp, which may issue the next read from inside the handler: the
-  // handler is moved out first and nothing here is touched after the call.
+  // Completes websocketpp's read through its own handle_async_read (which translates the error
+  // and keeps it for get_transport_ec()); websocketpp may issue the next read from inside it.
   void finishRead(const std::error_code& ec) {
-    websocketpp::transport::read_handler handler = std::move(read_handler_);
-    read_handler_ = nullptr;
-    this->handle_async_read(std::move(handler), ec, read_.have);
+    const size_t have = read_have_;
+    read_have_ = 0;
+    this->handle_async_read([this](const std::error_code& read_ec,
+                                   size_t n) { webSocket().handle_read_frame(read_ec, n); },
+                            ec, have);
+  }
+
+  // Finds where the handshake response's header ends: websocketpp's HTTP parser ends it at the
+  // first blank line (CRLF CRLF) and, for a response without a body, leaves what follows in its
+  // read buffer to the frame processor. Kept for startOpenReads: the buffer, where the frames
+  // begin in it (read_have_) and end (handshake_frames_end_).
+  void noteHandshakeBytes(char* buf, size_t size) {
+    static constexpr char kDelimiter[] = "\r\n\r\n";
+    if (handshake_end_seen_) return;
+    for (size_t i = 0; i < size; ++i) {
+      // No proper prefix of CRLF CRLF is also a suffix of it but "\r": a mismatch falls back to
+      // having matched that "\r" or nothing.
+      if (buf[i] == kDelimiter[delimiter_matched_]) {
+        ++delimiter_matched_;
+      } else {
+        delimiter_matched_ = buf[i] == '\r' ? 1 : 0;
+      }
+      if (delimiter_matched_ == 4) {
+        handshake_end_seen_ = true;
+        read_buf_ = buf;
+        read_have_ = static_cast<uint16_t>(i + 1);
+        handshake_frames_end_ = static_cast<uint16_t>(size);
+        return;
+      }
+    }
   }
 
   std::error_code handshake_write_error_;
+  // Where frames start in what websocketpp's processor has been given since the connection
+  // opened.
+  FrameBoundaries boundaries_;
+  // websocketpp's read buffer and the read in progress.
+  char* read_buf_ = nullptr;
+  // null while websocketpp takes every pong; key_ and attempt_ tag the pongs taken.
+  const PongSink* pongs_ = nullptr;
+  uint64_t key_ = 0;
+  uint64_t attempt_ = 0;
+  uint16_t read_size_ = 0;
+  uint16_t read_have_ = 0;
+  uint16_t handshake_frames_end_ = 0;
+  uint8_t delimiter_matched_ = 0;  // bytes of CRLF CRLF matched so far, across handshake reads
+  bool handshake_end_seen_ = false;
   bool open_reads_ = false;
-  PendingRead read_;
-  websocketpp::transport::read_handler read_handler_;
 };
 
 // websocketpp's Asio transport endpoint, making TransportConnection its connections' transport
 // (websocketpp::endpoint and websocketpp::connection take the type from here).
-template <typename TransportConfig>
+template <typename TransportConfig, typename Config>
 struct TransportEndpoint : public websocketpp::transport::asio::endpoint<TransportConfig> {
   typedef TransportEndpoint type;
-  typedef TransportConnection<TransportConfig> transport_con_type;
+  typedef TransportConnection<TransportConfig, Config> transport_con_type;
   typedef typename transport_con_type::ptr transport_con_ptr;
 };
 

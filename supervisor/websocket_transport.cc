@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 
 #include <asio/ssl.hpp>
+#include <string_view>
 #include <type_traits>
 #include <unordered_set>
 #include <utility>
@@ -51,7 +52,9 @@ struct ClientConfig : public Base {
     static const long timeout_dns_resolve = kTransportTimeoutMs;
     static const long timeout_connect = kTransportTimeoutMs;
   };
-  typedef TransportEndpoint<transport_config> transport_type;
+  // ClientConfig: websocketpp::connection<ClientConfig> is the class the transport connection is a
+  // base of.
+  typedef TransportEndpoint<transport_config, ClientConfig> transport_type;
   static const long timeout_open_handshake = kTransportTimeoutMs;
   // websocketpp's default is 16 KiB per connection, most of a connection's memory; heartbeat
   // traffic is tiny and larger messages simply take more reads. Measured at 19,000 connections:
@@ -236,11 +239,23 @@ struct WebSocketTransport::Clients {
   std::unordered_set<const void*> live;
   TlsContexts tls_contexts;
   std::function<void(int)> before_handshake_write_for_test;
+  uint64_t pongs_taken_from_reads = 0;
+  const PongSink pong_sink{&Clients::deliverPong, this};
 
   Clients(asio::io_context& io_context, EventSink event_sink)
       : io(io_context), sink(std::move(event_sink)) {
     configureClient(plain, io);
     configureClient(tls, io);
+  }
+
+  // Where an open plain connection's reads send the pongs they take (PongSink): the event
+  // websocketpp's pong handler below would have reported.
+  static void deliverPong(void* context, uint64_t key, uint64_t attempt,
+                          const websocketpp::connection_hdl& hdl, std::string_view payload) {
+    auto* self = static_cast<Clients*>(context);
+    ++self->pongs_taken_from_reads;
+    self->sink(key, attempt, ConnectionRef{hdl, /*secure=*/false},
+               core::event::PongReceived{payload});
   }
 
   // Reports a failure that happened before any I/O on a later loop turn, so that the session is
@@ -295,8 +310,10 @@ struct WebSocketTransport::Clients {
     con->set_open_handler([self, &client, key, attempt, secure](websocketpp::connection_hdl hdl) {
       std::error_code ignored;
       if (auto opened = client.get_con_from_hdl(hdl, ignored)) {
+        const std::string& length = opened->get_response().get_header("Content-Length");
+        const bool response_has_body = !length.empty() && length != "0";
         releaseHandshake(*opened);
-        opened->startOpenReads();
+        opened->startOpenReads(&self->pong_sink, key, attempt, response_has_body);
       }
       self->sink(key, attempt, ConnectionRef{hdl, secure}, core::event::Connected{});
     });
@@ -446,6 +463,10 @@ void WebSocketTransport::abandon(const ConnectionRef& ref) {
 }
 
 size_t WebSocketTransport::liveConnections() const { return clients_->live.size(); }
+
+uint64_t WebSocketTransport::pongsTakenFromReadsForTest() const {
+  return clients_->pongs_taken_from_reads;
+}
 
 void WebSocketTransport::setBeforeHandshakeWriteForTest(std::function<void(int socket_fd)> hook) {
   clients_->before_handshake_write_for_test = std::move(hook);

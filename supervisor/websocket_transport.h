@@ -60,6 +60,10 @@ class WebSocketTransport {
   // Connections not yet fully closed.
   size_t liveConnections() const;
 
+  // Pongs that open plain connections took straight from their reads rather than through
+  // websocketpp's frame processor (supervisor/transport_connection.h), since construction.
+  uint64_t pongsTakenFromReadsForTest() const;
+
   // Runs `hook` with the socket of every connection started after this call, on the io thread,
   // once its TCP (and TLS) set-up is done and just before the opening handshake request is
   // written, so that a test can make something happen to the connection at that moment.

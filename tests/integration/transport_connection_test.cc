@@ -248,6 +248,12 @@ class TransportThread {
     onIo([&] { transport_.sendPing(ref_, payload); });
   }
 
+  uint64_t pongsTakenFromReads() {
+    uint64_t taken = 0;
+    onIo([&] { taken = transport_.pongsTakenFromReadsForTest(); });
+    return taken;
+  }
+
   // Waits until `count` events have been reported (or the limit passes) and returns them all.
   std::vector<Recorded> events(size_t count) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -323,6 +329,7 @@ TEST_F(TransportConnectionTest, TwoPongsInOneWriteAreBothReported) {
   open();
   ASSERT_TRUE(upstream_.send(concat({pong("1"), pong("2")})));
   EXPECT_EQ(afterOpen(2), (std::vector<std::string>{"Pong \"1\"", "Pong \"2\""}));
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 2u);
 }
 
 TEST_F(TransportConnectionTest, APongCutInTwoIsReportedOnceWhole) {
@@ -334,7 +341,12 @@ TEST_F(TransportConnectionTest, APongCutInTwoIsReportedOnceWhole) {
   ASSERT_TRUE(upstream_.send(Bytes(frame.begin() + 1, frame.begin() + 4)));
   std::this_thread::sleep_for(50ms);
   ASSERT_TRUE(upstream_.send(concat({Bytes(frame.begin() + 4, frame.end()), pong("6")})));
-  EXPECT_EQ(afterOpen(2), (std::vector<std::string>{"Pong \"12345\"", "Pong \"6\""}));
+  ASSERT_EQ(afterOpen(2), (std::vector<std::string>{"Pong \"12345\"", "Pong \"6\""}));
+  // Back at a frame start once websocketpp has the rest: the next pong is taken from the read.
+  const uint64_t taken = transport_.pongsTakenFromReads();
+  ASSERT_TRUE(upstream_.send(pong("7")));
+  EXPECT_EQ(afterOpen(3).back(), "Pong \"7\"");
+  EXPECT_EQ(transport_.pongsTakenFromReads(), taken + 1);
 }
 
 TEST_F(TransportConnectionTest, APongAndATextFrameInOneWriteKeepTheirOrder) {
@@ -343,6 +355,8 @@ TEST_F(TransportConnectionTest, APongAndATextFrameInOneWriteKeepTheirOrder) {
   ASSERT_TRUE(upstream_.send(concat({text("again"), pong("3")})));
   EXPECT_EQ(afterOpen(5), (std::vector<std::string>{"Pong \"1\"", "Message \"hello\"", "Pong \"2\"",
                                                     "Message \"again\"", "Pong \"3\""}));
+  // Only the pong that started a read: the others came behind a text frame.
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 1u);
 }
 
 TEST_F(TransportConnectionTest, PongsBehindALongTextFrameAreReportedAfterIt) {
@@ -358,13 +372,35 @@ TEST_F(TransportConnectionTest, PongsBehindALongTextFrameAreReportedAfterIt) {
   EXPECT_EQ(afterOpen(101), expected);
 }
 
+TEST_F(TransportConnectionTest, BytesThatLookLikePongsInsideAFrameAreNeverTakenFromIt) {
+  open();
+  // A binary frame whose payload is pong after pong, 1,500 bytes: reads of the 640-byte read
+  // buffer start inside it, on what looks like a pong's first byte.
+  Bytes lookalikes;
+  while (lookalikes.size() < 1500) lookalikes = concat({lookalikes, pong("z")});
+  const std::string payload(lookalikes.begin(), lookalikes.end());
+  ASSERT_TRUE(upstream_.send(concat({serverFrame(0x82, payload), pong("end")})));
+  EXPECT_EQ(afterOpen(2),
+            (std::vector<std::string>{"Message \"" + payload + "\"", "Pong \"end\""}));
+  ASSERT_TRUE(upstream_.send(pong("next")));
+  EXPECT_EQ(afterOpen(3).back(), "Pong \"next\"");
+  EXPECT_LE(transport_.pongsTakenFromReads(), 2u);
+}
+
 TEST_F(TransportConnectionTest, FramesWrittenRightBehindTheHandshakeResponseAreReportedInOrder) {
-  // A server may write frames in the same segment as its 101 response, even half a frame.
-  const Bytes greeting = text("welcome");
-  open(concat({pong("0"), greeting, Bytes{0x8A, 0x03, '1'}}));
-  ASSERT_TRUE(upstream_.send(concat({Bytes{'2', '3'}, pong("4")})));
-  EXPECT_EQ(afterOpen(4), (std::vector<std::string>{"Pong \"0\"", "Message \"welcome\"",
-                                                    "Pong \"123\"", "Pong \"4\""}));
+  // A server may write frames in the same segment as its 101 response, even half a frame: here
+  // the header of a binary frame whose payload, in the next segment, looks like a pong.
+  open(concat({pong("0"), text("welcome"), Bytes{0x82, 0x04}}));
+  const Bytes lookalike{0x8A, 0x01, 'x', 'y'};
+  ASSERT_TRUE(upstream_.send(concat({lookalike, pong("4")})));
+  EXPECT_EQ(afterOpen(4), (std::vector<std::string>{
+                              "Pong \"0\"", "Message \"welcome\"",
+                              "Message \"" + std::string(lookalike.begin(), lookalike.end()) + "\"",
+                              "Pong \"4\""}));
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 0u);
+  ASSERT_TRUE(upstream_.send(pong("5")));
+  EXPECT_EQ(afterOpen(5).back(), "Pong \"5\"");
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 1u);
 }
 
 TEST_F(TransportConnectionTest, APingFromTheServerIsAnsweredAndPongsStillCount) {
@@ -377,6 +413,7 @@ TEST_F(TransportConnectionTest, APingFromTheServerIsAnsweredAndPongsStillCount) 
   EXPECT_EQ(answer->payload, "are you there");
   ASSERT_TRUE(upstream_.send(pong("2")));
   EXPECT_EQ(afterOpen(2), (std::vector<std::string>{"Pong \"1\"", "Pong \"2\""}));
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 2u);
 }
 
 TEST_F(TransportConnectionTest, ACloseFrameRightBehindAPongClosesWithItsCode) {
@@ -391,6 +428,7 @@ TEST_F(TransportConnectionTest, ACloseFrameRightBehindAPongClosesWithItsCode) {
             (std::vector<std::string>{"Pong \"1\"",
                                       "Closed closed_by_peer \"close code 1001: going away\" "
                                       "code 1001"}));
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 1u);
 }
 
 // A frame websocketpp refuses, behind a pong in the same read: the pong counts, then the
@@ -405,6 +443,7 @@ void expectProtocolErrorAfterPong(ScriptedUpstream& upstream, TransportThread& t
   upstream.hangUp();
   EXPECT_EQ(describeAfterOpen(transport.events(3)),
             (std::vector<std::string>{"Pong \"1\"", expected_close}));
+  EXPECT_EQ(transport.pongsTakenFromReads(), 1u);
 }
 
 TEST_F(TransportConnectionTest, APongWithAReservedBitSetFailsAsWebsocketppDecides) {
