@@ -1,12 +1,16 @@
 #include "supervisor/heartbeat_frames.h"
 
+#include <openssl/rand.h>
+
 #include <algorithm>
+#include <cstring>
 
 namespace wsvisor {
 
 namespace {
 
 constexpr uint8_t kFinBit = 0x80;
+constexpr uint8_t kOpcodePing = 0x9;
 constexpr uint8_t kOpcodePong = 0xA;
 constexpr uint8_t kMaskBit = 0x80;
 constexpr uint8_t kLengthBits = 0x7F;
@@ -65,6 +69,28 @@ void FrameBoundaries::consume(const uint8_t* bytes, size_t size) {
     }
     header_have_ = 0;
   }
+}
+
+size_t buildMaskedPing(std::string_view payload, const std::array<uint8_t, 4>& key, uint8_t* out) {
+  if (payload.size() > kMaxControlPayload) return 0;
+  out[0] = kFinBit | kOpcodePing;
+  out[1] = kMaskBit | static_cast<uint8_t>(payload.size());
+  std::memcpy(out + 2, key.data(), key.size());
+  uint8_t* masked = out + 6;
+  for (size_t i = 0; i < payload.size(); ++i) {
+    masked[i] = static_cast<uint8_t>(payload[i]) ^ key[i % 4];
+  }
+  return 6 + payload.size();
+}
+
+bool MaskingKeys::next(std::array<uint8_t, 4>& key) {
+  if (used_ == kBatchKeys) {
+    if (RAND_bytes(batch_.data(), static_cast<int>(batch_.size())) != 1) return false;
+    used_ = 0;
+  }
+  std::memcpy(key.data(), batch_.data() + 4 * used_, key.size());
+  ++used_;
+  return true;
 }
 
 }  // namespace wsvisor

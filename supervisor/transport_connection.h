@@ -2,8 +2,9 @@
 
 // websocketpp's Asio transport connection as wsvisor's client uses it. websocketpp keeps the
 // opening and closing handshakes and every frame it is given; this subclass keeps the socket's
-// error of a failed handshake write, and runs the reads of an open plain (ws://) connection,
-// taking the pongs that start a read out of it before websocketpp sees the rest.
+// error of a failed handshake write, and runs the heartbeat path of an open plain (ws://)
+// connection: its reads, taking the pongs that start a read out of it before websocketpp sees the
+// rest, and its pings, written straight to the socket when websocketpp is not writing.
 //
 // Included by supervisor/websocket_transport.cc only. websocketpp::connection calls
 // `transport_con_type::async_read_at_least` and `transport_con_type::async_write` by qualified
@@ -17,7 +18,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <array>
 #include <asio/error.hpp>
+#include <asio/post.hpp>
 #include <asio/socket_base.hpp>
 #include <asio/write.hpp>
 #include <cerrno>
@@ -30,6 +33,7 @@
 #include <system_error>
 #include <type_traits>
 #include <utility>
+#include <vector>
 #include <websocketpp/common/connection_hdl.hpp>
 #include <websocketpp/connection.hpp>
 #include <websocketpp/transport/asio/connection.hpp>
@@ -47,6 +51,14 @@ struct PongSink {
   void (*deliver)(void* context, uint64_t key, uint64_t attempt,
                   const websocketpp::connection_hdl& handle, std::string_view payload) = nullptr;
   void* context = nullptr;
+};
+
+// What TransportConnection::sendPing did with a ping.
+enum class DirectPing {
+  kNotSent,  // nothing: the caller pings through websocketpp
+  kSent,     // the whole frame went out in one send
+  kSending,  // part (or none) of it went out; Asio writes the rest, websocketpp's writes wait
+  kFailed,   // the socket refused it; the connection fails as a failed websocketpp write would
 };
 
 // `Config` is the client's websocketpp config: websocketpp::connection<Config> derives from this
@@ -98,9 +110,80 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
     }
   }
 
+  // Sends a ping carrying `payload` without websocketpp's message manager and send queue: the
+  // frame is built in `frame_space` (kMaxPingFrameSize bytes, the io thread's; only the rest of a
+  // partly sent frame is copied, into memory of this connection's own until it is written) with a
+  // fresh key from `keys`, and written with one non-blocking send. Only on an open plain
+  // connection where websocketpp has nothing queued or being written, so that frames keep the
+  // order they were asked for in; otherwise kNotSent and nothing happened.
+  DirectPing sendPing(std::string_view payload, MaskingKeys& keys, uint8_t* frame_space) {
+    if constexpr (kPlain) {
+      if (!open_reads_ || websocket_write_in_flight_ || ping_rest_ != nullptr ||
+          payload.size() > kMaxControlPayload) {
+        return DirectPing::kNotSent;
+      }
+      WebSocketConnection& web_socket = webSocket();
+      // get_buffered_amount() counts the payload bytes of websocketpp's queued messages; a frame
+      // of its own waiting for write_frame (posted by ping(), send(), close()) shows there.
+      if (web_socket.get_state() != websocketpp::session::state::open ||
+          web_socket.get_buffered_amount() != 0) {
+        return DirectPing::kNotSent;
+      }
+      std::array<uint8_t, 4> key;
+      if (!keys.next(key)) return DirectPing::kNotSent;
+      const size_t size = buildMaskedPing(payload, key, frame_space);
+      const int fd = this->get_raw_socket().native_handle();
+      ssize_t sent;
+      do {
+        sent = ::send(fd, frame_space, size, MSG_DONTWAIT | MSG_NOSIGNAL);
+      } while (sent < 0 && errno == EINTR);
+      if (sent == static_cast<ssize_t>(size)) return DirectPing::kSent;
+      if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        // websocketpp fails the connection when a frame cannot be written (handle_write_frame:
+        // terminate with pass_through), from a completion handler: the same, on the next turn
+        // of the loop, so that the session is not re-entered from inside its own action.
+        asio::post(this->get_raw_socket().get_executor(), [self = selfPtr()] {
+          self->webSocket().terminate(websocketpp::transport::error::make_error_code(
+              websocketpp::transport::error::pass_through));
+        });
+        return DirectPing::kFailed;
+      }
+      const size_t done = sent > 0 ? static_cast<size_t>(sent) : 0;
+      ping_rest_ = std::make_unique<uint8_t[]>(size - done);
+      std::memcpy(ping_rest_.get(), frame_space + done, size - done);
+      asio::async_write(
+          this->get_raw_socket(), asio::buffer(ping_rest_.get(), size - done),
+          [self = selfPtr()](const std::error_code& ec, size_t) { self->onPingRestWritten(ec); });
+      return DirectPing::kSending;
+    } else {
+      return DirectPing::kNotSent;
+    }
+  }
+
  protected:
   // websocketpp::transport::asio::connection
   using base::async_write;
+
+  // Frames: websocketpp writes them only from write_frame(), one write at a time, with
+  // handle_write_frame as the handler (websocketpp/impl/connection_impl.hpp), which is called
+  // directly rather than kept. On an open plain connection this notes that a write is in flight
+  // (sendPing then leaves the socket alone), and holds the write while the rest of a ping is
+  // being written, so that frames never interleave on the wire.
+  void async_write(const std::vector<websocketpp::transport::buffer>& bufs,
+                   websocketpp::transport::write_handler handler) {
+    if constexpr (kPlain) {
+      if (open_reads_) {
+        if (ping_rest_ != nullptr) {
+          held_write_ = &bufs;  // websocketpp's m_send_buffer: unchanged until the handler runs
+          return;
+        }
+        startWebSocketWrite(bufs);
+        return;
+      }
+    }
+    base::async_write(bufs, std::move(handler));
+  }
+
   // The handshake request goes through this overload and nothing else (frames take the other
   // one). As websocketpp's own: the handler sees pass_through on failure, so websocketpp behaves
   // exactly as before (it fails the connection), but websocketpp turns every failed write into
@@ -158,6 +241,32 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
   }
 
  private:
+  void startWebSocketWrite(const std::vector<websocketpp::transport::buffer>& bufs) {
+    websocket_write_in_flight_ = true;
+    // websocketpp's transport write (its m_bufs, its handler allocator, pass_through on error);
+    // it holds a shared pointer to this connection until the handler runs.
+    base::async_write(bufs, [this](const std::error_code& ec) {
+      websocket_write_in_flight_ = false;
+      webSocket().handle_write_frame(ec);
+    });
+  }
+
+  // The rest of a ping is out (or the socket failed): as after a failed websocketpp write, a
+  // failure fails the connection; then websocketpp's held write goes (on a failed socket it fails
+  // too, and websocketpp finds the connection already terminated).
+  void onPingRestWritten(const std::error_code& ec) {
+    ping_rest_.reset();
+    if (ec) {
+      webSocket().terminate(websocketpp::transport::error::make_error_code(
+          websocketpp::transport::error::pass_through));
+    }
+    if (held_write_ != nullptr) {
+      const std::vector<websocketpp::transport::buffer>* held = held_write_;
+      held_write_ = nullptr;
+      startWebSocketWrite(*held);
+    }
+  }
+
   ptr selfPtr() { return std::static_pointer_cast<type>(this->get_shared()); }
   WebSocketConnection& webSocket() { return static_cast<WebSocketConnection&>(*this); }
 
@@ -275,12 +384,17 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
   const PongSink* pongs_ = nullptr;
   uint64_t key_ = 0;
   uint64_t attempt_ = 0;
+  // The rest of a ping that one send could not take, while Asio writes it, and websocketpp's
+  // write waiting for it (both null otherwise).
+  std::unique_ptr<uint8_t[]> ping_rest_;
+  const std::vector<websocketpp::transport::buffer>* held_write_ = nullptr;
   uint16_t read_size_ = 0;
   uint16_t read_have_ = 0;
   uint16_t handshake_frames_end_ = 0;
   uint8_t delimiter_matched_ = 0;  // bytes of CRLF CRLF matched so far, across handshake reads
   bool handshake_end_seen_ = false;
   bool open_reads_ = false;
+  bool websocket_write_in_flight_ = false;
 };
 
 // websocketpp's Asio transport endpoint, making TransportConnection its connections' transport

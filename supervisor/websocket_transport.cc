@@ -3,6 +3,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <array>
 #include <asio/ssl.hpp>
 #include <string_view>
 #include <type_traits>
@@ -240,6 +241,12 @@ struct WebSocketTransport::Clients {
   TlsContexts tls_contexts;
   std::function<void(int)> before_handshake_write_for_test;
   uint64_t pongs_taken_from_reads = 0;
+  uint64_t pings_sent_directly = 0;
+  uint64_t pings_finished_later = 0;
+  // The heartbeat path's pings (TransportConnection::sendPing): their masking keys, and where
+  // each frame is built.
+  MaskingKeys masking_keys;
+  std::array<uint8_t, kMaxPingFrameSize> ping_frame{};
   const PongSink pong_sink{&Clients::deliverPong, this};
 
   Clients(asio::io_context& io_context, EventSink event_sink)
@@ -416,6 +423,19 @@ ConnectionRef WebSocketTransport::connect(uint64_t key, uint64_t attempt,
 
 void WebSocketTransport::sendPing(const ConnectionRef& ref, const std::string& payload) {
   clients_->withConnection(ref, [&](auto& con) {
+    switch (con.sendPing(payload, clients_->masking_keys, clients_->ping_frame.data())) {
+      case DirectPing::kSent:
+        ++clients_->pings_sent_directly;
+        return;
+      case DirectPing::kSending:
+        ++clients_->pings_sent_directly;
+        ++clients_->pings_finished_later;
+        return;
+      case DirectPing::kFailed:
+        return;
+      case DirectPing::kNotSent:
+        break;
+    }
     std::error_code ec;
     con.ping(payload, ec);  // a failed send shows up as a missing pong: the session decides
   });
@@ -466,6 +486,14 @@ size_t WebSocketTransport::liveConnections() const { return clients_->live.size(
 
 uint64_t WebSocketTransport::pongsTakenFromReadsForTest() const {
   return clients_->pongs_taken_from_reads;
+}
+
+uint64_t WebSocketTransport::pingsSentDirectlyForTest() const {
+  return clients_->pings_sent_directly;
+}
+
+uint64_t WebSocketTransport::pingsFinishedLaterForTest() const {
+  return clients_->pings_finished_later;
 }
 
 void WebSocketTransport::setBeforeHandshakeWriteForTest(std::function<void(int socket_fd)> hook) {

@@ -63,6 +63,10 @@ class WebSocketTransport {
   // Pongs that open plain connections took straight from their reads rather than through
   // websocketpp's frame processor (supervisor/transport_connection.h), since construction.
   uint64_t pongsTakenFromReadsForTest() const;
+  // Pings that open plain connections wrote straight to their sockets rather than through
+  // websocketpp's send queue, and how many of those one send could not take whole.
+  uint64_t pingsSentDirectlyForTest() const;
+  uint64_t pingsFinishedLaterForTest() const;
 
   // Runs `hook` with the socket of every connection started after this call, on the io thread,
   // once its TCP (and TLS) set-up is done and just before the opening handshake request is

@@ -83,8 +83,13 @@ struct ClientFrame {
 // so that separate calls leave as separate segments.
 class ScriptedUpstream {
  public:
-  ScriptedUpstream() {
+  // `receive_buffer` > 0: the accepted connection's SO_RCVBUF (set on the listening socket, which
+  // passes it on), so that a test can fill the path to it quickly.
+  explicit ScriptedUpstream(int receive_buffer = 0) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (receive_buffer > 0) {
+      ::setsockopt(listen_fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
+    }
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -167,6 +172,13 @@ class ScriptedUpstream {
     peer_fd_ = -1;
   }
 
+  // Closes the TCP connection with a reset (SO_LINGER 0: RST, no FIN).
+  void reset() {
+    const linger abort_on_close{1, 0};
+    ::setsockopt(peer_fd_, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close));
+    hangUp();
+  }
+
  private:
   static std::string acceptValue(const std::string& key) {
     const std::string input = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -246,6 +258,26 @@ class TransportThread {
   }
   void sendPing(const std::string& payload) {
     onIo([&] { transport_.sendPing(ref_, payload); });
+  }
+  void sendText(const std::string& payload) {
+    onIo([&] { transport_.sendText(ref_, payload); });
+  }
+  // Runs `work` on the io thread with the transport and the current connection, and waits.
+  void run(const std::function<void(WebSocketTransport&, const ConnectionRef&)>& work) {
+    onIo([&] { work(transport_, ref_); });
+  }
+  void setBeforeHandshakeWrite(std::function<void(int)> hook) {
+    onIo([&] { transport_.setBeforeHandshakeWriteForTest(std::move(hook)); });
+  }
+  uint64_t pingsSentDirectly() {
+    uint64_t sent = 0;
+    onIo([&] { sent = transport_.pingsSentDirectlyForTest(); });
+    return sent;
+  }
+  uint64_t pingsFinishedLater() {
+    uint64_t later = 0;
+    onIo([&] { later = transport_.pingsFinishedLaterForTest(); });
+    return later;
   }
 
   uint64_t pongsTakenFromReads() {
@@ -477,6 +509,98 @@ TEST_F(TransportConnectionTest, AHangUpAfterAPongIsAnAbnormalClose) {
             (std::vector<std::string>{"Pong \"1\"",
                                       "Closed closed_by_peer \"connection ended without a "
                                       "close frame\" code 1006"}));
+}
+
+TEST_F(TransportConnectionTest, PingsAreMaskedFinalPingFramesEachWithAFreshKey) {
+  open();
+  transport_.sendPing("1");
+  transport_.sendPing("22");
+  transport_.sendPing(std::string(125, 'p'));  // the longest a control frame may carry
+  std::vector<ClientFrame> frames;
+  for (int i = 0; i < 3; ++i) {
+    std::optional<ClientFrame> frame = upstream_.readFrame();
+    ASSERT_TRUE(frame.has_value()) << "frame " << i;
+    EXPECT_EQ(frame->first_byte, 0x89);  // FIN, no RSV bit, ping
+    EXPECT_TRUE(frame->masked);          // RFC 6455 section 5.3: every client frame
+    frames.push_back(*frame);
+  }
+  EXPECT_EQ(frames[0].payload, "1");
+  EXPECT_EQ(frames[1].payload, "22");
+  EXPECT_EQ(frames[2].payload, std::string(125, 'p'));
+  EXPECT_NE(frames[0].key, frames[1].key);
+  EXPECT_NE(frames[1].key, frames[2].key);
+  EXPECT_NE(frames[0].key, frames[2].key);
+  EXPECT_EQ(transport_.pingsSentDirectly(), 3u);
+  // The pongs answering them count as ever.
+  ASSERT_TRUE(upstream_.send(concat({pong("1"), pong("22")})));
+  EXPECT_EQ(afterOpen(2), (std::vector<std::string>{"Pong \"1\"", "Pong \"22\""}));
+}
+
+TEST(TransportConnectionFullSocketTest, PingsWrittenIntoAFullSocketKeepTheirOrderWithOtherFrames) {
+  // Small buffers at both ends, and an upstream that reads nothing for a while: one send cannot
+  // take a whole ping, Asio finishes it, websocketpp's frames wait for it, and later pings queue
+  // behind websocketpp's. On the wire: every frame whole, in the order asked for.
+  ScriptedUpstream upstream(/*receive_buffer=*/2048);
+  TransportThread transport;
+  transport.setBeforeHandshakeWrite([](int fd) {
+    const int send_buffer = 2048;
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof(send_buffer));
+  });
+  transport.connect(upstream.url());
+  ASSERT_TRUE(upstream.acceptWebSocket());
+  ASSERT_EQ(transport.events(1).at(0).kind, Recorded::kConnected);
+
+  constexpr int kPings = 4000;  // about 40 KB of frames, many times what the buffers hold
+  transport.run([&](WebSocketTransport& t, const ConnectionRef& ref) {
+    for (int i = 0; i < kPings; ++i) {
+      t.sendPing(ref, std::to_string(i));
+      if (i == kPings / 2) t.sendText(ref, "halfway");
+    }
+    t.sendText(ref, "done");
+  });
+  std::vector<std::string> seen;
+  for (int i = 0; i < kPings + 2; ++i) {
+    const std::optional<ClientFrame> frame = upstream.readFrame();
+    ASSERT_TRUE(frame.has_value())
+        << "frame " << i << " after " << (seen.empty() ? "" : seen.back());
+    ASSERT_TRUE(frame->masked);
+    seen.push_back((frame->first_byte == 0x89   ? "ping "
+                    : frame->first_byte == 0x81 ? "text "
+                                                : "? ") +
+                   frame->payload);
+  }
+  std::vector<std::string> expected;
+  for (int i = 0; i < kPings; ++i) {
+    expected.push_back("ping " + std::to_string(i));
+    if (i == kPings / 2) expected.push_back("text halfway");
+  }
+  expected.push_back("text done");
+  EXPECT_EQ(seen, expected);
+  EXPECT_GE(transport.pingsFinishedLater(), 1u);
+  EXPECT_LT(transport.pingsSentDirectly(), static_cast<uint64_t>(kPings));
+}
+
+TEST(TransportConnectionFullSocketTest, APingIntoAResetConnectionFailsItAsAFailedWriteWould) {
+  ScriptedUpstream upstream;
+  TransportThread transport;
+  int client_fd = -1;
+  transport.setBeforeHandshakeWrite([&](int fd) { client_fd = fd; });
+  transport.connect(upstream.url());
+  ASSERT_TRUE(upstream.acceptWebSocket());
+  ASSERT_EQ(transport.events(1).at(0).kind, Recorded::kConnected);
+  // In one turn of the io thread: reset, wait until the reset is there, then ping, so that the
+  // ping's write (not a read) is the first to meet it.
+  bool reset_arrived = false;
+  transport.run([&](WebSocketTransport& t, const ConnectionRef& ref) {
+    upstream.reset();
+    pollfd reset{client_fd, POLLIN, 0};
+    reset_arrived = ::poll(&reset, 1, kPollLimitMs) == 1;
+    t.sendPing(ref, "1");
+  });
+  ASSERT_TRUE(reset_arrived);
+  EXPECT_EQ(describeAfterOpen(transport.events(2)),
+            (std::vector<std::string>{"Closed closed_by_peer \"connection ended without a close "
+                                      "frame\" code 1006"}));
 }
 
 }  // namespace

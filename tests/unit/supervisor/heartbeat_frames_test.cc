@@ -154,5 +154,49 @@ TEST(FrameBoundariesTest, IsInsideAFrameUntilItsLastByte) {
   }
 }
 
+Bytes unmask(const uint8_t* frame, size_t size) {
+  Bytes payload;
+  for (size_t i = 6; i < size; ++i) payload.push_back(frame[i] ^ frame[2 + (i - 6) % 4]);
+  return payload;
+}
+
+TEST(BuildMaskedPingTest, WritesAFinalMaskedPingWithTheKeyAndMaskedPayload) {
+  uint8_t out[kMaxPingFrameSize];
+  const std::array<uint8_t, 4> key{0x12, 0x34, 0x56, 0x78};
+  const size_t size = buildMaskedPing("12345", key, out);
+  ASSERT_EQ(size, 11u);
+  EXPECT_EQ(out[0], 0x89);      // FIN, no RSV, opcode ping
+  EXPECT_EQ(out[1], 0x80 | 5);  // masked, 5 bytes
+  EXPECT_EQ(out[2], 0x12);
+  EXPECT_EQ(out[5], 0x78);
+  EXPECT_EQ(out[6], '1' ^ 0x12);
+  EXPECT_EQ(out[10], '5' ^ 0x12);  // the key repeats every 4 bytes
+  const Bytes payload = unmask(out, size);
+  EXPECT_EQ(std::string(payload.begin(), payload.end()), "12345");
+}
+
+TEST(BuildMaskedPingTest, TakesUpTo125BytesAndRefusesMore) {
+  uint8_t out[kMaxPingFrameSize];
+  const std::array<uint8_t, 4> key{1, 2, 3, 4};
+  EXPECT_EQ(buildMaskedPing("", key, out), 6u);
+  EXPECT_EQ(out[1], 0x80);
+  EXPECT_EQ(buildMaskedPing(std::string(125, 'p'), key, out), kMaxPingFrameSize);
+  EXPECT_EQ(buildMaskedPing(std::string(126, 'p'), key, out), 0u);
+}
+
+TEST(MaskingKeysTest, HandsOutAFreshKeyEachTimeAcrossBatchRefills) {
+  MaskingKeys keys;
+  std::array<uint8_t, 4> previous{};
+  ASSERT_TRUE(keys.next(previous));
+  // Three batches' worth, refills on the way. Two random 32-bit keys in a row are equal with a
+  // probability of 2^-32 each: an equal pair means a key was handed out twice.
+  for (int i = 0; i < 768; ++i) {
+    std::array<uint8_t, 4> key{};
+    ASSERT_TRUE(keys.next(key));
+    EXPECT_NE(key, previous) << "key " << i;
+    previous = key;
+  }
+}
+
 }  // namespace
 }  // namespace wsvisor
