@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <algorithm>
 #include <array>
 #include <asio/error.hpp>
 #include <asio/post.hpp>
@@ -220,8 +221,10 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
     if constexpr (kPlain) {
       if (open_reads_) {
         read_buf_ = buf;
+        // len is websocketpp's read buffer size, which fits (static_assert above); std::min takes
+        // a value here, not the static member itself (declared, never defined out of class).
         read_size_ =
-            static_cast<uint16_t>(std::min<size_t>(len, Config::connection_read_buffer_size));
+            static_cast<uint16_t>(std::min<size_t>(len, std::numeric_limits<uint16_t>::max()));
         read_have_ = 0;
         (void)num_bytes;  // 1: any data completes the read
         awaitReadable();
