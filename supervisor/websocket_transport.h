@@ -22,6 +22,8 @@ struct ConnectionRef {
 
 // The thin layer between websocketpp and the Session state machine of one io thread. It turns
 // actions into websocketpp calls and websocketpp callbacks into core events; it decides nothing.
+// On an open ws:// connection, pings and the pongs that start a read take the heartbeat path of
+// supervisor/transport_connection.h instead of websocketpp's frame path; the events are the same.
 //
 // Threading: every method, and every callback it makes, runs on the thread that runs `io`. With
 // one thread per io_context, websocketpp's per-connection strands are trivially respected.
