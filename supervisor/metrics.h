@@ -156,7 +156,8 @@ class EndpointSeries {
 // (RttHistogram), wsvisor_heartbeats_sent_total by each io thread in its own ShardCounters,
 // summed at scrape time.
 // Aggregates that are a function of current state (endpoints per health, open watch streams)
-// are computed at scrape time by StateCollector instead of being kept in step by hand.
+// are computed at scrape time by HealthStateCollector (scrape_collectors.h) instead of being
+// kept in step by hand.
 class Metrics {
  public:
   explicit Metrics(MetricsOptions options);
