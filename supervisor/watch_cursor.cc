@@ -85,7 +85,6 @@ std::optional<WatchDelivery> WatchCursor::next(const ChangeLog& log, const Lates
     delivery.event = std::move(entry.event);
     delivery.live = std::move(entry.live);
     delivery.snapshot = entry.snapshot;
-    delivery.replayed = !entry.snapshot;
     return delivery;
   }
   // Changes the filter does not match are read past; the loop ends at `head` at the latest.
@@ -114,7 +113,6 @@ std::optional<WatchDelivery> WatchCursor::next(const ChangeLog& log, const Lates
     const uint64_t since = position_;
     position_ = change->event->revision;
     if (!filter_.matches(*change->event, relabelledSince(*change, since))) continue;
-    ++coalesced_events_;
     WatchDelivery delivery;
     delivery.event = change->event;
     delivery.coalesced = true;

@@ -46,8 +46,6 @@ struct WatchDelivery {
   // The endpoint's latest change, sent to a watcher that fell behind in place of every change it
   // missed.
   bool coalesced = false;
-  // A change replayed to a resumed watch: delivered as it was published, type and all.
-  bool replayed = false;
 };
 
 // Why a watcher gets nothing more; its owner ends the watch.
@@ -110,8 +108,6 @@ class WatchCursor {
 
   uint64_t position() const { return position_; }
   const std::optional<WatchExhaustion>& exhaustion() const { return exhaustion_; }
-  // Events that were sent coalesced so far.
-  uint64_t coalescedEvents() const { return coalesced_events_; }
 
  private:
   struct Queued {
@@ -133,7 +129,6 @@ class WatchCursor {
   uint64_t position_ = 0;  // the last live revision read (sent or skipped)
   bool coalescing_ = false;
   std::optional<WatchExhaustion> exhaustion_;
-  uint64_t coalesced_events_ = 0;
 };
 
 }  // namespace wsvisor
