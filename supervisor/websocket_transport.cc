@@ -3,7 +3,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <array>
 #include <asio/ssl.hpp>
+#include <string_view>
 #include <type_traits>
 #include <unordered_set>
 #include <utility>
@@ -14,6 +16,7 @@
 
 #include "supervisor/core/websocket_url.h"
 #include "supervisor/tls_contexts.h"
+#include "supervisor/transport_connection.h"
 
 namespace wsvisor {
 
@@ -28,59 +31,6 @@ namespace {
 // Longer than the longest connect timeout a spec may ask for (5 min): websocketpp's own
 // transport timers must never be the ones that fire.
 constexpr long kTransportTimeoutMs = 5 * 60 * 1000 + 30 * 1000;
-
-// websocketpp's asio transport connection, keeping the error of the opening handshake's write.
-// websocketpp turns every failed write into transport::error::pass_through ("Underlying Transport
-// Error") and keeps the socket's error nowhere (its reads keep theirs in get_transport_ec()), so a
-// reset that lands while the handshake request is written would be reported without its cause.
-// websocketpp::connection calls `transport_con_type::async_write` by qualified name, so this
-// overload hides the transport's: a client writes its handshake request through it and nothing
-// else (frames take the other overload, which stays websocketpp's, with its handler allocator).
-template <typename TransportConfig>
-class HandshakeWriteConnection : public websocketpp::transport::asio::connection<TransportConfig> {
-  using base = websocketpp::transport::asio::connection<TransportConfig>;
-  // The write below runs its handler directly, not on a strand.
-  static_assert(!TransportConfig::enable_multithreading, "one thread per io_context");
-
- public:
-  typedef HandshakeWriteConnection type;
-  typedef std::shared_ptr<type> ptr;
-
-  using base::base;
-
-  // The socket's error when writing the handshake request failed; empty otherwise.
-  const std::error_code& handshakeWriteError() const { return handshake_write_error_; }
-
- protected:
-  using base::async_write;
-  // As websocketpp's own: the handler sees pass_through on failure, so websocketpp behaves
-  // exactly as before (it fails the connection); the socket's error is kept here.
-  void async_write(const char* buf, size_t len, websocketpp::transport::write_handler handler) {
-    asio::async_write(this->get_socket(), asio::buffer(buf, len),
-                      [self = std::static_pointer_cast<type>(this->get_shared()),
-                       handler = std::move(handler)](const std::error_code& ec, size_t) {
-                        std::error_code result;
-                        if (ec) {
-                          self->handshake_write_error_ = ec;
-                          result = websocketpp::transport::error::make_error_code(
-                              websocketpp::transport::error::pass_through);
-                        }
-                        if (handler) handler(result);
-                      });
-  }
-
- private:
-  std::error_code handshake_write_error_;
-};
-
-// websocketpp's asio transport endpoint, making HandshakeWriteConnection its connections'
-// transport (websocketpp::endpoint and websocketpp::connection take the type from here).
-template <typename TransportConfig>
-struct HandshakeWriteTransport : public websocketpp::transport::asio::endpoint<TransportConfig> {
-  typedef HandshakeWriteTransport type;
-  typedef HandshakeWriteConnection<TransportConfig> transport_con_type;
-  typedef typename transport_con_type::ptr transport_con_ptr;
-};
 
 // Each io_context is run by exactly one thread and every call into websocketpp is made on it, so
 // websocketpp's locks, per-connection strands and logger work are pure cost: measured at 19,000
@@ -103,7 +53,9 @@ struct ClientConfig : public Base {
     static const long timeout_dns_resolve = kTransportTimeoutMs;
     static const long timeout_connect = kTransportTimeoutMs;
   };
-  typedef HandshakeWriteTransport<transport_config> transport_type;
+  // ClientConfig: websocketpp::connection<ClientConfig> is the class the transport connection is a
+  // base of.
+  typedef TransportEndpoint<transport_config, ClientConfig> transport_type;
   static const long timeout_open_handshake = kTransportTimeoutMs;
   // websocketpp's default is 16 KiB per connection, most of a connection's memory; heartbeat
   // traffic is tiny and larger messages simply take more reads. Measured at 19,000 connections:
@@ -288,11 +240,29 @@ struct WebSocketTransport::Clients {
   std::unordered_set<const void*> live;
   TlsContexts tls_contexts;
   std::function<void(int)> before_handshake_write_for_test;
+  uint64_t pongs_taken_from_reads = 0;
+  uint64_t pings_sent_directly = 0;
+  uint64_t pings_finished_later = 0;
+  // The heartbeat path's pings (TransportConnection::sendPing): their masking keys, and where
+  // each frame is built.
+  MaskingKeys masking_keys;
+  std::array<uint8_t, kMaxPingFrameSize> ping_frame{};
+  const PongSink pong_sink{&Clients::deliverPong, this};
 
   Clients(asio::io_context& io_context, EventSink event_sink)
       : io(io_context), sink(std::move(event_sink)) {
     configureClient(plain, io);
     configureClient(tls, io);
+  }
+
+  // Where an open plain connection's reads send the pongs they take (PongSink): the event
+  // websocketpp's pong handler below would have reported.
+  static void deliverPong(void* context, uint64_t key, uint64_t attempt,
+                          const websocketpp::connection_hdl& hdl, std::string_view payload) {
+    auto* self = static_cast<Clients*>(context);
+    ++self->pongs_taken_from_reads;
+    self->sink(key, attempt, ConnectionRef{hdl, /*secure=*/false},
+               core::event::PongReceived{payload});
   }
 
   // Reports a failure that happened before any I/O on a later loop turn, so that the session is
@@ -346,7 +316,12 @@ struct WebSocketTransport::Clients {
     const bool secure = tls_context != nullptr;
     con->set_open_handler([self, &client, key, attempt, secure](websocketpp::connection_hdl hdl) {
       std::error_code ignored;
-      if (auto opened = client.get_con_from_hdl(hdl, ignored)) releaseHandshake(*opened);
+      if (auto opened = client.get_con_from_hdl(hdl, ignored)) {
+        const std::string& length = opened->get_response().get_header("Content-Length");
+        const bool response_has_body = !length.empty() && length != "0";
+        releaseHandshake(*opened);
+        opened->startOpenReads(&self->pong_sink, key, attempt, response_has_body);
+      }
       self->sink(key, attempt, ConnectionRef{hdl, secure}, core::event::Connected{});
     });
     con->set_fail_handler([self, &client, key, attempt, secure,
@@ -448,6 +423,19 @@ ConnectionRef WebSocketTransport::connect(uint64_t key, uint64_t attempt,
 
 void WebSocketTransport::sendPing(const ConnectionRef& ref, const std::string& payload) {
   clients_->withConnection(ref, [&](auto& con) {
+    switch (con.sendPing(payload, clients_->masking_keys, clients_->ping_frame.data())) {
+      case DirectPing::kSent:
+        ++clients_->pings_sent_directly;
+        return;
+      case DirectPing::kSending:
+        ++clients_->pings_sent_directly;
+        ++clients_->pings_finished_later;
+        return;
+      case DirectPing::kFailed:
+        return;
+      case DirectPing::kNotSent:
+        break;
+    }
     std::error_code ec;
     con.ping(payload, ec);  // a failed send shows up as a missing pong: the session decides
   });
@@ -495,6 +483,18 @@ void WebSocketTransport::abandon(const ConnectionRef& ref) {
 }
 
 size_t WebSocketTransport::liveConnections() const { return clients_->live.size(); }
+
+uint64_t WebSocketTransport::pongsTakenFromReadsForTest() const {
+  return clients_->pongs_taken_from_reads;
+}
+
+uint64_t WebSocketTransport::pingsSentDirectlyForTest() const {
+  return clients_->pings_sent_directly;
+}
+
+uint64_t WebSocketTransport::pingsFinishedLaterForTest() const {
+  return clients_->pings_finished_later;
+}
 
 void WebSocketTransport::setBeforeHandshakeWriteForTest(std::function<void(int socket_fd)> hook) {
   clients_->before_handshake_write_for_test = std::move(hook);

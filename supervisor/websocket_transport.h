@@ -22,6 +22,8 @@ struct ConnectionRef {
 
 // The thin layer between websocketpp and the Session state machine of one io thread. It turns
 // actions into websocketpp calls and websocketpp callbacks into core events; it decides nothing.
+// On an open ws:// connection, pings and the pongs that start a read take the heartbeat path of
+// supervisor/transport_connection.h instead of websocketpp's frame path; the events are the same.
 //
 // Threading: every method, and every callback it makes, runs on the thread that runs `io`. With
 // one thread per io_context, websocketpp's per-connection strands are trivially respected.
@@ -59,6 +61,14 @@ class WebSocketTransport {
   void abandon(const ConnectionRef& ref);
   // Connections not yet fully closed.
   size_t liveConnections() const;
+
+  // Pongs that open plain connections took straight from their reads rather than through
+  // websocketpp's frame processor (supervisor/transport_connection.h), since construction.
+  uint64_t pongsTakenFromReadsForTest() const;
+  // Pings that open plain connections wrote straight to their sockets rather than through
+  // websocketpp's send queue, and how many of those one send could not take whole.
+  uint64_t pingsSentDirectlyForTest() const;
+  uint64_t pingsFinishedLaterForTest() const;
 
   // Runs `hook` with the socket of every connection started after this call, on the io thread,
   // once its TCP (and TLS) set-up is done and just before the opening handshake request is

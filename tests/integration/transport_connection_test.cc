@@ -1,0 +1,607 @@
+// WebSocketTransport against an upstream that writes raw bytes chosen by the test, over a real
+// TCP socket: how the frames of an open plain connection are split into reads and what shares a
+// read with what (two pongs in one write, a pong cut in two, a pong and a text frame together, a
+// frame with reserved bits after a pong) is exactly what the read path of
+// supervisor/transport_connection.h must get right, and a well-behaved server library cannot be
+// made to write such sequences on purpose.
+//
+// Every expectation here holds for websocketpp's own frame path too: the events, their order and
+// every failure's reason, detail and close code are what websocketpp reports.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "supervisor/websocket_transport.h"
+
+namespace wsvisor {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+using namespace std::chrono_literals;
+
+// Bounds every wait: a transport or peer that never answers ends the test instead of hanging it.
+constexpr int kPollLimitMs = 10000;
+constexpr auto kEventLimit = std::chrono::seconds(10);
+
+// An unmasked frame as a server writes it; `first_byte` carries FIN, the RSV bits and the opcode.
+Bytes serverFrame(uint8_t first_byte, const std::string& payload) {
+  Bytes frame{first_byte};
+  if (payload.size() < 126) {
+    frame.push_back(static_cast<uint8_t>(payload.size()));
+  } else {
+    frame.push_back(126);
+    frame.push_back(static_cast<uint8_t>(payload.size() >> 8));
+    frame.push_back(static_cast<uint8_t>(payload.size()));
+  }
+  frame.insert(frame.end(), payload.begin(), payload.end());
+  return frame;
+}
+Bytes pong(const std::string& payload) { return serverFrame(0x8A, payload); }
+Bytes text(const std::string& payload) { return serverFrame(0x81, payload); }
+Bytes ping(const std::string& payload) { return serverFrame(0x89, payload); }
+Bytes closeFrame(uint16_t code, const std::string& reason) {
+  std::string payload{static_cast<char>(code >> 8), static_cast<char>(code & 0xFF)};
+  return serverFrame(0x88, payload + reason);
+}
+Bytes concat(std::initializer_list<Bytes> parts) {
+  Bytes all;
+  for (const Bytes& part : parts) all.insert(all.end(), part.begin(), part.end());
+  return all;
+}
+
+// A frame the client sent, unmasked.
+struct ClientFrame {
+  uint8_t first_byte = 0;
+  bool masked = false;
+  std::array<uint8_t, 4> key{};
+  std::string payload;
+};
+
+// A ws:// upstream on 127.0.0.1 for one connection, written by hand: it answers the opening
+// handshake and then sends exactly the bytes a test gives it, one send() per call, with Nagle off
+// so that separate calls leave as separate segments.
+class ScriptedUpstream {
+ public:
+  // `receive_buffer` > 0: the accepted connection's SO_RCVBUF (set on the listening socket, which
+  // passes it on), so that a test can fill the path to it quickly.
+  explicit ScriptedUpstream(int receive_buffer = 0) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (receive_buffer > 0) {
+      ::setsockopt(listen_fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
+    }
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    if (listen_fd_ < 0 || ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
+        ::listen(listen_fd_, 4) != 0 ||
+        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      ADD_FAILURE() << "cannot listen on 127.0.0.1";
+      return;
+    }
+    port_ = ntohs(address.sin_port);
+  }
+  ~ScriptedUpstream() {
+    if (peer_fd_ >= 0) ::close(peer_fd_);
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+  }
+  ScriptedUpstream(const ScriptedUpstream&) = delete;
+  ScriptedUpstream& operator=(const ScriptedUpstream&) = delete;
+
+  std::string url() const { return "ws://127.0.0.1:" + std::to_string(port_) + "/"; }
+
+  // Accepts the client, reads its handshake request and answers 101, followed in the same send()
+  // by `after_response` (frames a server may write right behind its handshake response).
+  bool acceptWebSocket(const Bytes& after_response = {}) {
+    pollfd pending{listen_fd_, POLLIN, 0};
+    if (::poll(&pending, 1, kPollLimitMs) != 1) return false;
+    peer_fd_ = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (peer_fd_ < 0) return false;
+    const int on = 1;
+    ::setsockopt(peer_fd_, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    std::string request;
+    while (request.find("\r\n\r\n") == std::string::npos) {
+      char chunk[512];
+      if (!readable()) return false;
+      const ssize_t n = ::recv(peer_fd_, chunk, sizeof(chunk), 0);
+      if (n <= 0) return false;
+      request.append(chunk, static_cast<size_t>(n));
+    }
+    const std::string field = "Sec-WebSocket-Key: ";
+    const size_t at = request.find(field);
+    if (at == std::string::npos) return false;
+    const std::string key =
+        request.substr(at + field.size(), request.find("\r\n", at) - at - field.size());
+    const std::string response =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: " +
+        acceptValue(key) + "\r\n\r\n";
+    Bytes bytes(response.begin(), response.end());
+    bytes.insert(bytes.end(), after_response.begin(), after_response.end());
+    return send(bytes);
+  }
+
+  bool send(const Bytes& bytes) {
+    return ::send(peer_fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+
+  // The next frame the client sends (up to 125 bytes of payload); nullopt on timeout or EOF.
+  std::optional<ClientFrame> readFrame() {
+    Bytes header(2);
+    if (!readExactly(header.data(), 2)) return std::nullopt;
+    ClientFrame frame;
+    frame.first_byte = header[0];
+    frame.masked = (header[1] & 0x80) != 0;
+    const size_t length = header[1] & 0x7F;
+    if (length > 125) return std::nullopt;
+    if (frame.masked && !readExactly(frame.key.data(), 4)) return std::nullopt;
+    Bytes payload(length);
+    if (length > 0 && !readExactly(payload.data(), length)) return std::nullopt;
+    for (size_t i = 0; i < length; ++i) {
+      frame.payload.push_back(
+          static_cast<char>(payload[i] ^ (frame.masked ? frame.key[i % 4] : 0)));
+    }
+    return frame;
+  }
+
+  // Closes the TCP connection (FIN).
+  void hangUp() {
+    ::close(peer_fd_);
+    peer_fd_ = -1;
+  }
+
+  // Closes the TCP connection with a reset (SO_LINGER 0: RST, no FIN).
+  void reset() {
+    const linger abort_on_close{1, 0};
+    ::setsockopt(peer_fd_, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close));
+    hangUp();
+  }
+
+ private:
+  static std::string acceptValue(const std::string& key) {
+    const std::string input = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+    unsigned char encoded[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
+    const int length = EVP_EncodeBlock(encoded, digest, SHA_DIGEST_LENGTH);
+    return std::string(reinterpret_cast<char*>(encoded), static_cast<size_t>(length));
+  }
+
+  bool readable() {
+    pollfd pending{peer_fd_, POLLIN, 0};
+    return ::poll(&pending, 1, kPollLimitMs) == 1;
+  }
+
+  bool readExactly(uint8_t* out, size_t size) {
+    size_t have = 0;
+    while (have < size) {
+      if (!readable()) return false;
+      const ssize_t n = ::recv(peer_fd_, out + have, size - have, 0);
+      if (n <= 0) return false;
+      have += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  int listen_fd_ = -1;
+  int peer_fd_ = -1;
+  int port_ = 0;
+};
+
+// What the transport reported, copied out of the sink.
+struct Recorded {
+  enum Kind { kConnected, kConnectFailed, kMessage, kPong, kClosed } kind;
+  std::string payload;    // kMessage, kPong
+  core::Failure failure;  // kConnectFailed, kClosed
+};
+
+std::string describe(const Recorded& event) {
+  static const char* const kNames[] = {"Connected", "ConnectFailed", "Message", "Pong", "Closed"};
+  std::string text = kNames[event.kind];
+  if (event.kind == Recorded::kMessage || event.kind == Recorded::kPong) {
+    text += " \"" + event.payload + "\"";
+  }
+  if (event.kind == Recorded::kConnectFailed || event.kind == Recorded::kClosed) {
+    text += std::string(" ") + core::toString(event.failure.reason) + " \"" + event.failure.detail +
+            "\" code " + std::to_string(event.failure.close_code);
+  }
+  return text;
+}
+
+// A WebSocketTransport on its own io thread, as an IoShard runs it; every call is posted there.
+class TransportThread {
+ public:
+  TransportThread()
+      : transport_(io_, [this](uint64_t, uint64_t, const ConnectionRef&,
+                               const core::SessionEvent& event) { record(event); }),
+        work_(asio::make_work_guard(io_)),
+        thread_([this] { io_.run(); }) {}
+  ~TransportThread() {
+    onIo([this] {
+      if (ref_.valid()) transport_.abandon(ref_);
+    });
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+
+  void connect(const std::string& url) {
+    onIo([&] {
+      core::EndpointSpec spec;
+      spec.id = "scripted";
+      spec.url = url;
+      spec.max_message_bytes = core::defaults::kMaxMessageBytes;
+      ref_ = transport_.connect(1, 1, spec);
+    });
+  }
+  void sendPing(const std::string& payload) {
+    onIo([&] { transport_.sendPing(ref_, payload); });
+  }
+  void sendText(const std::string& payload) {
+    onIo([&] { transport_.sendText(ref_, payload); });
+  }
+  // Runs `work` on the io thread with the transport and the current connection, and waits.
+  void run(const std::function<void(WebSocketTransport&, const ConnectionRef&)>& work) {
+    onIo([&] { work(transport_, ref_); });
+  }
+  void setBeforeHandshakeWrite(std::function<void(int)> hook) {
+    onIo([&] { transport_.setBeforeHandshakeWriteForTest(std::move(hook)); });
+  }
+  uint64_t pingsSentDirectly() {
+    uint64_t sent = 0;
+    onIo([&] { sent = transport_.pingsSentDirectlyForTest(); });
+    return sent;
+  }
+  uint64_t pingsFinishedLater() {
+    uint64_t later = 0;
+    onIo([&] { later = transport_.pingsFinishedLaterForTest(); });
+    return later;
+  }
+
+  uint64_t pongsTakenFromReads() {
+    uint64_t taken = 0;
+    onIo([&] { taken = transport_.pongsTakenFromReadsForTest(); });
+    return taken;
+  }
+
+  // Waits until `count` events have been reported (or the limit passes) and returns them all.
+  std::vector<Recorded> events(size_t count) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, kEventLimit, [&] { return events_.size() >= count; });
+    return events_;
+  }
+
+ private:
+  void onIo(const std::function<void()>& work) {
+    std::promise<void> done;
+    asio::post(io_, [&] {
+      work();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+  void record(const core::SessionEvent& event) {
+    Recorded recorded{Recorded::kConnected, {}, {}};
+    if (const auto* failed = std::get_if<core::event::ConnectFailed>(&event)) {
+      recorded = {Recorded::kConnectFailed, {}, failed->failure};
+    } else if (const auto* message = std::get_if<core::event::MessageReceived>(&event)) {
+      recorded = {Recorded::kMessage, std::string(message->payload), {}};
+    } else if (const auto* pong = std::get_if<core::event::PongReceived>(&event)) {
+      recorded = {Recorded::kPong, std::string(pong->payload), {}};
+    } else if (const auto* closed = std::get_if<core::event::Closed>(&event)) {
+      recorded = {Recorded::kClosed, {}, closed->failure};
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(std::move(recorded));
+    cv_.notify_all();
+  }
+
+  asio::io_context io_;
+  WebSocketTransport transport_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  ConnectionRef ref_;  // io thread only
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Recorded> events_;
+  std::thread thread_;
+};
+
+// The events after Connected, described, so that a mismatch prints the whole sequence.
+std::vector<std::string> describeAfterOpen(const std::vector<Recorded>& events) {
+  std::vector<std::string> described;
+  for (const Recorded& event : events) {
+    if (event.kind != Recorded::kConnected) described.push_back(describe(event));
+  }
+  return described;
+}
+
+class TransportConnectionTest : public ::testing::Test {
+ protected:
+  // Connects and waits until the transport reports the connection open.
+  void open(const Bytes& after_response = {}) {
+    transport_.connect(upstream_.url());
+    ASSERT_TRUE(upstream_.acceptWebSocket(after_response));
+    const std::vector<Recorded> events = transport_.events(1);
+    ASSERT_FALSE(events.empty());
+    ASSERT_EQ(events[0].kind, Recorded::kConnected) << describe(events[0]);
+  }
+  // The events after Connected once `count` of them have arrived.
+  std::vector<std::string> afterOpen(size_t count) {
+    return describeAfterOpen(transport_.events(count + 1));
+  }
+
+  ScriptedUpstream upstream_;
+  TransportThread transport_;
+};
+
+TEST_F(TransportConnectionTest, TwoPongsInOneWriteAreBothReported) {
+  open();
+  ASSERT_TRUE(upstream_.send(concat({pong("1"), pong("2")})));
+  EXPECT_EQ(afterOpen(2), (std::vector<std::string>{"Pong \"1\"", "Pong \"2\""}));
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 2u);
+}
+
+TEST_F(TransportConnectionTest, APongCutInTwoIsReportedOnceWhole) {
+  open();
+  const Bytes frame = pong("12345");
+  // Cut inside the header, then inside the payload: separate segments, read separately.
+  ASSERT_TRUE(upstream_.send(Bytes(frame.begin(), frame.begin() + 1)));
+  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(upstream_.send(Bytes(frame.begin() + 1, frame.begin() + 4)));
+  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(upstream_.send(concat({Bytes(frame.begin() + 4, frame.end()), pong("6")})));
+  ASSERT_EQ(afterOpen(2), (std::vector<std::string>{"Pong \"12345\"", "Pong \"6\""}));
+  // Back at a frame start once websocketpp has the rest: the next pong is taken from the read.
+  const uint64_t taken = transport_.pongsTakenFromReads();
+  ASSERT_TRUE(upstream_.send(pong("7")));
+  EXPECT_EQ(afterOpen(3).back(), "Pong \"7\"");
+  EXPECT_EQ(transport_.pongsTakenFromReads(), taken + 1);
+}
+
+TEST_F(TransportConnectionTest, APongAndATextFrameInOneWriteKeepTheirOrder) {
+  open();
+  ASSERT_TRUE(upstream_.send(concat({pong("1"), text("hello"), pong("2")})));
+  ASSERT_TRUE(upstream_.send(concat({text("again"), pong("3")})));
+  EXPECT_EQ(afterOpen(5), (std::vector<std::string>{"Pong \"1\"", "Message \"hello\"", "Pong \"2\"",
+                                                    "Message \"again\"", "Pong \"3\""}));
+  // Only the pong that started a read: the others came behind a text frame.
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 1u);
+}
+
+TEST_F(TransportConnectionTest, PongsBehindALongTextFrameAreReportedAfterIt) {
+  open();
+  // 2,000 bytes of text take several reads of the 640-byte read buffer; the pongs behind it, and
+  // the one cut by the end of a read, must wait for it.
+  const std::string long_text(2000, 't');
+  Bytes bytes = text(long_text);
+  for (int i = 0; i < 100; ++i) bytes = concat({bytes, pong("p" + std::to_string(i))});
+  ASSERT_TRUE(upstream_.send(bytes));
+  std::vector<std::string> expected{"Message \"" + long_text + "\""};
+  for (int i = 0; i < 100; ++i) expected.push_back("Pong \"p" + std::to_string(i) + "\"");
+  EXPECT_EQ(afterOpen(101), expected);
+}
+
+TEST_F(TransportConnectionTest, BytesThatLookLikePongsInsideAFrameAreNeverTakenFromIt) {
+  open();
+  // A binary frame whose payload is pong after pong, 1,500 bytes: reads of the 640-byte read
+  // buffer start inside it, on what looks like a pong's first byte.
+  Bytes lookalikes;
+  while (lookalikes.size() < 1500) lookalikes = concat({lookalikes, pong("z")});
+  const std::string payload(lookalikes.begin(), lookalikes.end());
+  ASSERT_TRUE(upstream_.send(concat({serverFrame(0x82, payload), pong("end")})));
+  EXPECT_EQ(afterOpen(2),
+            (std::vector<std::string>{"Message \"" + payload + "\"", "Pong \"end\""}));
+  ASSERT_TRUE(upstream_.send(pong("next")));
+  EXPECT_EQ(afterOpen(3).back(), "Pong \"next\"");
+  EXPECT_LE(transport_.pongsTakenFromReads(), 2u);
+}
+
+TEST_F(TransportConnectionTest, FramesWrittenRightBehindTheHandshakeResponseAreReportedInOrder) {
+  // A server may write frames in the same segment as its 101 response, even half a frame: here
+  // the header of a binary frame whose payload, in the next segment, looks like a pong.
+  open(concat({pong("0"), text("welcome"), Bytes{0x82, 0x04}}));
+  const Bytes lookalike{0x8A, 0x01, 'x', 'y'};
+  ASSERT_TRUE(upstream_.send(concat({lookalike, pong("4")})));
+  EXPECT_EQ(afterOpen(4), (std::vector<std::string>{
+                              "Pong \"0\"", "Message \"welcome\"",
+                              "Message \"" + std::string(lookalike.begin(), lookalike.end()) + "\"",
+                              "Pong \"4\""}));
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 0u);
+  ASSERT_TRUE(upstream_.send(pong("5")));
+  EXPECT_EQ(afterOpen(5).back(), "Pong \"5\"");
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 1u);
+}
+
+TEST_F(TransportConnectionTest, APingFromTheServerIsAnsweredAndPongsStillCount) {
+  open();
+  ASSERT_TRUE(upstream_.send(concat({pong("1"), ping("are you there")})));
+  const std::optional<ClientFrame> answer = upstream_.readFrame();
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->first_byte, 0x8A);  // FIN, pong
+  EXPECT_TRUE(answer->masked);
+  EXPECT_EQ(answer->payload, "are you there");
+  ASSERT_TRUE(upstream_.send(pong("2")));
+  EXPECT_EQ(afterOpen(2), (std::vector<std::string>{"Pong \"1\"", "Pong \"2\""}));
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 2u);
+}
+
+TEST_F(TransportConnectionTest, ACloseFrameRightBehindAPongClosesWithItsCode) {
+  open();
+  ASSERT_TRUE(upstream_.send(concat({pong("1"), closeFrame(1001, "going away")})));
+  // websocketpp answers the close frame; the upstream then hangs up, as a server does.
+  const std::optional<ClientFrame> answer = upstream_.readFrame();
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->first_byte, 0x88);
+  upstream_.hangUp();
+  EXPECT_EQ(afterOpen(2),
+            (std::vector<std::string>{"Pong \"1\"",
+                                      "Closed closed_by_peer \"close code 1001: going away\" "
+                                      "code 1001"}));
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 1u);
+}
+
+// A frame websocketpp refuses, behind a pong in the same read: the pong counts, then the
+// connection fails with websocketpp's own reason and close code (1002).
+void expectProtocolErrorAfterPong(ScriptedUpstream& upstream, TransportThread& transport,
+                                  const Bytes& bad_frame, const std::string& expected_close) {
+  ASSERT_TRUE(upstream.send(concat({pong("1"), bad_frame, pong("after")})));
+  const std::optional<ClientFrame> answer = upstream.readFrame();
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->first_byte, 0x88);
+  ASSERT_TRUE(upstream.send(serverFrame(0x88, "")));
+  upstream.hangUp();
+  EXPECT_EQ(describeAfterOpen(transport.events(3)),
+            (std::vector<std::string>{"Pong \"1\"", expected_close}));
+  EXPECT_EQ(transport.pongsTakenFromReads(), 1u);
+}
+
+TEST_F(TransportConnectionTest, APongWithAReservedBitSetFailsAsWebsocketppDecides) {
+  open();
+  expectProtocolErrorAfterPong(
+      upstream_, transport_, serverFrame(0x8A | 0x40, "2"),
+      "Closed network_error \"protocol error: Invalid use of reserved bits\" "
+      "code 1002");
+}
+
+TEST_F(TransportConnectionTest, AMaskedFrameFromTheServerFailsAsWebsocketppDecides) {
+  open();
+  expectProtocolErrorAfterPong(
+      upstream_, transport_, Bytes{0x8A, 0x81, 1, 2, 3, 4, '2' ^ 1},
+      "Closed network_error \"protocol error: Servers may not send masked frames\" code 1002");
+}
+
+TEST_F(TransportConnectionTest, AFragmentedPongFailsAsWebsocketppDecides) {
+  open();
+  expectProtocolErrorAfterPong(upstream_, transport_, serverFrame(0x0A, "2"),
+                               "Closed network_error \"protocol error: Control messages cannot be "
+                               "fragmented\" code 1002");
+}
+
+TEST_F(TransportConnectionTest, AHangUpAfterAPongIsAnAbnormalClose) {
+  open();
+  ASSERT_TRUE(upstream_.send(pong("1")));
+  ASSERT_EQ(afterOpen(1), (std::vector<std::string>{"Pong \"1\""}));
+  upstream_.hangUp();
+  EXPECT_EQ(afterOpen(2),
+            (std::vector<std::string>{"Pong \"1\"",
+                                      "Closed closed_by_peer \"connection ended without a "
+                                      "close frame\" code 1006"}));
+}
+
+TEST_F(TransportConnectionTest, PingsAreMaskedFinalPingFramesEachWithAFreshKey) {
+  open();
+  transport_.sendPing("1");
+  transport_.sendPing("22");
+  transport_.sendPing(std::string(125, 'p'));  // the longest a control frame may carry
+  std::vector<ClientFrame> frames;
+  for (int i = 0; i < 3; ++i) {
+    std::optional<ClientFrame> frame = upstream_.readFrame();
+    ASSERT_TRUE(frame.has_value()) << "frame " << i;
+    EXPECT_EQ(frame->first_byte, 0x89);  // FIN, no RSV bit, ping
+    EXPECT_TRUE(frame->masked);          // RFC 6455 section 5.3: every client frame
+    frames.push_back(*frame);
+  }
+  EXPECT_EQ(frames[0].payload, "1");
+  EXPECT_EQ(frames[1].payload, "22");
+  EXPECT_EQ(frames[2].payload, std::string(125, 'p'));
+  EXPECT_NE(frames[0].key, frames[1].key);
+  EXPECT_NE(frames[1].key, frames[2].key);
+  EXPECT_NE(frames[0].key, frames[2].key);
+  EXPECT_EQ(transport_.pingsSentDirectly(), 3u);
+  // The pongs answering them count as ever.
+  ASSERT_TRUE(upstream_.send(concat({pong("1"), pong("22")})));
+  EXPECT_EQ(afterOpen(2), (std::vector<std::string>{"Pong \"1\"", "Pong \"22\""}));
+}
+
+TEST(TransportConnectionFullSocketTest, PingsWrittenIntoAFullSocketKeepTheirOrderWithOtherFrames) {
+  // Small buffers at both ends, and an upstream that reads nothing for a while: one send cannot
+  // take a whole ping, Asio finishes it, websocketpp's frames wait for it, and later pings queue
+  // behind websocketpp's. On the wire: every frame whole, in the order asked for.
+  ScriptedUpstream upstream(/*receive_buffer=*/2048);
+  TransportThread transport;
+  transport.setBeforeHandshakeWrite([](int fd) {
+    const int send_buffer = 2048;
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof(send_buffer));
+  });
+  transport.connect(upstream.url());
+  ASSERT_TRUE(upstream.acceptWebSocket());
+  ASSERT_EQ(transport.events(1).at(0).kind, Recorded::kConnected);
+
+  constexpr int kPings = 4000;  // about 40 KB of frames, many times what the buffers hold
+  transport.run([&](WebSocketTransport& t, const ConnectionRef& ref) {
+    for (int i = 0; i < kPings; ++i) {
+      t.sendPing(ref, std::to_string(i));
+      if (i == kPings / 2) t.sendText(ref, "halfway");
+    }
+    t.sendText(ref, "done");
+  });
+  std::vector<std::string> seen;
+  for (int i = 0; i < kPings + 2; ++i) {
+    const std::optional<ClientFrame> frame = upstream.readFrame();
+    ASSERT_TRUE(frame.has_value())
+        << "frame " << i << " after " << (seen.empty() ? "" : seen.back());
+    ASSERT_TRUE(frame->masked);
+    seen.push_back((frame->first_byte == 0x89   ? "ping "
+                    : frame->first_byte == 0x81 ? "text "
+                                                : "? ") +
+                   frame->payload);
+  }
+  std::vector<std::string> expected;
+  for (int i = 0; i < kPings; ++i) {
+    expected.push_back("ping " + std::to_string(i));
+    if (i == kPings / 2) expected.push_back("text halfway");
+  }
+  expected.push_back("text done");
+  EXPECT_EQ(seen, expected);
+  EXPECT_GE(transport.pingsFinishedLater(), 1u);
+  EXPECT_LT(transport.pingsSentDirectly(), static_cast<uint64_t>(kPings));
+}
+
+TEST(TransportConnectionFullSocketTest, APingIntoAResetConnectionFailsItAsAFailedWriteWould) {
+  ScriptedUpstream upstream;
+  TransportThread transport;
+  int client_fd = -1;
+  transport.setBeforeHandshakeWrite([&](int fd) { client_fd = fd; });
+  transport.connect(upstream.url());
+  ASSERT_TRUE(upstream.acceptWebSocket());
+  ASSERT_EQ(transport.events(1).at(0).kind, Recorded::kConnected);
+  // In one turn of the io thread: reset, wait until the reset is there, then ping, so that the
+  // ping's write (not a read) is the first to meet it.
+  bool reset_arrived = false;
+  transport.run([&](WebSocketTransport& t, const ConnectionRef& ref) {
+    upstream.reset();
+    pollfd reset{client_fd, POLLIN, 0};
+    reset_arrived = ::poll(&reset, 1, kPollLimitMs) == 1;
+    t.sendPing(ref, "1");
+  });
+  ASSERT_TRUE(reset_arrived);
+  EXPECT_EQ(describeAfterOpen(transport.events(2)),
+            (std::vector<std::string>{"Closed closed_by_peer \"connection ended without a close "
+                                      "frame\" code 1006"}));
+}
+
+}  // namespace
+}  // namespace wsvisor
