@@ -15,6 +15,7 @@
 // one was 4,496 bytes (+16 for the control block) in tcmalloc's 4,608-byte size class before
 // the members here. They are packed so that it stays there (bench/README.md, "The read buffer").
 
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -42,6 +43,7 @@
 #include <websocketpp/transport/asio/security/none.hpp>
 
 #include "supervisor/heartbeat_frames.h"
+#include "supervisor/readiness_poller.h"
 
 namespace wsvisor {
 
@@ -90,14 +92,20 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
   // Called once the connection is open, from websocketpp's open handler (which runs before
   // websocketpp hands the bytes that came behind the handshake response to its frame processor,
   // and before it issues its first frame read). From then on a plain connection's reads wait for
-  // readiness first, and complete pongs at the start of a read go to `pongs` (tagged with `key`
-  // and `attempt`) instead of through websocketpp. `response_has_body`: the 101 response
-  // announced a body (a Content-Length other than 0), which websocketpp reads as such, so where
-  // the frames start is not known here and every frame stays websocketpp's. No-op over TLS.
-  void startOpenReads(const PongSink* pongs, uint64_t key, uint64_t attempt,
-                      bool response_has_body) {
+  // readiness from `readiness` (the io thread's; through Asio if it cannot take the socket)
+  // first, and complete pongs at the start of a read go to `pongs` (tagged with `key` and
+  // `attempt`) instead of through websocketpp. `response_has_body`: the 101 response announced a
+  // body (a Content-Length other than 0), which websocketpp reads as such, so where the frames
+  // start is not known here and every frame stays websocketpp's. No-op over TLS.
+  void startOpenReads(ReadinessPoller& readiness, const PongSink* pongs, uint64_t key,
+                      uint64_t attempt, bool response_has_body) {
     if constexpr (kPlain) {
       open_reads_ = true;
+      // The registration holds the connection, as a pending Asio read would, until the reads end
+      // (finishRead with an error).
+      readiness_slot_ = readiness.add(this->get_raw_socket().native_handle(),
+                                      &TransportConnection::onReady, this, selfPtr());
+      if (readiness_slot_ != ReadinessPoller::kNoSlot) readiness_ = &readiness;
       if (handshake_end_seen_ && !response_has_body) {
         // websocketpp hands what followed the response header to its frame processor right after
         // the open handler (still in its read buffer now): the frame boundaries start there.
@@ -273,14 +281,37 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
   ptr selfPtr() { return std::static_pointer_cast<type>(this->get_shared()); }
   WebSocketConnection& webSocket() { return static_cast<WebSocketConnection&>(*this); }
 
-  // Asio wakes the handler when the socket is readable, has an error or hung up (epoll reports
-  // the last two with any read interest), or with operation_aborted when the socket is closed
-  // under it. (Asio re-arms the socket in epoll for each such wait: one epoll_ctl instead of the
-  // recv that would have returned EAGAIN.)
+  // Waits for the socket to be readable, have an error or hang up. With the io thread's
+  // ReadinessPoller: at once (on the next turn of the loop) when bytes were reported that no
+  // read has taken yet, else when the poller reports some (onReady). Otherwise through Asio,
+  // which also completes the wait with operation_aborted when the socket is closed under it, and
+  // re-arms the socket in its epoll set for each wait (one epoll_ctl per read).
   void awaitReadable() {
+    if (readiness_ != nullptr) {
+      if (!readable_) {
+        read_parked_ = true;
+        return;
+      }
+      // Not from here: websocketpp may be asking for this read from inside the handler of the
+      // last one, which Asio never completes in place either.
+      asio::post(this->get_raw_socket().get_executor(),
+                 [self = selfPtr()] { self->onReadable(std::error_code()); });
+      return;
+    }
     this->get_raw_socket().async_wait(
         asio::socket_base::wait_read,
         [self = selfPtr()](const std::error_code& ec) { self->onReadable(ec); });
+  }
+
+  // The poller's call: bytes (or an error or hang-up) arrived. The registration keeps the
+  // connection alive through the read it completes.
+  static void onReady(void* target, uint32_t events) {
+    auto* self = static_cast<TransportConnection*>(target);
+    self->readable_ = true;
+    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) self->ended_ = true;
+    if (!self->read_parked_) return;  // the next read takes them
+    self->read_parked_ = false;
+    self->onReadable(std::error_code());
   }
 
   void onReadable(const std::error_code& ec) {
@@ -292,6 +323,11 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
     for (;;) {
       const ssize_t n = ::recv(fd, read_buf_, read_size_, MSG_DONTWAIT);
       if (n > 0) {
+        // A read that did not fill the buffer emptied the socket of its bytes: what arrives later
+        // is reported again. A full one may have left bytes behind, and once the peer's end (or
+        // an error) was reported, reads go on until they see it: either way the next read goes
+        // to the socket at once.
+        readable_ = ended_ || n == read_size_;
         read_have_ = static_cast<uint16_t>(n);
         deliverRead();
         return;
@@ -301,6 +337,7 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
         return;
       }
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        readable_ = false;
         awaitReadable();  // woken without data: wait again
         return;
       }
@@ -345,6 +382,17 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
   // Completes websocketpp's read through its own handle_async_read (which translates the error
   // and keeps it for get_transport_ec()); websocketpp may issue the next read from inside it.
   void finishRead(const std::error_code& ec) {
+    // An error or the end of the stream ends the reads: the registration goes (and with it the
+    // hold on this connection, taken over here until websocketpp has been told).
+    ptr keep;
+    if (ec && readiness_ != nullptr) {
+      keep = selfPtr();
+      readiness_->remove(readiness_slot_, this->get_raw_socket().is_open()
+                                              ? this->get_raw_socket().native_handle()
+                                              : -1);
+      readiness_ = nullptr;
+      read_parked_ = false;
+    }
     const size_t have = read_have_;
     read_have_ = 0;
     this->handle_async_read([this](const std::error_code& read_ec,
@@ -385,6 +433,10 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
   char* read_buf_ = nullptr;
   // null while websocketpp takes every pong; key_ and attempt_ tag the pongs taken.
   const PongSink* pongs_ = nullptr;
+  // The io thread's poller while it reports this socket's readiness (null otherwise), and the
+  // registration's slot in it.
+  ReadinessPoller* readiness_ = nullptr;
+  uint32_t readiness_slot_ = ReadinessPoller::kNoSlot;
   uint64_t key_ = 0;
   uint64_t attempt_ = 0;
   // The rest of a ping that one send could not take, while Asio writes it, and websocketpp's
@@ -398,6 +450,11 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
   bool handshake_end_seen_ = false;
   bool open_reads_ = false;
   bool websocket_write_in_flight_ = false;
+  // Bytes were reported that no read has taken yet; the peer's end or an error was reported;
+  // a read is waiting for the poller.
+  bool readable_ = false;
+  bool ended_ = false;
+  bool read_parked_ = false;
 };
 
 // websocketpp's Asio transport endpoint, making TransportConnection its connections' transport

@@ -248,9 +248,13 @@ struct WebSocketTransport::Clients {
   MaskingKeys masking_keys;
   std::array<uint8_t, kMaxPingFrameSize> ping_frame{};
   const PongSink pong_sink{&Clients::deliverPong, this};
+  // Readiness of the open plain connections' sockets (the io_context's own: it outlives them).
+  ReadinessPoller& readiness;
 
   Clients(asio::io_context& io_context, EventSink event_sink)
-      : io(io_context), sink(std::move(event_sink)) {
+      : io(io_context),
+        sink(std::move(event_sink)),
+        readiness(asio::use_service<ReadinessPoller>(io_context)) {
     configureClient(plain, io);
     configureClient(tls, io);
   }
@@ -320,7 +324,7 @@ struct WebSocketTransport::Clients {
         const std::string& length = opened->get_response().get_header("Content-Length");
         const bool response_has_body = !length.empty() && length != "0";
         releaseHandshake(*opened);
-        opened->startOpenReads(&self->pong_sink, key, attempt, response_has_body);
+        opened->startOpenReads(self->readiness, &self->pong_sink, key, attempt, response_has_body);
       }
       self->sink(key, attempt, ConnectionRef{hdl, secure}, core::event::Connected{});
     });

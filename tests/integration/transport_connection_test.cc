@@ -32,6 +32,7 @@
 #include <variant>
 #include <vector>
 
+#include "supervisor/readiness_poller.h"
 #include "supervisor/websocket_transport.h"
 
 namespace wsvisor {
@@ -280,6 +281,13 @@ class TransportThread {
     return later;
   }
 
+  // Sockets the io thread's ReadinessPoller reports readiness for.
+  size_t readinessRegistered() {
+    size_t registered = 0;
+    onIo([&] { registered = asio::use_service<ReadinessPoller>(io_).registered(); });
+    return registered;
+  }
+
   uint64_t pongsTakenFromReads() {
     uint64_t taken = 0;
     onIo([&] { taken = transport_.pongsTakenFromReadsForTest(); });
@@ -450,6 +458,7 @@ TEST_F(TransportConnectionTest, APingFromTheServerIsAnsweredAndPongsStillCount) 
 
 TEST_F(TransportConnectionTest, ACloseFrameRightBehindAPongClosesWithItsCode) {
   open();
+  EXPECT_EQ(transport_.readinessRegistered(), 1u);
   ASSERT_TRUE(upstream_.send(concat({pong("1"), closeFrame(1001, "going away")})));
   // websocketpp answers the close frame; the upstream then hangs up, as a server does.
   const std::optional<ClientFrame> answer = upstream_.readFrame();
@@ -461,6 +470,7 @@ TEST_F(TransportConnectionTest, ACloseFrameRightBehindAPongClosesWithItsCode) {
                                       "Closed closed_by_peer \"close code 1001: going away\" "
                                       "code 1001"}));
   EXPECT_EQ(transport_.pongsTakenFromReads(), 1u);
+  EXPECT_EQ(transport_.readinessRegistered(), 0u) << "the reads ended with the connection";
 }
 
 // A frame websocketpp refuses, behind a pong in the same read: the pong counts, then the
@@ -502,6 +512,7 @@ TEST_F(TransportConnectionTest, AFragmentedPongFailsAsWebsocketppDecides) {
 
 TEST_F(TransportConnectionTest, AHangUpAfterAPongIsAnAbnormalClose) {
   open();
+  EXPECT_EQ(transport_.readinessRegistered(), 1u);
   ASSERT_TRUE(upstream_.send(pong("1")));
   ASSERT_EQ(afterOpen(1), (std::vector<std::string>{"Pong \"1\""}));
   upstream_.hangUp();
@@ -509,6 +520,32 @@ TEST_F(TransportConnectionTest, AHangUpAfterAPongIsAnAbnormalClose) {
             (std::vector<std::string>{"Pong \"1\"",
                                       "Closed closed_by_peer \"connection ended without a "
                                       "close frame\" code 1006"}));
+  EXPECT_EQ(transport_.readinessRegistered(), 0u) << "the reads ended with the connection";
+}
+
+TEST_F(TransportConnectionTest, ClosingFromOurSideEndsTheReadsOnceTheServerHangsUp) {
+  open();
+  ASSERT_TRUE(upstream_.send(pong("1")));
+  ASSERT_EQ(afterOpen(1), (std::vector<std::string>{"Pong \"1\""}));
+  transport_.run([](WebSocketTransport& transport, const ConnectionRef& ref) {
+    transport.close(ref, 1001, "shutting down");
+  });
+  const std::optional<ClientFrame> close = upstream_.readFrame();
+  ASSERT_TRUE(close.has_value());
+  EXPECT_EQ(close->first_byte, 0x88);
+  // The answer and the hang-up, sent while the io thread is busy here, so that both have arrived
+  // by its next look at its sockets: one readiness report for the two.
+  const auto hung_up_at = std::chrono::steady_clock::now();
+  transport_.run([&](WebSocketTransport&, const ConnectionRef&) {
+    EXPECT_TRUE(upstream_.send(closeFrame(1001, "")));
+    upstream_.hangUp();
+  });
+  EXPECT_EQ(afterOpen(2),
+            (std::vector<std::string>{"Pong \"1\"",
+                                      "Closed closed_by_peer \"close code 1001\" code 1001"}));
+  EXPECT_LT(std::chrono::steady_clock::now() - hung_up_at, std::chrono::milliseconds(2000))
+      << "ended by the hang-up, not by websocketpp's 5 s closing-handshake timeout";
+  EXPECT_EQ(transport_.readinessRegistered(), 0u) << "the reads ended with the connection";
 }
 
 TEST_F(TransportConnectionTest, PingsAreMaskedFinalPingFramesEachWithAFreshKey) {
