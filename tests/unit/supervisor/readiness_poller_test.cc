@@ -60,7 +60,7 @@ struct Calls {
 };
 
 // Runs the io_context until `done` holds (bounded).
-bool runUntil(asio::io_context& io, const std::function<bool()>& done) {
+bool runIoUntil(asio::io_context& io, const std::function<bool()>& done) {
   const auto limit = std::chrono::steady_clock::now() + milliseconds(2000);
   while (!done() && std::chrono::steady_clock::now() < limit) {
     io.restart();
@@ -71,129 +71,131 @@ bool runUntil(asio::io_context& io, const std::function<bool()>& done) {
 
 // Runs every handler that is ready now, the reactor's own check of the sockets included, without
 // waiting for more.
-void runReady(asio::io_context& io) {
+void runIoReady(asio::io_context& io) {
   for (int i = 0; i < 4; ++i) {
     io.restart();
     io.poll();
   }
 }
 
-TEST(ReadinessPollerTest, ReportsEachArrivalOnceNotAgainForBytesAlreadyReported) {
-  asio::io_context io;
-  auto& poller = asio::use_service<ReadinessPoller>(io);
+// An io_context with its ReadinessPoller, as one io thread has them.
+class ReadinessPollerTest : public ::testing::Test {
+ protected:
+  uint32_t add(const SocketPair& sockets, Calls& calls, std::shared_ptr<void> keep = nullptr) {
+    return poller_.add(sockets.ours(), &Calls::onReady, &calls, std::move(keep));
+  }
+  bool runUntil(const std::function<bool()>& done) { return runIoUntil(io_, done); }
+  void runReady() { runIoReady(io_); }
+
+  asio::io_context io_;
+  ReadinessPoller& poller_ = asio::use_service<ReadinessPoller>(io_);
+};
+
+TEST_F(ReadinessPollerTest, ReportsEachArrivalOnceNotAgainForBytesAlreadyReported) {
   SocketPair sockets;
   Calls calls;
-  const uint32_t slot = poller.add(sockets.ours(), &Calls::onReady, &calls, nullptr);
+  const uint32_t slot = add(sockets, calls);
   ASSERT_NE(slot, ReadinessPoller::kNoSlot);
-  EXPECT_EQ(poller.registered(), 1u);
+  EXPECT_EQ(poller_.registered(), 1u);
 
   sockets.send("ping");
-  ASSERT_TRUE(runUntil(io, [&] { return calls.count == 1; }));
-  runReady(io);
+  ASSERT_TRUE(runUntil([&] { return calls.count == 1; }));
+  runReady();
   EXPECT_EQ(calls.count, 1) << "unread bytes already reported are not reported again";
 
   sockets.send("more");
-  ASSERT_TRUE(runUntil(io, [&] { return calls.count == 2; }));
+  ASSERT_TRUE(runUntil([&] { return calls.count == 2; }));
   EXPECT_EQ(sockets.drain(), 8u);
-  runReady(io);
+  runReady();
   EXPECT_EQ(calls.count, 2);
-  poller.remove(slot, sockets.ours());
+  poller_.remove(slot, sockets.ours());
 }
 
-TEST(ReadinessPollerTest, BytesAlreadyWaitingWhenRegisteredAreReported) {
-  asio::io_context io;
-  auto& poller = asio::use_service<ReadinessPoller>(io);
+TEST_F(ReadinessPollerTest, BytesAlreadyWaitingWhenRegisteredAreReported) {
   SocketPair sockets;
   sockets.send("early");
   Calls calls;
-  const uint32_t slot = poller.add(sockets.ours(), &Calls::onReady, &calls, nullptr);
-  ASSERT_TRUE(runUntil(io, [&] { return calls.count == 1; }));
-  poller.remove(slot, sockets.ours());
+  const uint32_t slot = add(sockets, calls);
+  ASSERT_TRUE(runUntil([&] { return calls.count == 1; }));
+  poller_.remove(slot, sockets.ours());
 }
 
-TEST(ReadinessPollerTest, HangUpIsReported) {
-  asio::io_context io;
-  auto& poller = asio::use_service<ReadinessPoller>(io);
+TEST_F(ReadinessPollerTest, HangUpIsReported) {
   SocketPair sockets;
   Calls calls;
-  const uint32_t slot = poller.add(sockets.ours(), &Calls::onReady, &calls, nullptr);
+  const uint32_t slot = add(sockets, calls);
   sockets.hangUp();
-  ASSERT_TRUE(runUntil(io, [&] { return calls.count == 1; }));
+  ASSERT_TRUE(runUntil([&] { return calls.count == 1; }));
   EXPECT_NE(calls.events & EPOLLRDHUP, 0u);
-  poller.remove(slot, sockets.ours());
+  poller_.remove(slot, sockets.ours());
 }
 
-TEST(ReadinessPollerTest, RemoveStopsTheCallsAndReleasesWhatWasKept) {
-  asio::io_context io;
-  auto& poller = asio::use_service<ReadinessPoller>(io);
+TEST_F(ReadinessPollerTest, RemoveStopsTheCallsAndReleasesWhatWasKept) {
   SocketPair sockets;
   Calls calls;
   auto kept = std::make_shared<int>(7);
   std::weak_ptr<int> watch = kept;
-  const uint32_t slot = poller.add(sockets.ours(), &Calls::onReady, &calls, std::move(kept));
+  const uint32_t slot = add(sockets, calls, std::move(kept));
   EXPECT_FALSE(watch.expired()) << "the registration keeps its object";
 
-  poller.remove(slot, sockets.ours());
+  poller_.remove(slot, sockets.ours());
   EXPECT_TRUE(watch.expired());
-  EXPECT_EQ(poller.registered(), 0u);
+  EXPECT_EQ(poller_.registered(), 0u);
   sockets.send("late");
-  runReady(io);
+  runReady();
   EXPECT_EQ(calls.count, 0);
 }
 
-TEST(ReadinessPollerTest, ARegistrationRemovedEarlierInTheSameBatchIsNotCalledNorItsSlotsNextUser) {
-  asio::io_context io;
-  auto& poller = asio::use_service<ReadinessPoller>(io);
+TEST_F(ReadinessPollerTest,
+       ARegistrationRemovedEarlierInTheSameBatchIsNotCalledNorItsSlotsNextUser) {
   SocketPair first;
   SocketPair second;
   SocketPair reusing;  // registered into the slot freed inside the batch; never readable
   Calls first_calls;
   Calls second_calls;
   Calls reusing_calls;
-  const uint32_t first_slot = poller.add(first.ours(), &Calls::onReady, &first_calls, nullptr);
-  const uint32_t second_slot = poller.add(second.ours(), &Calls::onReady, &second_calls, nullptr);
+  const uint32_t first_slot = add(first, first_calls);
+  const uint32_t second_slot = add(second, second_calls);
   uint32_t reusing_slot = ReadinessPoller::kNoSlot;
   // Whichever is called first removes the other and puts a new registration in its slot.
   first_calls.also = [&] {
     if (second_calls.count > 0) return;
-    poller.remove(second_slot, second.ours());
-    reusing_slot = poller.add(reusing.ours(), &Calls::onReady, &reusing_calls, nullptr);
+    poller_.remove(second_slot, second.ours());
+    reusing_slot = add(reusing, reusing_calls);
   };
   second_calls.also = [&] {
     if (first_calls.count > 0) return;
-    poller.remove(first_slot, first.ours());
-    reusing_slot = poller.add(reusing.ours(), &Calls::onReady, &reusing_calls, nullptr);
+    poller_.remove(first_slot, first.ours());
+    reusing_slot = add(reusing, reusing_calls);
   };
   // Both readable before the io_context runs: their events come in one epoll_wait.
   first.send("a");
   second.send("b");
-  ASSERT_TRUE(runUntil(io, [&] { return first_calls.count + second_calls.count >= 1; }));
-  runReady(io);
+  ASSERT_TRUE(runUntil([&] { return first_calls.count + second_calls.count >= 1; }));
+  runReady();
   EXPECT_EQ(first_calls.count + second_calls.count, 1);
   EXPECT_EQ(reusing_calls.count, 0) << "an event of the slot's earlier registration";
   ASSERT_NE(reusing_slot, ReadinessPoller::kNoSlot);
   EXPECT_TRUE(reusing_slot == first_slot || reusing_slot == second_slot) << "the slot is re-used";
-  EXPECT_EQ(poller.registered(), 2u);
-  poller.remove(reusing_slot, reusing.ours());
-  poller.remove(first_calls.count == 1 ? first_slot : second_slot,
-                first_calls.count == 1 ? first.ours() : second.ours());
+  EXPECT_EQ(poller_.registered(), 2u);
+  poller_.remove(reusing_slot, reusing.ours());
+  poller_.remove(first_calls.count == 1 ? first_slot : second_slot,
+                 first_calls.count == 1 ? first.ours() : second.ours());
 }
 
-TEST(ReadinessPollerTest, TheIoContextRunsOutOfWorkOnceTheLastSocketIsRemoved) {
-  asio::io_context io;
-  auto& poller = asio::use_service<ReadinessPoller>(io);
+TEST_F(ReadinessPollerTest, TheIoContextRunsOutOfWorkOnceTheLastSocketIsRemoved) {
   SocketPair sockets;
   Calls calls;
-  const uint32_t slot = poller.add(sockets.ours(), &Calls::onReady, &calls, nullptr);
-  runReady(io);
-  EXPECT_FALSE(io.stopped()) << "waiting for the registered socket";
-  poller.remove(slot, sockets.ours());
-  io.restart();
-  io.run_for(milliseconds(2000));  // returns at once when nothing is left to wait for
-  EXPECT_TRUE(io.stopped());
+  const uint32_t slot = add(sockets, calls);
+  runReady();
+  EXPECT_FALSE(io_.stopped()) << "waiting for the registered socket";
+  poller_.remove(slot, sockets.ours());
+  io_.restart();
+  io_.run_for(milliseconds(2000));  // returns at once when nothing is left to wait for
+  EXPECT_TRUE(io_.stopped());
 }
 
-TEST(ReadinessPollerTest, DestroyingTheIoContextReleasesWhatRegistrationsKept) {
+TEST(ReadinessPollerLifetimeTest, DestroyingTheIoContextReleasesWhatRegistrationsKept) {
   SocketPair sockets;
   Calls calls;
   auto kept = std::make_shared<int>(7);
@@ -203,25 +205,23 @@ TEST(ReadinessPollerTest, DestroyingTheIoContextReleasesWhatRegistrationsKept) {
     auto& poller = asio::use_service<ReadinessPoller>(io);
     ASSERT_NE(poller.add(sockets.ours(), &Calls::onReady, &calls, std::move(kept)),
               ReadinessPoller::kNoSlot);
-    runReady(io);
+    runIoReady(io);
     EXPECT_FALSE(watch.expired());
   }
   EXPECT_TRUE(watch.expired());
 }
 
-TEST(ReadinessPollerTest, AClosedDescriptorIsRefused) {
-  asio::io_context io;
-  auto& poller = asio::use_service<ReadinessPoller>(io);
+TEST_F(ReadinessPollerTest, AClosedDescriptorIsRefused) {
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
   ::close(fds[0]);
   ::close(fds[1]);
   Calls calls;
-  EXPECT_EQ(poller.add(fds[0], &Calls::onReady, &calls, nullptr), ReadinessPoller::kNoSlot);
-  EXPECT_EQ(poller.registered(), 0u);
-  io.restart();
-  io.run_for(milliseconds(2000));
-  EXPECT_TRUE(io.stopped()) << "a refused socket leaves nothing to wait for";
+  EXPECT_EQ(poller_.add(fds[0], &Calls::onReady, &calls, nullptr), ReadinessPoller::kNoSlot);
+  EXPECT_EQ(poller_.registered(), 0u);
+  io_.restart();
+  io_.run_for(milliseconds(2000));
+  EXPECT_TRUE(io_.stopped()) << "a refused socket leaves nothing to wait for";
 }
 
 }  // namespace
