@@ -281,6 +281,20 @@ class TransportThread {
     return later;
   }
 
+  // Registers the socket of every connection started from now on in the io thread's
+  // ReadinessPoller before the connection opens, so that the connection's own registration is
+  // refused (EEXIST) and its reads wait through Asio: the path of a connection whose socket epoll
+  // does not take.
+  void occupyReadinessOfNewSockets() {
+    onIo([this] {
+      ReadinessPoller* poller = &asio::use_service<ReadinessPoller>(io_);
+      transport_.setBeforeHandshakeWriteForTest([poller](int socket_fd) {
+        poller->add(
+            socket_fd, [](void*, uint32_t) {}, nullptr, nullptr);
+      });
+    });
+  }
+
   // Sockets the io thread's ReadinessPoller reports readiness for.
   size_t readinessRegistered() {
     size_t registered = 0;
@@ -546,6 +560,24 @@ TEST_F(TransportConnectionTest, ClosingFromOurSideEndsTheReadsOnceTheServerHangs
   EXPECT_LT(std::chrono::steady_clock::now() - hung_up_at, std::chrono::milliseconds(2000))
       << "ended by the hang-up, not by websocketpp's 5 s closing-handshake timeout";
   EXPECT_EQ(transport_.readinessRegistered(), 0u) << "the reads ended with the connection";
+}
+
+TEST_F(TransportConnectionTest, WhenThePollerCannotTakeTheSocketReadsWaitThroughAsioAlike) {
+  transport_.occupyReadinessOfNewSockets();
+  open();
+  EXPECT_EQ(transport_.readinessRegistered(), 1u) << "the occupying registration alone";
+  ASSERT_TRUE(upstream_.send(concat({pong("1"), pong("2")})));
+  ASSERT_EQ(afterOpen(2), (std::vector<std::string>{"Pong \"1\"", "Pong \"2\""}));
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 2u);
+  ASSERT_TRUE(upstream_.send(concat({pong("3"), closeFrame(1001, "going away")})));
+  const std::optional<ClientFrame> answer = upstream_.readFrame();
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->first_byte, 0x88);
+  upstream_.hangUp();
+  EXPECT_EQ(afterOpen(4),
+            (std::vector<std::string>{"Pong \"1\"", "Pong \"2\"", "Pong \"3\"",
+                                      "Closed closed_by_peer \"close code 1001: going away\" "
+                                      "code 1001"}));
 }
 
 TEST_F(TransportConnectionTest, PingsAreMaskedFinalPingFramesEachWithAFreshKey) {
