@@ -119,6 +119,22 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
     }
   }
 
+  // Called just before the socket is closed under the connection (a connection dropped without
+  // its closing handshake): closing a descriptor takes it out of the epoll set without a report,
+  // so a read parked on the poller completes with operation_aborted, on a later turn of the loop,
+  // as Asio completes a wait on a socket closed under it; and the poller lets the connection go.
+  void cancelReadsBeforeClose() {
+    if (readiness_ == nullptr) return;
+    const ptr keep = selfPtr();
+    const bool parked = read_parked_;
+    stopReadiness();
+    if (parked) {
+      asio::post(this->get_raw_socket().get_executor(), [keep] {
+        keep->finishRead(asio::error::make_error_code(asio::error::operation_aborted));
+      });
+    }
+  }
+
   // Sends a ping carrying `payload` without websocketpp's message manager and send queue: the
   // frame is built in `frame_space` (kMaxPingFrameSize bytes, the io thread's; only the rest of a
   // partly sent frame is copied, into memory of this connection's own until it is written) with a
@@ -191,6 +207,16 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
       }
     }
     base::async_write(bufs, std::move(handler));
+  }
+
+  // websocketpp ends every connection here (terminate), also one it stopped reading (after a
+  // protocol error it closes without asking for another read): the poller's registration goes
+  // now, or it would keep the connection, its socket only shut down, for good. A read still
+  // parked is left waiting, as websocketpp ignores whatever a read reports after this.
+  void async_shutdown(websocketpp::transport::shutdown_handler callback) {
+    const ptr keep = selfPtr();
+    stopReadiness();
+    base::async_shutdown(std::move(callback));
   }
 
   // The handshake request goes through this overload and nothing else (frames take the other
@@ -319,6 +345,11 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
       finishRead(ec);
       return;
     }
+    if (!this->get_raw_socket().is_open()) {
+      // A read posted before the socket was closed under it: aborted, as Asio's would be.
+      finishRead(asio::error::make_error_code(asio::error::operation_aborted));
+      return;
+    }
     const int fd = this->get_raw_socket().native_handle();
     for (;;) {
       const ssize_t n = ::recv(fd, read_buf_, read_size_, MSG_DONTWAIT);
@@ -387,17 +418,25 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
     ptr keep;
     if (ec && readiness_ != nullptr) {
       keep = selfPtr();
-      readiness_->remove(readiness_slot_, this->get_raw_socket().is_open()
-                                              ? this->get_raw_socket().native_handle()
-                                              : -1);
-      readiness_ = nullptr;
-      read_parked_ = false;
+      stopReadiness();
     }
     const size_t have = read_have_;
     read_have_ = 0;
     this->handle_async_read([this](const std::error_code& read_ec,
                                    size_t n) { webSocket().handle_read_frame(read_ec, n); },
                             ec, have);
+  }
+
+  // Ends the poller's reports for this socket, and with them its hold on the connection (the
+  // caller holds it meanwhile). A read parked on the poller is left waiting.
+  void stopReadiness() {
+    if (readiness_ == nullptr) return;
+    ReadinessPoller* readiness = readiness_;
+    readiness_ = nullptr;
+    read_parked_ = false;
+    readiness->remove(readiness_slot_, this->get_raw_socket().is_open()
+                                           ? this->get_raw_socket().native_handle()
+                                           : -1);
   }
 
   // Finds where the handshake response's header ends: websocketpp's HTTP parser ends it at the

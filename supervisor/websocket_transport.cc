@@ -387,10 +387,13 @@ struct WebSocketTransport::Clients {
   }
 
   // Closes the socket of a connection that is not open; its pending I/O completes with
-  // operation_aborted and websocketpp reports nothing more, so it stops counting as live here.
+  // operation_aborted (a read parked on the io thread's poller too: cancelReadsBeforeClose).
+  // websocketpp then reports nothing more for a connection still connecting, and ends one that
+  // was closing (its close handler runs); either way it stops counting as live here.
   template <typename Connection>
   void dropUnopened(Connection& con) {
     std::error_code ec;
+    con.cancelReadsBeforeClose();
     con.get_raw_socket().close(ec);
     live.erase(&con);
   }

@@ -500,6 +500,8 @@ void expectProtocolErrorAfterPong(ScriptedUpstream& upstream, TransportThread& t
   EXPECT_EQ(describeAfterOpen(transport.events(3)),
             (std::vector<std::string>{"Pong \"1\"", expected_close}));
   EXPECT_EQ(transport.pongsTakenFromReads(), 1u);
+  // websocketpp stops reading at the error; its ending the connection ends the registration.
+  EXPECT_EQ(transport.readinessRegistered(), 0u);
 }
 
 TEST_F(TransportConnectionTest, APongWithAReservedBitSetFailsAsWebsocketppDecides) {
@@ -578,6 +580,40 @@ TEST_F(TransportConnectionTest, WhenThePollerCannotTakeTheSocketReadsWaitThrough
             (std::vector<std::string>{"Pong \"1\"", "Pong \"2\"", "Pong \"3\"",
                                       "Closed closed_by_peer \"close code 1001: going away\" "
                                       "code 1001"}));
+}
+
+// The server closes; before it hangs up, the session closes too (a heartbeat deadline, a stop):
+// websocketpp refuses a second close, so the transport drops the connection, closing its socket
+// under the read. The events are those of the Asio path, and the registration goes.
+std::vector<std::string> closeWhileTheServerCloses(ScriptedUpstream& upstream,
+                                                   TransportThread& transport) {
+  EXPECT_TRUE(upstream.send(closeFrame(1000, "bye")));
+  const std::optional<ClientFrame> answer = upstream.readFrame();
+  EXPECT_TRUE(answer.has_value() && answer->first_byte == 0x88);
+  const auto closed_at = std::chrono::steady_clock::now();
+  transport.run([](WebSocketTransport& transport, const ConnectionRef& ref) {
+    transport.close(ref, 1001, "stopping");
+  });
+  std::vector<std::string> events = describeAfterOpen(transport.events(2));
+  EXPECT_LT(std::chrono::steady_clock::now() - closed_at, std::chrono::milliseconds(2000))
+      << "ended by the dropped socket, not by websocketpp's 5 s closing-handshake timeout";
+  return events;
+}
+
+TEST_F(TransportConnectionTest, ClosingAConnectionTheServerIsClosingDropsItAsOnTheAsioPath) {
+  open();
+  const std::vector<std::string> events = closeWhileTheServerCloses(upstream_, transport_);
+  EXPECT_EQ(events,
+            (std::vector<std::string>{"Closed closed_by_peer \"close code 1000: bye\" code 1000"}));
+  EXPECT_EQ(transport_.readinessRegistered(), 0u);
+
+  ScriptedUpstream asio_upstream;
+  TransportThread asio_transport;
+  asio_transport.occupyReadinessOfNewSockets();
+  asio_transport.connect(asio_upstream.url());
+  ASSERT_TRUE(asio_upstream.acceptWebSocket({}));
+  ASSERT_EQ(asio_transport.events(1).size(), 1u);
+  EXPECT_EQ(closeWhileTheServerCloses(asio_upstream, asio_transport), events);
 }
 
 TEST_F(TransportConnectionTest, PingsAreMaskedFinalPingFramesEachWithAFreshKey) {
