@@ -103,28 +103,17 @@ uint64_t RttHistogram::Snapshot::count() const {
   return total;
 }
 
-// Hands the per-endpoint families to the exposer; holds no state of its own.
-class Metrics::EndpointCollector : public prometheus::Collectable {
+// Hands what one of Metrics' scrape-time builders returns (the per-endpoint families, the sums
+// of the io threads' counters) to the exposer; holds no state of its own.
+class Metrics::ScrapeTimeCollector : public prometheus::Collectable {
  public:
-  explicit EndpointCollector(Metrics& metrics) : metrics_(metrics) {}
-  std::vector<prometheus::MetricFamily> Collect() const override {
-    return metrics_.collectEndpointSeries();
-  }
+  using Build = std::vector<prometheus::MetricFamily> (Metrics::*)();
+  ScrapeTimeCollector(Metrics& metrics, Build build) : metrics_(metrics), build_(build) {}
+  std::vector<prometheus::MetricFamily> Collect() const override { return (metrics_.*build_)(); }
 
  private:
   Metrics& metrics_;
-};
-
-// Hands the sums of the io threads' counters to the exposer; holds no state of its own.
-class Metrics::ShardCountersCollector : public prometheus::Collectable {
- public:
-  explicit ShardCountersCollector(Metrics& metrics) : metrics_(metrics) {}
-  std::vector<prometheus::MetricFamily> Collect() const override {
-    return metrics_.collectShardCounters();
-  }
-
- private:
-  Metrics& metrics_;
+  const Build build_;
 };
 
 std::optional<std::string> checkCopiedLabelKeys(const std::vector<std::string>& keys) {
@@ -157,8 +146,10 @@ std::string prometheusLabelName(const std::string& key) {
 Metrics::Metrics(MetricsOptions options)
     : options_(std::move(options)),
       registry_(std::make_shared<prometheus::Registry>()),
-      endpoint_collector_(std::make_shared<EndpointCollector>(*this)),
-      shard_counters_collector_(std::make_shared<ShardCountersCollector>(*this)) {
+      endpoint_collector_(
+          std::make_shared<ScrapeTimeCollector>(*this, &Metrics::collectEndpointSeries)),
+      shard_counters_collector_(
+          std::make_shared<ScrapeTimeCollector>(*this, &Metrics::collectShardCounters)) {
   endpoint_label_order_.emplace_back(kEndpointLabel, 0);
   for (size_t i = 0; i < options_.copied_label_keys.size(); ++i) {
     endpoint_label_order_.emplace_back(prometheusLabelName(options_.copied_label_keys[i]), i + 1);

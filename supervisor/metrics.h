@@ -223,8 +223,7 @@ class Metrics {
 
  private:
   friend class EndpointSeries;
-  class EndpointCollector;
-  class ShardCountersCollector;
+  class ScrapeTimeCollector;
   void release(EndpointSeries& series);
   std::vector<prometheus::MetricFamily> collectEndpointSeries();
   std::vector<prometheus::MetricFamily> collectShardCounters();
