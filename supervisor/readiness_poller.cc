@@ -58,27 +58,26 @@ uint32_t ReadinessPoller::add(int fd, Ready ready, void* target, std::shared_ptr
   return slot;
 }
 
-void ReadinessPoller::remove(uint32_t slot, int fd) {
-  if (slot >= slots_.size() || slots_[slot].ready == nullptr) return;
+std::shared_ptr<void> ReadinessPoller::remove(uint32_t slot, int fd) {
+  if (slot >= slots_.size() || slots_[slot].ready == nullptr) return nullptr;
   if (epoll_ && fd >= 0) {
     epoll_event unused{};  // kernels before 2.6.9 wanted one
     (void)::epoll_ctl(epoll_->native_handle(), EPOLL_CTL_DEL, fd, &unused);
   }
-  releaseSlot(slot);
+  std::shared_ptr<void> kept = releaseSlot(slot);
   // Nothing left to wait for: the pending wait would keep the io_context busy for nothing.
   if (registered_ == 0 && waiting_ && epoll_) epoll_->cancel();
+  return kept;
 }
 
-void ReadinessPoller::releaseSlot(uint32_t slot) {
+std::shared_ptr<void> ReadinessPoller::releaseSlot(uint32_t slot) {
   Slot& entry = slots_[slot];
-  // Released last: it may be the connection's last owner, whose destruction must find the slot
-  // already free.
-  std::shared_ptr<void> keep = std::move(entry.keep);
   entry.ready = nullptr;
   entry.target = nullptr;
   entry.next_free = free_head_;
   free_head_ = slot;
   --registered_;
+  return std::move(entry.keep);
 }
 
 void ReadinessPoller::waitForEvents() {
@@ -117,9 +116,7 @@ void ReadinessPoller::shutdown() {
   epoll_.reset();
   std::vector<std::shared_ptr<void>> kept;
   for (uint32_t slot = 0; slot < slots_.size(); ++slot) {
-    if (slots_[slot].ready == nullptr) continue;
-    kept.push_back(std::move(slots_[slot].keep));
-    releaseSlot(slot);
+    if (slots_[slot].ready != nullptr) kept.push_back(releaseSlot(slot));
   }
 }
 

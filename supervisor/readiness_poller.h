@@ -46,9 +46,10 @@ class ReadinessPoller : public asio::io_context::service {
   // pending Asio read would). Returns the registration's slot, or kNoSlot when epoll refused it
   // (the caller then waits through Asio).
   uint32_t add(int fd, Ready ready, void* target, std::shared_ptr<void> keep);
-  // Ends the registration in `slot`: no further calls, `keep` released, and `fd` (still open)
-  // taken out of the epoll set. Safe from inside a `ready` call.
-  void remove(uint32_t slot, int fd);
+  // Ends the registration in `slot`: no further calls, and `fd` (still open) taken out of the
+  // epoll set. Returns what the registration kept, for the caller to let go where that is safe
+  // (it may be the connection's last owner). Safe from inside a `ready` call.
+  std::shared_ptr<void> remove(uint32_t slot, int fd);
 
   // Sockets registered now.
   size_t registered() const { return registered_; }
@@ -70,7 +71,7 @@ class ReadinessPoller : public asio::io_context::service {
 
   void waitForEvents();
   void onEvents();
-  void releaseSlot(uint32_t slot);
+  std::shared_ptr<void> releaseSlot(uint32_t slot);
 
   std::optional<asio::posix::stream_descriptor> epoll_;  // owns the epoll set's descriptor
   std::vector<Slot> slots_;

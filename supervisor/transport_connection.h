@@ -101,8 +101,9 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
                       uint64_t attempt, bool response_has_body) {
     if constexpr (kPlain) {
       open_reads_ = true;
-      // The registration holds the connection, as a pending Asio read would, until the reads end
-      // (finishRead with an error).
+      // The registration holds the connection, as a pending Asio read would, until its reads end
+      // (finishRead with an error), websocketpp ends it (async_shutdown) or the transport drops
+      // it (cancelReadsBeforeClose).
       readiness_slot_ = readiness.add(this->get_raw_socket().native_handle(),
                                       &TransportConnection::onReady, this, selfPtr());
       if (readiness_slot_ != ReadinessPoller::kNoSlot) readiness_ = &readiness;
@@ -125,12 +126,12 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
   // as Asio completes a wait on a socket closed under it; and the poller lets the connection go.
   void cancelReadsBeforeClose() {
     if (readiness_ == nullptr) return;
-    const ptr keep = selfPtr();
     const bool parked = read_parked_;
-    stopReadiness();
+    // The caller holds the connection; the posted read holds it until it has run.
+    const std::shared_ptr<void> held = stopReadiness();
     if (parked) {
-      asio::post(this->get_raw_socket().get_executor(), [keep] {
-        keep->finishRead(asio::error::make_error_code(asio::error::operation_aborted));
+      asio::post(this->get_raw_socket().get_executor(), [self = selfPtr()] {
+        self->finishRead(asio::error::make_error_code(asio::error::operation_aborted));
       });
     }
   }
@@ -212,11 +213,13 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
   // websocketpp ends every connection here (terminate), also one it stopped reading (after a
   // protocol error it closes without asking for another read): the poller's registration goes
   // now, or it would keep the connection, its socket only shut down, for good. A read still
-  // parked is left waiting, as websocketpp ignores whatever a read reports after this.
+  // parked is left waiting, as websocketpp ignores whatever a read reports after this. The
+  // registration's hold is let go on a later turn of the loop: websocketpp may be terminating
+  // from inside a read the poller's call started, which that hold keeps alive.
   void async_shutdown(websocketpp::transport::shutdown_handler callback) {
-    const ptr keep = selfPtr();
-    stopReadiness();
+    std::shared_ptr<void> held = stopReadiness();
     base::async_shutdown(std::move(callback));
+    if (held) asio::post(this->get_raw_socket().get_executor(), [held = std::move(held)] {});
   }
 
   // The handshake request goes through this overload and nothing else (frames take the other
@@ -413,13 +416,10 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
   // Completes websocketpp's read through its own handle_async_read (which translates the error
   // and keeps it for get_transport_ec()); websocketpp may issue the next read from inside it.
   void finishRead(const std::error_code& ec) {
-    // An error or the end of the stream ends the reads: the registration goes (and with it the
-    // hold on this connection, taken over here until websocketpp has been told).
-    ptr keep;
-    if (ec && readiness_ != nullptr) {
-      keep = selfPtr();
-      stopReadiness();
-    }
+    // An error or the end of the stream ends the reads: the registration goes, and its hold on
+    // this connection is kept here until websocketpp has been told.
+    std::shared_ptr<void> held;
+    if (ec) held = stopReadiness();
     const size_t have = read_have_;
     read_have_ = 0;
     this->handle_async_read([this](const std::error_code& read_ec,
@@ -427,16 +427,17 @@ class TransportConnection : public websocketpp::transport::asio::connection<Tran
                             ec, have);
   }
 
-  // Ends the poller's reports for this socket, and with them its hold on the connection (the
-  // caller holds it meanwhile). A read parked on the poller is left waiting.
-  void stopReadiness() {
-    if (readiness_ == nullptr) return;
+  // Ends the poller's reports for this socket and returns the registration's hold on the
+  // connection (null when there was none), for the caller to let go where that is safe. A read
+  // parked on the poller is left waiting.
+  std::shared_ptr<void> stopReadiness() {
+    if (readiness_ == nullptr) return nullptr;
     ReadinessPoller* readiness = readiness_;
     readiness_ = nullptr;
     read_parked_ = false;
-    readiness->remove(readiness_slot_, this->get_raw_socket().is_open()
-                                           ? this->get_raw_socket().native_handle()
-                                           : -1);
+    return readiness->remove(readiness_slot_, this->get_raw_socket().is_open()
+                                                  ? this->get_raw_socket().native_handle()
+                                                  : -1);
   }
 
   // Finds where the handshake response's header ends: websocketpp's HTTP parser ends it at the

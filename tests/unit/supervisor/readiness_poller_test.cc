@@ -130,16 +130,20 @@ TEST_F(ReadinessPollerTest, HangUpIsReported) {
   poller_.remove(slot, sockets.ours());
 }
 
-TEST_F(ReadinessPollerTest, RemoveStopsTheCallsAndReleasesWhatWasKept) {
+TEST_F(ReadinessPollerTest, RemoveStopsTheCallsAndHandsBackWhatWasKept) {
   SocketPair sockets;
   Calls calls;
   auto kept = std::make_shared<int>(7);
+  const int* object = kept.get();
   std::weak_ptr<int> watch = kept;
   const uint32_t slot = add(sockets, calls, std::move(kept));
   EXPECT_FALSE(watch.expired()) << "the registration keeps its object";
 
-  poller_.remove(slot, sockets.ours());
-  EXPECT_TRUE(watch.expired());
+  std::shared_ptr<void> handed_back = poller_.remove(slot, sockets.ours());
+  EXPECT_EQ(handed_back.get(), object);
+  handed_back.reset();
+  EXPECT_TRUE(watch.expired()) << "the poller holds nothing more";
+  EXPECT_EQ(poller_.remove(slot, sockets.ours()), nullptr) << "removed already";
   EXPECT_EQ(poller_.registered(), 0u);
   sockets.send("late");
   runReady();
