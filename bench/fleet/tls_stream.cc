@@ -30,8 +30,8 @@ std::unique_ptr<TlsContext> TlsContext::load(const std::string& cert_file,
   }
   std::unique_ptr<TlsContext> context(new TlsContext(ctx));
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  // No session resumption: wsvisor builds a new client context for every connection attempt
-  // and the peers do not keep sessions either, so tickets and a cache would only cost. No
+  // No session resumption: neither wsvisor's client contexts (OpenSSL keeps no client sessions
+  // unless asked) nor the peers resume sessions, so tickets and a cache would only cost. No
   // renegotiation: then a write never has to wait for input, nor a read for output, except
   // for a TLS 1.3 key update, which the read path handles.
   SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
