@@ -351,6 +351,13 @@ class TransportThread {
   std::thread thread_;
 };
 
+// Reads the next frame the client wrote and checks that it is a close frame (FIN, opcode 8).
+void expectCloseFrame(ScriptedUpstream& upstream) {
+  const std::optional<ClientFrame> frame = upstream.readFrame();
+  ASSERT_TRUE(frame.has_value());
+  EXPECT_EQ(frame->first_byte, 0x88);
+}
+
 // The events after Connected, described, so that a mismatch prints the whole sequence.
 std::vector<std::string> describeAfterOpen(const std::vector<Recorded>& events) {
   std::vector<std::string> described;
@@ -475,9 +482,7 @@ TEST_F(TransportConnectionTest, ACloseFrameRightBehindAPongClosesWithItsCode) {
   EXPECT_EQ(transport_.readinessRegistered(), 1u);
   ASSERT_TRUE(upstream_.send(concat({pong("1"), closeFrame(1001, "going away")})));
   // websocketpp answers the close frame; the upstream then hangs up, as a server does.
-  const std::optional<ClientFrame> answer = upstream_.readFrame();
-  ASSERT_TRUE(answer.has_value());
-  EXPECT_EQ(answer->first_byte, 0x88);
+  ASSERT_NO_FATAL_FAILURE(expectCloseFrame(upstream_));
   upstream_.hangUp();
   EXPECT_EQ(afterOpen(2),
             (std::vector<std::string>{"Pong \"1\"",
@@ -492,9 +497,7 @@ TEST_F(TransportConnectionTest, ACloseFrameRightBehindAPongClosesWithItsCode) {
 void expectProtocolErrorAfterPong(ScriptedUpstream& upstream, TransportThread& transport,
                                   const Bytes& bad_frame, const std::string& expected_close) {
   ASSERT_TRUE(upstream.send(concat({pong("1"), bad_frame, pong("after")})));
-  const std::optional<ClientFrame> answer = upstream.readFrame();
-  ASSERT_TRUE(answer.has_value());
-  EXPECT_EQ(answer->first_byte, 0x88);
+  ASSERT_NO_FATAL_FAILURE(expectCloseFrame(upstream));
   ASSERT_TRUE(upstream.send(serverFrame(0x88, "")));
   upstream.hangUp();
   EXPECT_EQ(describeAfterOpen(transport.events(3)),
@@ -546,9 +549,7 @@ TEST_F(TransportConnectionTest, ClosingFromOurSideEndsTheReadsOnceTheServerHangs
   transport_.run([](WebSocketTransport& transport, const ConnectionRef& ref) {
     transport.close(ref, 1001, "shutting down");
   });
-  const std::optional<ClientFrame> close = upstream_.readFrame();
-  ASSERT_TRUE(close.has_value());
-  EXPECT_EQ(close->first_byte, 0x88);
+  ASSERT_NO_FATAL_FAILURE(expectCloseFrame(upstream_));
   // The answer and the hang-up, sent while the io thread is busy here, so that both have arrived
   // by its next look at its sockets: one readiness report for the two.
   const auto hung_up_at = std::chrono::steady_clock::now();
@@ -572,9 +573,7 @@ TEST_F(TransportConnectionTest, WhenThePollerCannotTakeTheSocketReadsWaitThrough
   ASSERT_EQ(afterOpen(2), (std::vector<std::string>{"Pong \"1\"", "Pong \"2\""}));
   EXPECT_EQ(transport_.pongsTakenFromReads(), 2u);
   ASSERT_TRUE(upstream_.send(concat({pong("3"), closeFrame(1001, "going away")})));
-  const std::optional<ClientFrame> answer = upstream_.readFrame();
-  ASSERT_TRUE(answer.has_value());
-  EXPECT_EQ(answer->first_byte, 0x88);
+  ASSERT_NO_FATAL_FAILURE(expectCloseFrame(upstream_));
   upstream_.hangUp();
   EXPECT_EQ(afterOpen(4),
             (std::vector<std::string>{"Pong \"1\"", "Pong \"2\"", "Pong \"3\"",
@@ -588,8 +587,7 @@ TEST_F(TransportConnectionTest, WhenThePollerCannotTakeTheSocketReadsWaitThrough
 std::vector<std::string> closeWhileTheServerCloses(ScriptedUpstream& upstream,
                                                    TransportThread& transport) {
   EXPECT_TRUE(upstream.send(closeFrame(1000, "bye")));
-  const std::optional<ClientFrame> answer = upstream.readFrame();
-  EXPECT_TRUE(answer.has_value() && answer->first_byte == 0x88);
+  expectCloseFrame(upstream);
   const auto closed_at = std::chrono::steady_clock::now();
   transport.run([](WebSocketTransport& transport, const ConnectionRef& ref) {
     transport.close(ref, 1001, "stopping");
