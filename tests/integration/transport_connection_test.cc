@@ -34,6 +34,7 @@
 
 #include "supervisor/readiness_poller.h"
 #include "supervisor/websocket_transport.h"
+#include "support/loopback_socket.h"
 
 namespace wsvisor {
 namespace {
@@ -87,21 +88,8 @@ class ScriptedUpstream {
   // `receive_buffer` > 0: the accepted connection's SO_RCVBUF (set on the listening socket, which
   // passes it on), so that a test can fill the path to it quickly.
   explicit ScriptedUpstream(int receive_buffer = 0) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (receive_buffer > 0) {
-      ::setsockopt(listen_fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
-    }
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof(address);
-    if (listen_fd_ < 0 || ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
-        ::listen(listen_fd_, 4) != 0 ||
-        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-      ADD_FAILURE() << "cannot listen on 127.0.0.1";
-      return;
-    }
-    port_ = ntohs(address.sin_port);
+    listen_fd_ = testing::loopbackSocket(/*listen=*/true, port_, receive_buffer);
+    if (listen_fd_ < 0) ADD_FAILURE() << "cannot listen on 127.0.0.1";
   }
   ~ScriptedUpstream() {
     if (peer_fd_ >= 0) ::close(peer_fd_);
@@ -208,7 +196,7 @@ class ScriptedUpstream {
 
   int listen_fd_ = -1;
   int peer_fd_ = -1;
-  int port_ = 0;
+  uint16_t port_ = 0;
 };
 
 // What the transport reported, copied out of the sink.

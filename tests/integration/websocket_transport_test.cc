@@ -12,10 +12,13 @@
 
 #include <asio/io_context.hpp>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <optional>
 #include <string>
 #include <variant>
+
+#include "support/loopback_socket.h"
 
 namespace wsvisor {
 namespace {
@@ -28,18 +31,8 @@ constexpr int kPollLimitMs = 10000;
 class Listener {
  public:
   Listener() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof(address);
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
-        ::listen(fd_, 4) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-      ADD_FAILURE() << "cannot listen on 127.0.0.1";
-      return;
-    }
-    port_ = ntohs(address.sin_port);
+    fd_ = testing::loopbackSocket(/*listen=*/true, port_);
+    if (fd_ < 0) ADD_FAILURE() << "cannot listen on 127.0.0.1";
   }
   ~Listener() {
     if (fd_ >= 0) ::close(fd_);
@@ -63,7 +56,7 @@ class Listener {
 
  private:
   int fd_ = -1;
-  int port_ = 0;
+  uint16_t port_ = 0;
 };
 
 // A reset that has reached the socket before wsvisor writes its handshake request (what a slow

@@ -1,11 +1,11 @@
 #pragma once
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <string>
+
+#include "support/loopback_socket.h"
 
 namespace wsvisor::testing {
 
@@ -13,17 +13,7 @@ namespace wsvisor::testing {
 // listen, so no other process can start listening there while this object lives.
 class ClosedPort {
  public:
-  ClosedPort() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof(address);
-    if (fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&address), length) == 0 &&
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-      port_ = ntohs(address.sin_port);
-    }
-  }
+  ClosedPort() { fd_ = loopbackSocket(/*listen=*/false, port_); }
   ~ClosedPort() {
     if (fd_ >= 0) ::close(fd_);
   }
