@@ -10,8 +10,6 @@ namespace wsvisor {
 namespace {
 
 constexpr uint8_t kFinBit = 0x80;
-constexpr uint8_t kOpcodePing = 0x9;
-constexpr uint8_t kOpcodePong = 0xA;
 constexpr uint8_t kMaskBit = 0x80;
 constexpr uint8_t kLengthBits = 0x7F;
 // The 7-bit length values that announce a 16-bit and a 64-bit extended length.
@@ -71,9 +69,10 @@ void FrameBoundaries::consume(const uint8_t* bytes, size_t size) {
   }
 }
 
-size_t buildMaskedPing(std::string_view payload, const std::array<uint8_t, 4>& key, uint8_t* out) {
+size_t buildMaskedControlFrame(uint8_t opcode, std::string_view payload,
+                               const std::array<uint8_t, 4>& key, uint8_t* out) {
   if (payload.size() > kMaxControlPayload) return 0;
-  out[0] = kFinBit | kOpcodePing;
+  out[0] = kFinBit | opcode;
   out[1] = kMaskBit | static_cast<uint8_t>(payload.size());
   std::memcpy(out + 2, key.data(), key.size());
   uint8_t* masked = out + 6;

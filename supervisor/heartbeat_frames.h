@@ -2,14 +2,15 @@
 
 // RFC 6455 framing for the heartbeat path of an open client connection: recognising the pongs a
 // server sends, following where frames start in what websocketpp's frame processor is given, and
-// building masked ping frames.
+// building masked ping and pong frames.
 // Plain byte buffers only (no Asio, no websocketpp), so that every edge case is unit-tested over
 // bytes (tests/unit/supervisor/heartbeat_frames_test.cc).
 //
 // The heartbeat path takes only what it can handle exactly as websocketpp would: a complete,
 // final, unmasked pong with no reserved bit and at most 125 bytes of payload, found where a frame
 // starts. Everything else (partial frames, other opcodes, reserved bits, a masked server frame)
-// is left to websocketpp, so that every failure and close code it reports stays its own.
+// is left to websocketpp's frame processor, so that every failure and close code it reports stays
+// its own.
 
 #include <array>
 #include <cstddef>
@@ -18,6 +19,9 @@
 
 namespace wsvisor {
 
+// RFC 6455 section 5.2: the opcodes of the control frames a heartbeat sends and answers.
+inline constexpr uint8_t kOpcodePing = 0x9;
+inline constexpr uint8_t kOpcodePong = 0xA;
 // RFC 6455 section 5.5: control frames carry at most 125 bytes of payload.
 inline constexpr size_t kMaxControlPayload = 125;
 // A masked client control frame: 2 header bytes, a 4-byte masking key, the payload.
@@ -54,10 +58,12 @@ class FrameBoundaries {
   uint8_t header_have_ = 0;
 };
 
-// Writes a masked ping frame carrying `payload` (at most kMaxControlPayload bytes) into `out`
-// (at least kMaxPingFrameSize bytes) with masking key `key`, and returns the frame's size; 0 when
-// the payload is too long for a control frame.
-size_t buildMaskedPing(std::string_view payload, const std::array<uint8_t, 4>& key, uint8_t* out);
+// Writes a masked control frame (FIN set, `opcode` 0x9 for a ping, 0xA for a pong) carrying
+// `payload` (at most kMaxControlPayload bytes) into `out` (at least kMaxPingFrameSize bytes) with
+// masking key `key`, and returns the frame's size; 0 when the payload is too long for a control
+// frame.
+size_t buildMaskedControlFrame(uint8_t opcode, std::string_view payload,
+                               const std::array<uint8_t, 4>& key, uint8_t* out);
 
 // Masking keys for a client's frames (RFC 6455 section 5.3: each frame's key must be fresh and
 // unpredictable): drawn from OpenSSL's CSPRNG a batch at a time, each handed out once.
@@ -66,7 +72,7 @@ size_t buildMaskedPing(std::string_view payload, const std::array<uint8_t, 4>& k
 class MaskingKeys {
  public:
   // Writes the next unused key to `key`; false when OpenSSL could not supply random bytes (the
-  // caller then sends through websocketpp, which masks with its own generator).
+  // caller then has websocketpp's frame processor mask with its own generator).
   bool next(std::array<uint8_t, 4>& key);
 
  private:

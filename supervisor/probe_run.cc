@@ -38,6 +38,7 @@ void ProbeRun::onTransportEvent(uint64_t attempt, const ConnectionRef& ref,
     }
     return;
   }
+  if (std::holds_alternative<core::event::Connected>(event)) connection_.opened(ref);
   apply(probe_.onEvent(event, core::MonoClock::now()));
 }
 

@@ -30,6 +30,9 @@ class SessionConnection {
 
   // Events of any other attempt come from a connection the session has let go.
   bool isCurrent(uint64_t attempt) const { return attempt == attempt_; }
+  // The current attempt opened: `ref`, which Connected carried, names the connection from now on
+  // (WebSocketTransport::connect).
+  void opened(const ConnectionRef& ref) { ref_ = ref; }
   const ConnectionRef& ref() const { return ref_; }
 
  private:

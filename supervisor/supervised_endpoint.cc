@@ -75,6 +75,7 @@ void SupervisedEndpoint::onTransportEvent(uint64_t attempt, const ConnectionRef&
     }
     return;
   }
+  if (std::holds_alternative<core::event::Connected>(event)) connection_.opened(ref);
   handle(event);
 }
 

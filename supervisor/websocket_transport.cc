@@ -10,13 +10,11 @@
 #include <unordered_set>
 #include <utility>
 #include <websocketpp/client.hpp>
-#include <websocketpp/concurrency/none.hpp>
-#include <websocketpp/config/asio_client.hpp>
-#include <websocketpp/logger/stub.hpp>
 
 #include "supervisor/core/websocket_url.h"
+#include "supervisor/open_connection.h"
 #include "supervisor/tls_contexts.h"
-#include "supervisor/transport_connection.h"
+#include "supervisor/websocket_client_config.h"
 
 namespace wsvisor {
 
@@ -28,45 +26,9 @@ namespace {
 // initialisation and so before any thread exists, leaves the threads only reading it.
 [[maybe_unused]] const uint64_t kByteOrderDetected = websocketpp::lib::net::_htonll(1);
 
-// Longer than the longest connect timeout a spec may ask for (5 min): websocketpp's own
-// transport timers must never be the ones that fire.
-constexpr long kTransportTimeoutMs = 5 * 60 * 1000 + 30 * 1000;
-
-// Each io_context is run by exactly one thread and every call into websocketpp is made on it, so
-// websocketpp's locks, per-connection strands and logger work are pure cost: measured at 19,000
-// connections they are a few µs of every heartbeat (bench/README.md).
-template <typename Base>
-struct ClientConfig : public Base {
-  typedef ClientConfig type;
-  typedef Base base;
-  typedef websocketpp::concurrency::none concurrency_type;
-  typedef websocketpp::log::stub alog_type;
-  typedef websocketpp::log::stub elog_type;
-  struct transport_config : public base::transport_config {
-    typedef websocketpp::concurrency::none concurrency_type;
-    typedef websocketpp::log::stub alog_type;
-    typedef websocketpp::log::stub elog_type;
-    static const bool enable_multithreading = false;
-    static const long timeout_socket_pre_init = kTransportTimeoutMs;
-    static const long timeout_proxy = kTransportTimeoutMs;
-    static const long timeout_socket_post_init = kTransportTimeoutMs;
-    static const long timeout_dns_resolve = kTransportTimeoutMs;
-    static const long timeout_connect = kTransportTimeoutMs;
-  };
-  // ClientConfig: websocketpp::connection<ClientConfig> is the class the transport connection is a
-  // base of.
-  typedef TransportEndpoint<transport_config, ClientConfig> transport_type;
-  static const long timeout_open_handshake = kTransportTimeoutMs;
-  // websocketpp's default is 16 KiB per connection, most of a connection's memory; heartbeat
-  // traffic is tiny and larger messages simply take more reads. Measured at 19,000 connections:
-  // 11.9 → 8.7 KiB per connection (bench/README.md). 640 rather than 1024 bytes: the connection
-  // object (3.8 KiB plus this buffer; 0.1 KiB more with TLS) then fits tcmalloc's 4.5 KiB size
-  // class instead of its 5 KiB one.
-  static const size_t connection_read_buffer_size = 640;
-};
-
-using PlainClient = websocketpp::client<ClientConfig<websocketpp::config::asio_client>>;
-using TlsClient = websocketpp::client<ClientConfig<websocketpp::config::asio_tls_client>>;
+using PlainClient = websocketpp::client<PlainClientConfig>;
+using TlsClient = websocketpp::client<TlsClientConfig>;
+using Holder = ConnectionRef::Holder;
 using SslContextPtr = std::shared_ptr<asio::ssl::context>;
 
 template <typename Client>
@@ -171,9 +133,10 @@ core::Failure classifyConnectFailure(Connection& con, bool secure, const std::st
   return Failure::make(FailureReason::kNetworkError, ec ? ec.message() : tec.message());
 }
 
-// Why an open connection ended. The transport never closes a connection the session still
+// Why an open connection ended (a websocketpp connection or an OpenConnection: the same
+// accessors, the same meaning). The transport never closes a connection the session still
 // considers current, so every close seen here came from the peer or from a protocol violation
-// that websocketpp answered itself (its close reason is then its own error message).
+// that websocketpp's processor found (its close reason is then that error's message).
 template <typename Connection>
 core::Failure classifyClose(Connection& con) {
   using core::Failure;
@@ -233,40 +196,44 @@ struct WebSocketTransport::Clients {
   EventSink sink;
   PlainClient plain;
   TlsClient tls;
-  // Connections websocketpp has not finished with. An entry leaves when the fail or close
-  // handler runs, or when we drop a connection that is not open yet: websocketpp calls neither
-  // handler for an attempt whose socket was closed under it (its resolve and connect handlers
-  // return early on operation_aborted).
+  // Connections not yet fully closed. A websocketpp connection's entry leaves when its fail or
+  // close handler runs, when it is taken over (the OpenConnection's entry replaces it), or when we
+  // drop a connection that is not open yet: websocketpp calls neither handler for an attempt
+  // whose socket was closed under it (its resolve and connect handlers return early on
+  // operation_aborted). An OpenConnection's leaves when it ends or its socket is dropped.
   std::unordered_set<const void*> live;
   TlsContexts tls_contexts;
   std::function<void(int)> before_handshake_write_for_test;
-  uint64_t pongs_taken_from_reads = 0;
-  uint64_t pings_sent_directly = 0;
-  uint64_t pings_finished_later = 0;
-  // The heartbeat path's pings (TransportConnection::sendPing): their masking keys, and where
-  // each frame is built.
-  MaskingKeys masking_keys;
-  std::array<uint8_t, kMaxPingFrameSize> ping_frame{};
-  const PongSink pong_sink{&Clients::deliverPong, this};
-  // Readiness of the open plain connections' sockets (the io_context's own: it outlives them).
-  ReadinessPoller& readiness;
+  // The open plain connections of this io thread (their reads' readiness is the io_context's own
+  // poller: it outlives them).
+  OpenConnections open_connections;
 
   Clients(asio::io_context& io_context, EventSink event_sink)
       : io(io_context),
         sink(std::move(event_sink)),
-        readiness(asio::use_service<ReadinessPoller>(io_context)) {
+        open_connections(asio::use_service<ReadinessPoller>(io_context),
+                         OpenConnections::Events{&Clients::onOpenPong, &Clients::onOpenMessage,
+                                                 &Clients::onOpenClosed, this}) {
     configureClient(plain, io);
     configureClient(tls, io);
   }
 
-  // Where an open plain connection's reads send the pongs they take (PongSink): the event
-  // websocketpp's pong handler below would have reported.
-  static void deliverPong(void* context, uint64_t key, uint64_t attempt,
-                          const websocketpp::connection_hdl& hdl, std::string_view payload) {
+  // An OpenConnection's events: what websocketpp's handlers below report for its connections.
+  static ConnectionRef refTo(OpenConnection& con) {
+    return ConnectionRef{con.weak_from_this(), Holder::kOpenConnection};
+  }
+  static void onOpenPong(void* context, OpenConnection& con, std::string_view payload) {
+    static_cast<Clients*>(context)->sink(con.key(), con.attempt(), refTo(con),
+                                         core::event::PongReceived{payload});
+  }
+  static void onOpenMessage(void* context, OpenConnection& con, std::string_view payload) {
+    static_cast<Clients*>(context)->sink(con.key(), con.attempt(), refTo(con),
+                                         core::event::MessageReceived{payload});
+  }
+  static void onOpenClosed(void* context, OpenConnection& con) {
     auto* self = static_cast<Clients*>(context);
-    ++self->pongs_taken_from_reads;
-    self->sink(key, attempt, ConnectionRef{hdl, /*secure=*/false},
-               core::event::PongReceived{payload});
+    self->live.erase(&con);
+    self->sink(con.key(), con.attempt(), refTo(con), core::event::Closed{classifyClose(con)});
   }
 
   // Reports a failure that happened before any I/O on a later loop turn, so that the session is
@@ -277,14 +244,37 @@ struct WebSocketTransport::Clients {
     });
   }
 
+  // Called from websocketpp's open handler of a plain connection: an OpenConnection takes its
+  // socket and the frames behind the response, and reports Connected and everything after.
+  // websocketpp still runs those frames through its own processor once this returns, with every
+  // handler of its gone and its socket I/O turned off (TransportConnection::takeSocket), and then
+  // lets the connection go.
+  void takeOver(PlainClient::connection_type& opened, uint64_t key, uint64_t attempt,
+                uint64_t max_message_bytes, std::string_view frames) {
+    opened.set_message_handler(nullptr);
+    opened.set_pong_handler(nullptr);
+    opened.set_ping_handler([](websocketpp::connection_hdl, std::string) { return false; });
+    opened.set_close_handler(nullptr);
+    opened.set_fail_handler(nullptr);
+    releaseHandshake(opened);
+    live.erase(&opened);
+    const std::shared_ptr<OpenConnection> con = OpenConnection::start(
+        open_connections, opened.takeSocket(), key, attempt, max_message_bytes);
+    live.insert(con.get());
+    sink(key, attempt, refTo(*con), core::event::Connected{});
+    con->readFramesBehindResponse(frames);
+  }
+
   template <typename Client>
   ConnectionRef start(Client& client, uint64_t key, uint64_t attempt,
                       const core::EndpointSpec& spec, SslContextPtr tls_context) {
     using ConnectionPtr = typename Client::connection_ptr;
+    constexpr bool kTls = std::is_same_v<Client, TlsClient>;
+    constexpr Holder kHolder = kTls ? Holder::kWebsocketppTls : Holder::kWebsocketpp;
     // The name the peer certificate must carry (TLS only).
     const std::string verify_name =
         spec.tls.server_name.empty() ? hostOf(spec.url) : spec.tls.server_name;
-    if constexpr (std::is_same_v<Client, TlsClient>) {
+    if constexpr (kTls) {
       // websocketpp calls the TLS and socket init handlers from inside get_connection(), so they
       // must be in place on the endpoint before it (handlers set on the connection afterwards
       // would never run). Everything here runs on this one io thread: no other connection can
@@ -312,49 +302,57 @@ struct WebSocketTransport::Clients {
     }
     con->set_max_message_size(spec.max_message_bytes);
     con->set_open_handshake_timeout(kTransportTimeoutMs);
-    con->set_close_handshake_timeout(5000);
+    con->set_close_handshake_timeout(kCloseHandshakeTimeoutMs);
 
     // Handlers capture the key and attempt, never the session: the session may be gone by the
     // time websocketpp calls back (websocketpp issues #773, #844: timers firing after close).
     auto* self = this;
-    const bool secure = tls_context != nullptr;
-    con->set_open_handler([self, &client, key, attempt, secure](websocketpp::connection_hdl hdl) {
-      std::error_code ignored;
-      if (auto opened = client.get_con_from_hdl(hdl, ignored)) {
-        const std::string& length = opened->get_response().get_header("Content-Length");
-        const bool response_has_body = !length.empty() && length != "0";
-        releaseHandshake(*opened);
-        opened->startOpenReads(self->readiness, &self->pong_sink, key, attempt, response_has_body);
-      }
-      self->sink(key, attempt, ConnectionRef{hdl, secure}, core::event::Connected{});
-    });
-    con->set_fail_handler([self, &client, key, attempt, secure,
+    const uint64_t max_message_bytes = spec.max_message_bytes;
+    con->set_open_handler(
+        [self, &client, key, attempt, max_message_bytes](websocketpp::connection_hdl hdl) {
+          std::error_code ignored;
+          auto opened = client.get_con_from_hdl(hdl, ignored);
+          if constexpr (!kTls) {
+            if (opened) {
+              const std::string& length = opened->get_response().get_header("Content-Length");
+              const bool response_has_body = !length.empty() && length != "0";
+              std::string_view frames;
+              if (opened->framesBehindResponse(response_has_body, frames)) {
+                self->takeOver(*opened, key, attempt, max_message_bytes, frames);
+                return;
+              }
+            }
+          }
+          if (opened) releaseHandshake(*opened);
+          self->sink(key, attempt, ConnectionRef{hdl, kHolder}, core::event::Connected{});
+        });
+    con->set_fail_handler([self, &client, key, attempt, secure = kTls,
                            verify_name](websocketpp::connection_hdl hdl) {
       std::error_code ignored;
       auto failed = client.get_con_from_hdl(hdl, ignored);
       if (!failed) return;
       self->live.erase(failed.get());
-      self->sink(key, attempt, ConnectionRef{hdl, secure},
+      self->sink(key, attempt, ConnectionRef{hdl, kHolder},
                  core::event::ConnectFailed{classifyConnectFailure(*failed, secure, verify_name)});
     });
-    con->set_close_handler([self, &client, key, attempt, secure](websocketpp::connection_hdl hdl) {
+    con->set_close_handler([self, &client, key, attempt](websocketpp::connection_hdl hdl) {
       std::error_code ignored;
       auto closed = client.get_con_from_hdl(hdl, ignored);
       if (!closed) return;
       self->live.erase(closed.get());
-      self->sink(key, attempt, ConnectionRef{hdl, secure},
+      self->sink(key, attempt, ConnectionRef{hdl, kHolder},
                  core::event::Closed{classifyClose(*closed)});
     });
-    con->set_message_handler([self, key, attempt, secure](websocketpp::connection_hdl hdl,
-                                                          typename Client::message_ptr msg) {
-      self->sink(key, attempt, ConnectionRef{hdl, secure},
-                 core::event::MessageReceived{msg->get_payload()});
-    });
-    con->set_pong_handler(
-        [self, key, attempt, secure](websocketpp::connection_hdl hdl, std::string payload) {
-          self->sink(key, attempt, ConnectionRef{hdl, secure}, core::event::PongReceived{payload});
+    con->set_message_handler(
+        [self, key, attempt](websocketpp::connection_hdl hdl, typename Client::message_ptr msg) {
+          self->sink(key, attempt, ConnectionRef{hdl, kHolder},
+                     core::event::MessageReceived{msg->get_payload()});
         });
-    if constexpr (std::is_same_v<Client, TlsClient>) {
+    con->set_pong_handler(
+        [self, key, attempt](websocketpp::connection_hdl hdl, std::string payload) {
+          self->sink(key, attempt, ConnectionRef{hdl, kHolder}, core::event::PongReceived{payload});
+        });
+    if constexpr (kTls) {
       // websocketpp sets SNI from the URL host during pre-init, just before this handler runs:
       // replace it with the configured server name, or clear it for an IP literal (RFC 6066
       // section 3 allows only DNS names in SNI).
@@ -383,28 +381,40 @@ struct WebSocketTransport::Clients {
     // Counted before connect(): websocketpp may report an immediate failure from inside it.
     live.insert(con.get());
     client.connect(con);
-    return ConnectionRef{con->get_handle(), secure};
+    return ConnectionRef{con->get_handle(), kHolder};
   }
 
-  // Closes the socket of a connection that is not open; its pending I/O completes with
-  // operation_aborted (a read parked on the io thread's poller too: cancelReadsBeforeClose).
-  // websocketpp then reports nothing more for a connection still connecting, and ends one that
-  // was closing (its close handler runs); either way it stops counting as live here.
+  // Closes the socket of a websocketpp connection that is not open; its pending I/O completes
+  // with operation_aborted. websocketpp then reports nothing more for a connection still
+  // connecting, and ends one that was closing (its close handler runs); either way it stops
+  // counting as live here.
   template <typename Connection>
   void dropUnopened(Connection& con) {
     std::error_code ec;
-    con.cancelReadsBeforeClose();
     con.get_raw_socket().close(ec);
     live.erase(&con);
   }
+  // The same for an OpenConnection that is closing or closed.
+  void dropUnopened(OpenConnection& con) {
+    con.dropSocket();
+    live.erase(&con);
+  }
 
+  // Runs `fn` with the connection `ref` names, if it still exists: a websocketpp connection of
+  // either client, or an OpenConnection.
   template <typename Fn>
   void withConnection(const ConnectionRef& ref, Fn&& fn) {
     std::error_code ec;
-    if (ref.secure) {
-      if (auto con = tls.get_con_from_hdl(ref.handle, ec)) fn(*con);
-    } else {
-      if (auto con = plain.get_con_from_hdl(ref.handle, ec)) fn(*con);
+    switch (ref.holder) {
+      case Holder::kWebsocketpp:
+        if (auto con = plain.get_con_from_hdl(ref.handle, ec)) fn(*con);
+        return;
+      case Holder::kWebsocketppTls:
+        if (auto con = tls.get_con_from_hdl(ref.handle, ec)) fn(*con);
+        return;
+      case Holder::kOpenConnection:
+        if (auto con = std::static_pointer_cast<OpenConnection>(ref.handle.lock())) fn(*con);
+        return;
     }
   }
 };
@@ -428,35 +438,49 @@ ConnectionRef WebSocketTransport::connect(uint64_t key, uint64_t attempt,
   return clients_->start(clients_->tls, key, attempt, spec, std::move(context));
 }
 
+namespace {
+
+template <typename Connection>
+constexpr bool kIsOpenConnection = std::is_same_v<std::decay_t<Connection>, OpenConnection>;
+
+// Both kinds of connection answer close() alike: an error when they are not open.
+std::error_code closeConnection(OpenConnection& con, int code, const std::string& reason) {
+  return con.close(static_cast<websocketpp::close::status::value>(code), reason);
+}
+template <typename Connection>
+std::error_code closeConnection(Connection& con, int code, const std::string& reason) {
+  std::error_code ec;
+  con.close(static_cast<websocketpp::close::status::value>(code), reason, ec);
+  return ec;
+}
+
+}  // namespace
+
 void WebSocketTransport::sendPing(const ConnectionRef& ref, const std::string& payload) {
   clients_->withConnection(ref, [&](auto& con) {
-    switch (con.sendPing(payload, clients_->masking_keys, clients_->ping_frame.data())) {
-      case DirectPing::kSent:
-        ++clients_->pings_sent_directly;
-        return;
-      case DirectPing::kSending:
-        ++clients_->pings_sent_directly;
-        ++clients_->pings_finished_later;
-        return;
-      case DirectPing::kFailed:
-        return;
-      case DirectPing::kNotSent:
-        break;
+    if constexpr (kIsOpenConnection<decltype(con)>) {
+      con.sendPing(payload);
+    } else {
+      std::error_code ec;
+      con.ping(payload, ec);  // a failed send shows up as a missing pong: the session decides
     }
-    std::error_code ec;
-    con.ping(payload, ec);  // a failed send shows up as a missing pong: the session decides
   });
 }
 
 bool WebSocketTransport::hasUnreadInput(const ConnectionRef& ref) {
   bool unread = false;
   clients_->withConnection(ref, [&](auto& con) {
-    std::error_code ec;
-    unread = con.get_raw_socket().available(ec) > 0 && !ec;
-    if constexpr (std::is_same_v<std::decay_t<decltype(con)>, TlsClient::connection_type>) {
-      // OpenSSL decrypts whole records (up to 16 KiB) but websocketpp takes them a read buffer at
-      // a time: the rest waits inside OpenSSL, where the socket's byte count does not show it.
-      unread = unread || SSL_pending(con.get_socket().native_handle()) > 0;
+    if constexpr (kIsOpenConnection<decltype(con)>) {
+      unread = con.hasUnreadInput();
+    } else {
+      std::error_code ec;
+      unread = con.get_raw_socket().available(ec) > 0 && !ec;
+      if constexpr (std::is_same_v<std::decay_t<decltype(con)>, TlsClient::connection_type>) {
+        // OpenSSL decrypts whole records (up to 16 KiB) but websocketpp takes them a read buffer
+        // at a time: the rest waits inside OpenSSL, where the socket's byte count does not show
+        // it.
+        unread = unread || SSL_pending(con.get_socket().native_handle()) > 0;
+      }
     }
   });
   return unread;
@@ -465,26 +489,26 @@ bool WebSocketTransport::hasUnreadInput(const ConnectionRef& ref) {
 void WebSocketTransport::sendText(const ConnectionRef& ref, const std::string& payload) {
   clients_->withConnection(ref, [&](auto& con) {
     // A failed send shows up as a missing reply: the session decides.
-    (void)con.send(payload, websocketpp::frame::opcode::text);
+    if constexpr (kIsOpenConnection<decltype(con)>) {
+      (void)con.sendText(payload);
+    } else {
+      (void)con.send(payload, websocketpp::frame::opcode::text);
+    }
   });
 }
 
 void WebSocketTransport::close(const ConnectionRef& ref, int code, const std::string& reason) {
   clients_->withConnection(ref, [&](auto& con) {
-    std::error_code ec;
-    con.close(static_cast<websocketpp::close::status::value>(code), reason, ec);
-    if (ec) clients_->dropUnopened(con);  // not open: nothing to say goodbye to
+    if (closeConnection(con, code, reason)) {
+      clients_->dropUnopened(con);  // not open: nothing to say goodbye to
+    }
   });
 }
 
 void WebSocketTransport::abandon(const ConnectionRef& ref) {
   clients_->withConnection(ref, [&](auto& con) {
-    if (con.get_state() == websocketpp::session::state::open) {
-      // Open connections end through websocketpp, which then calls the close handler.
-      std::error_code ec;
-      con.close(websocketpp::close::status::going_away, "abandoned", ec);
-      return;
-    }
+    // Open connections end through their closing handshake, which then reports Closed.
+    if (!closeConnection(con, websocketpp::close::status::going_away, "abandoned")) return;
     clients_->dropUnopened(con);
   });
 }
@@ -492,15 +516,15 @@ void WebSocketTransport::abandon(const ConnectionRef& ref) {
 size_t WebSocketTransport::liveConnections() const { return clients_->live.size(); }
 
 uint64_t WebSocketTransport::pongsTakenFromReadsForTest() const {
-  return clients_->pongs_taken_from_reads;
+  return clients_->open_connections.pongs_taken_from_reads;
 }
 
 uint64_t WebSocketTransport::pingsSentDirectlyForTest() const {
-  return clients_->pings_sent_directly;
+  return clients_->open_connections.pings_sent_directly;
 }
 
 uint64_t WebSocketTransport::pingsFinishedLaterForTest() const {
-  return clients_->pings_finished_later;
+  return clients_->open_connections.pings_finished_later;
 }
 
 void WebSocketTransport::setBeforeHandshakeWriteForTest(std::function<void(int socket_fd)> hook) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <asio/io_context.hpp>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -12,18 +13,25 @@
 
 namespace wsvisor {
 
-// One connection made by WebSocketTransport. Holds no ownership: websocketpp owns the connection,
-// and a handle to a finished connection simply stops resolving.
+// One connection made by WebSocketTransport. Holds no ownership: websocketpp owns a connection
+// until it opens (a TLS one for good), an OpenConnection owns an open plain one, and a handle to a
+// finished connection simply stops resolving.
 struct ConnectionRef {
+  enum class Holder : uint8_t {
+    kWebsocketpp,     // a plain connection websocketpp holds (not open yet, or never taken over)
+    kWebsocketppTls,  // a TLS connection: websocketpp holds it all its life
+    kOpenConnection,  // an open plain connection (supervisor/open_connection.h)
+  };
   websocketpp::connection_hdl handle;
-  bool secure = false;
+  Holder holder = Holder::kWebsocketpp;
   bool valid() const { return !handle.expired(); }
 };
 
 // The thin layer between websocketpp and the Session state machine of one io thread. It turns
 // actions into websocketpp calls and websocketpp callbacks into core events; it decides nothing.
-// On an open ws:// connection, pings and the pongs that start a read take the heartbeat path of
-// supervisor/transport_connection.h instead of websocketpp's frame path; the events are the same.
+// websocketpp makes every connection and runs its opening handshake; an open ws:// connection is
+// then taken over by an OpenConnection (supervisor/open_connection.h), which decodes with
+// websocketpp's frame processor and reports the same events, failures and close codes.
 //
 // Threading: every method, and every callback it makes, runs on the thread that runs `io`. With
 // one thread per io_context, websocketpp's per-connection strands are trivially respected.
@@ -46,7 +54,9 @@ class WebSocketTransport {
 
   // Starts a connection attempt to `spec.url`. Failures that happen before any I/O (a TLS file
   // that cannot be read, a URL websocketpp refuses) are reported through the sink on a later turn
-  // of the loop, never from inside this call.
+  // of the loop, never from inside this call. The reference returned names the attempt until it
+  // opens: an open plain connection changes holders (ConnectionRef::Holder), so the reference
+  // that Connected carries is the one to use from then on.
   ConnectionRef connect(uint64_t key, uint64_t attempt, const core::EndpointSpec& spec);
 
   void sendPing(const ConnectionRef& ref, const std::string& payload);
@@ -63,10 +73,10 @@ class WebSocketTransport {
   size_t liveConnections() const;
 
   // Pongs that open plain connections took straight from their reads rather than through
-  // websocketpp's frame processor (supervisor/transport_connection.h), since construction.
+  // websocketpp's frame processor (supervisor/open_connection.h), since construction.
   uint64_t pongsTakenFromReadsForTest() const;
-  // Pings that open plain connections wrote straight to their sockets rather than through
-  // websocketpp's send queue, and how many of those one send could not take whole.
+  // Pings that open plain connections wrote with a send of their own, and how many of those one
+  // send could not take whole.
   uint64_t pingsSentDirectlyForTest() const;
   uint64_t pingsFinishedLaterForTest() const;
 

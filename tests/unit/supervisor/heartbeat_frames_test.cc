@@ -160,10 +160,10 @@ Bytes unmask(const uint8_t* frame, size_t size) {
   return payload;
 }
 
-TEST(BuildMaskedPingTest, WritesAFinalMaskedPingWithTheKeyAndMaskedPayload) {
+TEST(BuildMaskedControlFrameTest, WritesAFinalMaskedPingWithTheKeyAndMaskedPayload) {
   uint8_t out[kMaxPingFrameSize];
   const std::array<uint8_t, 4> key{0x12, 0x34, 0x56, 0x78};
-  const size_t size = buildMaskedPing("12345", key, out);
+  const size_t size = buildMaskedControlFrame(kOpcodePing, "12345", key, out);
   ASSERT_EQ(size, 11u);
   EXPECT_EQ(out[0], 0x89);      // FIN, no RSV, opcode ping
   EXPECT_EQ(out[1], 0x80 | 5);  // masked, 5 bytes
@@ -175,13 +175,24 @@ TEST(BuildMaskedPingTest, WritesAFinalMaskedPingWithTheKeyAndMaskedPayload) {
   EXPECT_EQ(std::string(payload.begin(), payload.end()), "12345");
 }
 
-TEST(BuildMaskedPingTest, TakesUpTo125BytesAndRefusesMore) {
+TEST(BuildMaskedControlFrameTest, TakesUpTo125BytesAndRefusesMore) {
   uint8_t out[kMaxPingFrameSize];
   const std::array<uint8_t, 4> key{1, 2, 3, 4};
-  EXPECT_EQ(buildMaskedPing("", key, out), 6u);
+  EXPECT_EQ(buildMaskedControlFrame(kOpcodePing, "", key, out), 6u);
   EXPECT_EQ(out[1], 0x80);
-  EXPECT_EQ(buildMaskedPing(std::string(125, 'p'), key, out), kMaxPingFrameSize);
-  EXPECT_EQ(buildMaskedPing(std::string(126, 'p'), key, out), 0u);
+  EXPECT_EQ(buildMaskedControlFrame(kOpcodePing, std::string(125, 'p'), key, out), kMaxPingFrameSize);
+  EXPECT_EQ(buildMaskedControlFrame(kOpcodePing, std::string(126, 'p'), key, out), 0u);
+}
+
+TEST(BuildMaskedControlFrameTest, WritesAPongWithItsOwnOpcode) {
+  uint8_t out[kMaxPingFrameSize];
+  const std::array<uint8_t, 4> key{9, 8, 7, 6};
+  const size_t size = buildMaskedControlFrame(kOpcodePong, "ok", key, out);
+  ASSERT_EQ(size, 8u);
+  EXPECT_EQ(out[0], 0x8A);  // FIN, no RSV, opcode pong
+  EXPECT_EQ(out[1], 0x80 | 2);
+  const Bytes payload = unmask(out, size);
+  EXPECT_EQ(std::string(payload.begin(), payload.end()), "ok");
 }
 
 TEST(MaskingKeysTest, HandsOutAFreshKeyEachTimeAcrossBatchRefills) {
