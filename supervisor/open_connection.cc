@@ -39,16 +39,15 @@ std::error_code transportError(websocketpp::transport::error::value e) {
 
 }  // namespace
 
+static_assert(OpenConnections::kReadBufferSize == PlainClientConfig::connection_read_buffer_size);
+
 struct OpenConnections::ProcessorParts {
   MessageManager::ptr messages = std::make_shared<MessageManager>();
   PlainClientConfig::rng_type rng;
 };
 
 OpenConnections::OpenConnections(ReadinessPoller& poller, Events handlers)
-    : readiness(poller),
-      events(handlers),
-      read_buffer(std::make_unique<uint8_t[]>(kReadBufferSize)),
-      processor_parts(std::make_unique<ProcessorParts>()) {}
+    : readiness(poller), events(handlers), processor_parts(std::make_unique<ProcessorParts>()) {}
 
 OpenConnections::~OpenConnections() = default;
 
@@ -62,13 +61,15 @@ struct OpenConnection::Processor {
   FrameProcessor frames;
 };
 
-// Frames one send could not take whole: `writing` while Asio writes it, `queued` behind it.
-// `*_terminal`: the connection ends once that part is written (a terminal close frame is last).
+// Frames waiting to be written: `writing` while Asio writes it (empty when it does not), `queued`
+// behind it or for the posted flush. `*_terminal`: the connection ends once that part is written
+// (a terminal close frame is the last frame a connection asks for).
 struct OpenConnection::PendingWrites {
   std::string writing;
   std::string queued;
   bool writing_terminal = false;
   bool queued_terminal = false;
+  bool flush_posted = false;
 };
 
 std::shared_ptr<OpenConnection> OpenConnection::start(OpenConnections& shared,
@@ -79,14 +80,14 @@ std::shared_ptr<OpenConnection> OpenConnection::start(OpenConnections& shared,
       new OpenConnection(shared, std::move(socket), key, attempt, max_message_bytes));
   // The registration holds the connection, as a pending Asio read would, until it ends
   // (terminate, dropSocket). If epoll refuses the socket, reads wait through Asio.
-  con->readiness_slot_ = shared.readiness.add(con->socket_.native_handle(),
-                                              &OpenConnection::onReady, con.get(), con);
+  con->readiness_slot_ =
+      shared.readiness.add(con->socket_.native_handle(), &OpenConnection::onReady, con.get(), con);
   con->polled_ = con->readiness_slot_ != ReadinessPoller::kNoSlot;
   return con;
 }
 
-OpenConnection::OpenConnection(OpenConnections& shared, asio::ip::tcp::socket socket,
-                               uint64_t key, uint64_t attempt, uint64_t max_message_bytes)
+OpenConnection::OpenConnection(OpenConnections& shared, asio::ip::tcp::socket socket, uint64_t key,
+                               uint64_t attempt, uint64_t max_message_bytes)
     : shared_(shared),
       socket_(std::move(socket)),
       key_(key),
@@ -110,8 +111,8 @@ void OpenConnection::readFramesBehindResponse(std::string_view frames) {
   // websocketpp's processor may rewrite what it is given (it unmasks in place): a copy, in the
   // buffer every read of this thread lands in.
   const size_t size = std::min(frames.size(), OpenConnections::kReadBufferSize);
-  std::memcpy(shared_.read_buffer.get(), frames.data(), size);
-  processBytes(shared_.read_buffer.get(), size);
+  std::memcpy(shared_.read_buffer.data(), frames.data(), size);
+  processBytes(shared_.read_buffer.data(), size);
   awaitReadable();
 }
 
@@ -132,10 +133,9 @@ void OpenConnection::awaitReadable() {
                [self = shared_from_this()] { self->onReadable(std::error_code()); });
     return;
   }
-  socket_.async_wait(asio::socket_base::wait_read, [self = shared_from_this()](
-                                                        const std::error_code& ec) {
-    self->onReadable(ec);
-  });
+  socket_.async_wait(
+      asio::socket_base::wait_read,
+      [self = shared_from_this()](const std::error_code& ec) { self->onReadable(ec); });
 }
 
 // The poller's call: bytes (or an error or hang-up) arrived. The registration keeps the
@@ -161,7 +161,7 @@ void OpenConnection::onReadable(const std::error_code& ec) {
     return;
   }
   const int fd = socket_.native_handle();
-  uint8_t* buffer = shared_.read_buffer.get();
+  uint8_t* buffer = shared_.read_buffer.data();
   for (;;) {
     const ssize_t n = ::recv(fd, buffer, OpenConnections::kReadBufferSize, MSG_DONTWAIT);
     if (n > 0) {
@@ -253,13 +253,13 @@ void OpenConnection::processControlFrame(int frame_opcode, const std::string& pa
     if (shared_.masking_keys.next(key)) {
       const size_t frame_size =
           buildMaskedControlFrame(kOpcodePong, payload, key, shared_.control_frame.data());
-      writeFrame(std::string_view(reinterpret_cast<const char*>(shared_.control_frame.data()),
-                                  frame_size),
-                 {}, /*terminal=*/false);
+      writeFrame(
+          std::string_view(reinterpret_cast<const char*>(shared_.control_frame.data()), frame_size),
+          {}, /*terminal=*/false, When::kNextTurn);
     } else {
       const MessagePtr frame = newMessage();
       if (!processor().frames.prepare_pong(payload, frame)) {
-        writeFrame(frame->get_header(), frame->get_payload(), /*terminal=*/false);
+        writeFrame(frame->get_header(), frame->get_payload(), /*terminal=*/false, When::kNextTurn);
       }
     }
   } else if (frame_opcode == opcode::pong) {
@@ -329,13 +329,13 @@ void OpenConnection::sendPing(std::string_view payload) {
         buildMaskedControlFrame(kOpcodePing, payload, key, shared_.control_frame.data());
     whole = writeFrame(
         std::string_view(reinterpret_cast<const char*>(shared_.control_frame.data()), frame_size),
-        {}, /*terminal=*/false);
+        {}, /*terminal=*/false, When::kNow);
   } else {
     // OpenSSL could not supply random bytes: websocketpp's processor masks with its own
     // generator.
     const MessagePtr frame = newMessage();
     if (processor().frames.prepare_ping(std::string(payload), frame)) return;
-    whole = writeFrame(frame->get_header(), frame->get_payload(), /*terminal=*/false);
+    whole = writeFrame(frame->get_header(), frame->get_payload(), /*terminal=*/false, When::kNow);
   }
   ++shared_.pings_sent_directly;
   if (!whole) ++shared_.pings_finished_later;
@@ -349,24 +349,44 @@ std::error_code OpenConnection::sendText(const std::string& payload) {
   message->append_payload(payload);
   const MessagePtr frame = newMessage();
   if (const std::error_code ec = processor().frames.prepare_data_frame(message, frame)) return ec;
-  writeFrame(frame->get_header(), frame->get_payload(), /*terminal=*/false);
+  writeFrame(frame->get_header(), frame->get_payload(), /*terminal=*/false, When::kNextTurn);
   return std::error_code();
 }
 
-// Writes a frame (its header and payload) behind whatever is still being written: with one
-// non-blocking send when nothing is, else (or for what that send could not take) through Asio.
-// Returns true when the whole frame went out at once. As websocketpp's write_frame and
-// handle_write_frame: a failed write fails the connection with pass_through, and once a
-// `terminal` frame is written the connection ends; either on a later turn of the loop, as a
-// completion handler would, so that the caller is never re-entered from inside its own action.
-bool OpenConnection::writeFrame(std::string_view header, std::string_view payload,
-                                bool terminal) {
-  if (pending_writes_ != nullptr) {
-    pending_writes_->queued.append(header);
-    pending_writes_->queued.append(payload);
-    pending_writes_->queued_terminal = pending_writes_->queued_terminal || terminal;
-    return false;
+// Writes a frame (its header and payload) behind whatever is still waiting or being written:
+// `when` says whether it may go out in this turn of the loop. Returns true when the whole frame
+// went out at once.
+bool OpenConnection::writeFrame(std::string_view header, std::string_view payload, bool terminal,
+                                When when) {
+  if (terminal_written_) return false;
+  terminal_written_ = terminal;
+  if (pending_writes_ == nullptr && when == When::kNow) return sendNow(header, payload, terminal);
+  if (pending_writes_ == nullptr) pending_writes_ = std::make_unique<PendingWrites>();
+  PendingWrites& pending = *pending_writes_;
+  pending.queued.append(header);
+  pending.queued.append(payload);
+  pending.queued_terminal = pending.queued_terminal || terminal;
+  // While Asio writes, its completion takes what is queued; otherwise a flush is posted.
+  if (pending.writing.empty() && !pending.flush_posted) {
+    pending.flush_posted = true;
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->flushQueued(); });
   }
+  return false;
+}
+
+// websocketpp's write_frame: after the connection's end, nothing more goes out.
+void OpenConnection::flushQueued() {
+  std::unique_ptr<PendingWrites> pending = std::move(pending_writes_);
+  if (pending == nullptr || state_ == State::kClosed) return;
+  sendNow(pending->queued, {}, pending->queued_terminal);
+}
+
+// Sends with one non-blocking sendmsg; what it cannot take, Asio writes (later frames queue
+// behind it). As websocketpp's write_frame and handle_write_frame: a failed write fails the
+// connection with pass_through, and once a `terminal` frame is written the connection ends;
+// either on a later turn of the loop, as a completion handler would, so that the caller is never
+// re-entered from inside its own action.
+bool OpenConnection::sendNow(std::string_view header, std::string_view payload, bool terminal) {
   iovec parts[2] = {{const_cast<char*>(header.data()), header.size()},
                     {const_cast<char*>(payload.data()), payload.size()}};
   msghdr message{};
@@ -439,17 +459,15 @@ void OpenConnection::onPendingWritten(const std::error_code& ec) {
 // websocketpp: connection::close(code, reason, ec).
 std::error_code OpenConnection::close(websocketpp::close::status::value code,
                                       const std::string& reason) {
-  const std::string truncated(reason, 0,
-                              std::min<size_t>(reason.size(),
-                                               websocketpp::frame::limits::close_reason_size));
+  const std::string truncated(
+      reason, 0, std::min<size_t>(reason.size(), websocketpp::frame::limits::close_reason_size));
   if (state_ != State::kOpen) return invalidState();
   return sendCloseFrame(code, truncated, /*ack=*/false, close_status::terminal(code));
 }
 
 // websocketpp: connection::send_close_frame (and send_close_ack: ack, not terminal for a client).
 std::error_code OpenConnection::sendCloseFrame(websocketpp::close::status::value code,
-                                               const std::string& reason, bool ack,
-                                               bool terminal) {
+                                               const std::string& reason, bool ack, bool terminal) {
   if (code != close_status::blank) {
     local_close_code_ = code;
     local_close_reason_ = reason;
@@ -479,7 +497,7 @@ std::error_code OpenConnection::sendCloseFrame(websocketpp::close::status::value
       self->onCloseHandshakeTimeout(ec);
     });
   }
-  writeFrame(frame->get_header(), frame->get_payload(), terminal);
+  writeFrame(frame->get_header(), frame->get_payload(), terminal, When::kNextTurn);
   return std::error_code();
 }
 
@@ -512,8 +530,7 @@ void OpenConnection::terminate(const std::error_code& ec) {
 
 void OpenConnection::dropSocket() {
   const bool parked = read_parked_;
-  // The caller holds the connection; a posted read holds it until it has run.
-  const std::shared_ptr<void> held = stopReadiness();
+  std::shared_ptr<void> held = stopReadiness();
   std::error_code ignored;
   socket_.close(ignored);
   if (parked) {
@@ -521,6 +538,9 @@ void OpenConnection::dropSocket() {
       self->onReadable(asio::error::make_error_code(asio::error::operation_aborted));
     });
   }
+  // The registration's hold may be all that keeps this connection alive: the caller may be an
+  // event of its own, from inside a read the poller's call started. Let go on a later turn.
+  if (held) asio::post(socket_.get_executor(), [held = std::move(held)] {});
 }
 
 bool OpenConnection::hasUnreadInput() {

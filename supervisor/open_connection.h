@@ -62,8 +62,11 @@ struct OpenConnections {
   const Events events;
   MaskingKeys masking_keys;
   // A read takes at most this much; whatever a frame processor needs to keep of it, it copies.
-  static constexpr size_t kReadBufferSize = 16 * 1024;
-  std::unique_ptr<uint8_t[]> read_buffer;
+  // websocketpp's read buffer size (checked in open_connection.cc): a connection then takes what
+  // websocketpp took in a turn of the loop, so that timers and the other connections get their
+  // turns between the reads of a long message as they did.
+  static constexpr size_t kReadBufferSize = 640;
+  std::array<uint8_t, kReadBufferSize> read_buffer{};
   std::array<uint8_t, kMaxPingFrameSize> control_frame{};
   // websocketpp's message manager and random generator, shared by the processors of the thread's
   // connections (neither keeps anything per connection).
@@ -135,8 +138,13 @@ class OpenConnection : public std::enable_shared_from_this<OpenConnection> {
   void readFailed(const std::error_code& ec);
   std::shared_ptr<void> stopReadiness();
 
-  // Writes.
-  bool writeFrame(std::string_view header, std::string_view payload, bool terminal);
+  // Writes. kNow: a ping, sent at once. kNextTurn: every other frame, written on a later turn of
+  // the loop, as websocketpp queues a frame and writes it from a posted write_frame (what happens
+  // meanwhile, a read that ends the connection for one, happens first, as with websocketpp).
+  enum class When : uint8_t { kNow, kNextTurn };
+  bool writeFrame(std::string_view header, std::string_view payload, bool terminal, When when);
+  void flushQueued();
+  bool sendNow(std::string_view header, std::string_view payload, bool terminal);
   void writePending();
   void onPendingWritten(const std::error_code& ec);
   void failWriteLater();
@@ -148,7 +156,8 @@ class OpenConnection : public std::enable_shared_from_this<OpenConnection> {
   void terminate(const std::error_code& ec);
   Processor& processor();
   // An empty message of websocketpp's, for its processor to build a frame in.
-  std::shared_ptr<websocketpp::message_buffer::message<websocketpp::message_buffer::alloc::con_msg_manager>>
+  std::shared_ptr<
+      websocketpp::message_buffer::message<websocketpp::message_buffer::alloc::con_msg_manager>>
   newMessage();
 
   OpenConnections& shared_;
@@ -174,6 +183,9 @@ class OpenConnection : public std::enable_shared_from_this<OpenConnection> {
   // websocketpp stops reading after a frame its processor rejects.
   bool reading_ = true;
   bool was_clean_ = false;
+  // A terminal frame (a close after which the connection ends) has been asked for: websocketpp
+  // writes nothing after it.
+  bool terminal_written_ = false;
   // The poller reports this socket's readiness (else reads wait through Asio); bytes were
   // reported that no read has taken yet; the peer's end or an error was reported; a read waits
   // for the poller.

@@ -204,6 +204,7 @@ struct WebSocketTransport::Clients {
   std::unordered_set<const void*> live;
   TlsContexts tls_contexts;
   std::function<void(int)> before_handshake_write_for_test;
+  bool take_over_open_connections = true;
   // The open plain connections of this io thread (their reads' readiness is the io_context's own
   // poller: it outlives them).
   OpenConnections open_connections;
@@ -256,6 +257,10 @@ struct WebSocketTransport::Clients {
     opened.set_ping_handler([](websocketpp::connection_hdl, std::string) { return false; });
     opened.set_close_handler(nullptr);
     opened.set_fail_handler(nullptr);
+    // A close frame (or a frame its processor rejects) behind the response makes websocketpp
+    // answer it and start a closing-handshake timer, which would keep its connection for 5 s:
+    // without the timer it goes as soon as it stops processing.
+    opened.set_close_handshake_timeout(0);
     releaseHandshake(opened);
     live.erase(&opened);
     const std::shared_ptr<OpenConnection> con = OpenConnection::start(
@@ -308,24 +313,25 @@ struct WebSocketTransport::Clients {
     // time websocketpp calls back (websocketpp issues #773, #844: timers firing after close).
     auto* self = this;
     const uint64_t max_message_bytes = spec.max_message_bytes;
-    con->set_open_handler(
-        [self, &client, key, attempt, max_message_bytes](websocketpp::connection_hdl hdl) {
-          std::error_code ignored;
-          auto opened = client.get_con_from_hdl(hdl, ignored);
-          if constexpr (!kTls) {
-            if (opened) {
-              const std::string& length = opened->get_response().get_header("Content-Length");
-              const bool response_has_body = !length.empty() && length != "0";
-              std::string_view frames;
-              if (opened->framesBehindResponse(response_has_body, frames)) {
-                self->takeOver(*opened, key, attempt, max_message_bytes, frames);
-                return;
-              }
-            }
+    const bool take_over = take_over_open_connections;
+    con->set_open_handler([self, &client, key, attempt, max_message_bytes,
+                           take_over](websocketpp::connection_hdl hdl) {
+      std::error_code ignored;
+      auto opened = client.get_con_from_hdl(hdl, ignored);
+      if constexpr (!kTls) {
+        if (opened && take_over) {
+          const std::string& length = opened->get_response().get_header("Content-Length");
+          const bool response_has_body = !length.empty() && length != "0";
+          std::string_view frames;
+          if (opened->framesBehindResponse(response_has_body, frames)) {
+            self->takeOver(*opened, key, attempt, max_message_bytes, frames);
+            return;
           }
-          if (opened) releaseHandshake(*opened);
-          self->sink(key, attempt, ConnectionRef{hdl, kHolder}, core::event::Connected{});
-        });
+        }
+      }
+      if (opened) releaseHandshake(*opened);
+      self->sink(key, attempt, ConnectionRef{hdl, kHolder}, core::event::Connected{});
+    });
     con->set_fail_handler([self, &client, key, attempt, secure = kTls,
                            verify_name](websocketpp::connection_hdl hdl) {
       std::error_code ignored;
@@ -525,6 +531,10 @@ uint64_t WebSocketTransport::pingsSentDirectlyForTest() const {
 
 uint64_t WebSocketTransport::pingsFinishedLaterForTest() const {
   return clients_->open_connections.pings_finished_later;
+}
+
+void WebSocketTransport::keepOpenConnectionsWithWebsocketppForTest() {
+  clients_->take_over_open_connections = false;
 }
 
 void WebSocketTransport::setBeforeHandshakeWriteForTest(std::function<void(int socket_fd)> hook) {

@@ -80,6 +80,10 @@ class WebSocketTransport {
   uint64_t pingsSentDirectlyForTest() const;
   uint64_t pingsFinishedLaterForTest() const;
 
+  // Leaves every connection started after this call with websocketpp for its whole life, as
+  // before OpenConnection existed: a test then compares the two, event for event.
+  void keepOpenConnectionsWithWebsocketppForTest();
+
   // Runs `hook` with the socket of every connection started after this call, on the io thread,
   // once its TCP (and TLS) set-up is done and just before the opening handshake request is
   // written, so that a test can make something happen to the connection at that moment.
