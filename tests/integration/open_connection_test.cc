@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -24,9 +25,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <future>
+#include <map>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <variant>
@@ -155,6 +159,27 @@ class ScriptedUpstream {
     return frame;
   }
 
+  // Ends the stream to the client (FIN) but keeps reading from it, so that whatever the client
+  // still writes is taken (closing with unread bytes would reset the connection instead).
+  void endStream() { ::shutdown(peer_fd_, SHUT_WR); }
+
+  // The frames the client sends until the end of its stream, described with their payload
+  // unmasked; stops early at a frame this reader does not take, or when nothing arrives within
+  // the limit.
+  std::vector<std::string> framesUntilEnd() {
+    std::vector<std::string> frames;
+    while (std::optional<ClientFrame> frame = readFrame()) {
+      std::string payload = frame->payload;
+      if (frame->first_byte == 0x88 && payload.size() >= 2) {
+        const int code = (static_cast<uint8_t>(payload[0]) << 8) | static_cast<uint8_t>(payload[1]);
+        payload = std::to_string(code) + " " + payload.substr(2);
+      }
+      frames.push_back(std::to_string(frame->first_byte) + (frame->masked ? " masked " : " ") +
+                       payload);
+    }
+    return frames;
+  }
+
   // Closes the TCP connection (FIN).
   void hangUp() {
     ::close(peer_fd_);
@@ -223,12 +248,14 @@ std::string describe(const Recorded& event) {
 class TransportThread {
  public:
   TransportThread()
-      : transport_(io_, [this](uint64_t, uint64_t, const ConnectionRef& ref,
-                               const core::SessionEvent& event) {
-          // As a session does: Connected names the connection from then on.
-          if (std::holds_alternative<core::event::Connected>(event)) ref_ = ref;
-          record(event);
-        }),
+      : transport_(
+            io_,
+            [this](uint64_t, uint64_t, const ConnectionRef& ref, const core::SessionEvent& event) {
+              // As a session does: Connected names the connection from then on.
+              if (std::holds_alternative<core::event::Connected>(event)) ref_ = ref;
+              record(event);
+              if (on_event_) on_event_(transport_, ref, event);
+            }),
         work_(asio::make_work_guard(io_)),
         thread_([this] { io_.run(); }) {}
   ~TransportThread() {
@@ -240,13 +267,34 @@ class TransportThread {
     thread_.join();
   }
 
-  void connect(const std::string& url) {
+  // Runs `hook` on the io thread after each event is recorded, from inside the transport's call,
+  // as a session's reaction would.
+  using EventHook =
+      std::function<void(WebSocketTransport&, const ConnectionRef&, const core::SessionEvent&)>;
+  void onEvent(EventHook hook) {
+    onIo([&] { on_event_ = std::move(hook); });
+  }
+  // Whether the reference connect() returned still names a connection.
+  bool connectRefValid() {
+    bool valid = false;
+    onIo([&] { valid = connect_ref_.valid(); });
+    return valid;
+  }
+
+  // Leaves the connections started from now on with websocketpp for their whole life.
+  void keepOpenConnectionsWithWebsocketpp() {
+    onIo([this] { transport_.keepOpenConnectionsWithWebsocketppForTest(); });
+  }
+
+  void connect(const std::string& url,
+               uint64_t max_message_bytes = core::defaults::kMaxMessageBytes) {
     onIo([&] {
       core::EndpointSpec spec;
       spec.id = "scripted";
       spec.url = url;
-      spec.max_message_bytes = core::defaults::kMaxMessageBytes;
+      spec.max_message_bytes = max_message_bytes;
       ref_ = transport_.connect(1, 1, spec);
+      connect_ref_ = ref_;
     });
   }
   void sendPing(const std::string& payload) {
@@ -306,6 +354,15 @@ class TransportThread {
     cv_.wait_for(lock, kEventLimit, [&] { return events_.size() >= count; });
     return events_;
   }
+  // Waits until the connection has ended (or the limit passes) and returns every event.
+  std::vector<Recorded> eventsUntilClosed() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, kEventLimit, [&] {
+      return !events_.empty() && (events_.back().kind == Recorded::kClosed ||
+                                  events_.back().kind == Recorded::kConnectFailed);
+    });
+    return events_;
+  }
 
  private:
   void onIo(const std::function<void()>& work) {
@@ -337,6 +394,8 @@ class TransportThread {
   WebSocketTransport transport_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   ConnectionRef ref_;  // io thread only
+  ConnectionRef connect_ref_;
+  EventHook on_event_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Recorded> events_;
@@ -486,8 +545,8 @@ TEST_F(OpenConnectionTest, ACloseFrameRightBehindAPongClosesWithItsCode) {
   EXPECT_EQ(transport_.readinessRegistered(), 0u) << "the reads ended with the connection";
 }
 
-// A frame websocketpp's processor refuses, behind a pong in the same read: the pong counts, then the
-// connection fails with websocketpp's own reason and close code (1002).
+// A frame websocketpp's processor refuses, behind a pong in the same read: the pong counts, then
+// the connection fails with websocketpp's own reason and close code (1002).
 void expectProtocolErrorAfterPong(ScriptedUpstream& upstream, TransportThread& transport,
                                   const Bytes& bad_frame, const std::string& expected_close) {
   ASSERT_TRUE(upstream.send(concat({pong("1"), bad_frame, pong("after")})));
@@ -700,6 +759,268 @@ TEST(OpenConnectionFullSocketTest, APingIntoAResetConnectionFailsItAsAFailedWrit
   EXPECT_EQ(describeAfterOpen(transport.events(2)),
             (std::vector<std::string>{"Closed closed_by_peer \"connection ended without a close "
                                       "frame\" code 1006"}));
+}
+
+// A session that drops its connection from inside one of its events (here: a close with a code
+// websocketpp will not send, so the transport drops the socket): the connection stays alive
+// through the read that reported the event, finishes it, and ends as websocketpp's does.
+std::vector<std::string> dropFromInsideAPongEvent(bool take_over) {
+  ScriptedUpstream upstream;
+  TransportThread transport;
+  if (!take_over) transport.keepOpenConnectionsWithWebsocketpp();
+  transport.onEvent(
+      [](WebSocketTransport& t, const ConnectionRef& ref, const core::SessionEvent& event) {
+        if (std::holds_alternative<core::event::PongReceived>(event)) t.close(ref, 1006, "");
+      });
+  transport.connect(upstream.url());
+  EXPECT_TRUE(upstream.acceptWebSocket());
+  EXPECT_TRUE(upstream.send(concat({pong("1"), pong("2"), text("x")})));
+  return describeAfterOpen(transport.eventsUntilClosed());
+}
+
+TEST(OpenConnectionLifetimeTest,
+     DroppingTheConnectionFromInsideItsOwnEventEndsItAsWebsocketppDoes) {
+  const std::vector<std::string> taken_over = dropFromInsideAPongEvent(/*take_over=*/true);
+  EXPECT_EQ(taken_over,
+            (std::vector<std::string>{"Pong \"1\"", "Pong \"2\"", "Message \"x\"",
+                                      "Closed closed_by_peer \"connection ended without a close "
+                                      "frame: Bad file descriptor\" code 1006"}));
+  EXPECT_EQ(taken_over, dropFromInsideAPongEvent(/*take_over=*/false));
+}
+
+TEST(OpenConnectionLifetimeTest, WebsocketppLetsGoOfATakenOverConnectionAtOnce) {
+  // A close frame right behind the response: websocketpp, which still runs those bytes through
+  // its processor, answers it into the void and would keep its connection for its 5 s
+  // closing-handshake timer.
+  ScriptedUpstream upstream;
+  TransportThread transport;
+  transport.connect(upstream.url());
+  ASSERT_TRUE(upstream.acceptWebSocket(closeFrame(1000, "bye")));
+  ASSERT_EQ(transport.events(1).at(0).kind, Recorded::kConnected);
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (transport.connectRefValid() && std::chrono::steady_clock::now() < limit) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_FALSE(transport.connectRefValid()) << "websocketpp still holds its connection after 2 s";
+  // The connection itself answered the close frame and goes on to its end.
+  ASSERT_NO_FATAL_FAILURE(expectCloseFrame(upstream));
+  upstream.hangUp();
+  EXPECT_EQ(describeAfterOpen(transport.eventsUntilClosed()),
+            (std::vector<std::string>{"Closed closed_by_peer \"close code 1000: bye\" code 1000"}));
+}
+
+// ---- The same bytes against websocketpp's own connection ----
+//
+// A script is a sequence of server frames, split into segments at chosen points (the first part
+// may ride behind the 101 response), and played split and in one send(), each against a
+// connection that wsvisor takes over and against one that websocketpp keeps for its whole life.
+// The events (every failure's reason, detail and close code included) must be the same.
+//
+// Sent in one send() (so that both connections take the frames in the same reads), the frames the
+// client writes back (answers to pings and close frames) must begin with websocketpp's, in its
+// order; they may go on where websocketpp's stop. (Split, which segments share a read depends on
+// timing, and so does which answers get out before a later frame ends the connection.) websocketpp
+// writes a frame two turns of its loop after it is asked for (a posted write_frame, then a posted
+// completion before the next), so the server's end of the stream, read meanwhile, ends the
+// connection with its last answers still queued. An OpenConnection writes on the next turn and
+// gets them out; nothing it reports differs.
+
+struct Script {
+  Bytes behind_response;
+  std::vector<Bytes> segments;
+
+  // The same frames in one send() after the handshake.
+  Script whole() const {
+    Script one;
+    one.segments.push_back(behind_response);
+    for (const Bytes& segment : segments) {
+      one.segments[0].insert(one.segments[0].end(), segment.begin(), segment.end());
+    }
+    return one;
+  }
+};
+
+struct Outcome {
+  std::vector<std::string> events;
+  std::vector<std::string> frames_written;
+};
+
+// What `taken_over` wrote begins with what `websocketpp` wrote.
+bool writesWhatWebsocketppWrites(const Outcome& taken_over, const Outcome& websocketpp) {
+  const std::vector<std::string>& ours = taken_over.frames_written;
+  const std::vector<std::string>& theirs = websocketpp.frames_written;
+  return ours.size() >= theirs.size() && std::equal(theirs.begin(), theirs.end(), ours.begin());
+}
+
+std::ostream& operator<<(std::ostream& out, const Outcome& outcome) {
+  out << "events:";
+  for (const std::string& event : outcome.events) out << " [" << event << "]";
+  out << " frames written:";
+  for (const std::string& frame : outcome.frames_written) out << " [" << frame << "]";
+  return out;
+}
+
+std::string hex(const Bytes& bytes) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string text;
+  for (uint8_t byte : bytes) {
+    text.push_back(kDigits[byte >> 4]);
+    text.push_back(kDigits[byte & 0xF]);
+  }
+  return text;
+}
+
+std::string describe(const Script& script) {
+  std::string text = "behind the response: " + hex(script.behind_response) + "; segments:";
+  for (const Bytes& segment : script.segments) text += " " + hex(segment);
+  return text;
+}
+
+// Small enough that a text frame of a script can exceed it (1009).
+constexpr uint64_t kScriptMaxMessageBytes = 200;
+
+Outcome play(const Script& script, bool take_over) {
+  ScriptedUpstream upstream;
+  TransportThread transport;
+  if (!take_over) transport.keepOpenConnectionsWithWebsocketpp();
+  transport.connect(upstream.url(), kScriptMaxMessageBytes);
+  Outcome outcome;
+  if (!upstream.acceptWebSocket(script.behind_response)) {
+    outcome.events.push_back("no handshake");
+    return outcome;
+  }
+  for (const Bytes& segment : script.segments) upstream.send(segment);
+  // Every script ends alike: the server closes (answered if the connection is still open) and
+  // ends its stream, then takes what the client writes until the client's end.
+  upstream.send(closeFrame(1000, "end of script"));
+  upstream.endStream();
+  outcome.frames_written = upstream.framesUntilEnd();
+  outcome.events = describeAfterOpen(transport.eventsUntilClosed());
+  return outcome;
+}
+
+// One server frame, well-formed or not, drawn from what upstreams send and what they get wrong.
+Bytes randomFrame(std::mt19937& random) {
+  const auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(random); };
+  const auto letters = [&](int size) {
+    std::string payload;
+    for (int i = 0; i < size; ++i) payload.push_back(static_cast<char>('a' + pick(26)));
+    return payload;
+  };
+  static const uint16_t kCloseCodes[] = {1000, 1001, 1002, 1005, 1006, 1009, 999,
+                                         1015, 1016, 2999, 3000, 4999, 5000};
+  // Mostly frames a connection takes in its stride, so that scripts get past their first frame.
+  switch (pick(24)) {
+    case 0:
+    case 1:
+    case 2:
+    case 16:
+    case 17:
+    case 18:
+    case 19:
+      return pong(letters(pick(20)));
+    case 3:
+      return pong(letters(110 + pick(30)));  // past 125 at times: too big for a control frame
+    case 4:
+    case 20:
+      return ping(letters(pick(30)));
+    case 5:
+    case 21:
+      return text(letters(pick(250)));  // past kScriptMaxMessageBytes at times
+    case 6:
+    case 22:
+      return serverFrame(0x82, letters(pick(50)));  // binary
+    case 7:  // a text message in two fragments, with a pong between them
+      return concat({serverFrame(0x01, letters(pick(10))), pong("between"),
+                     serverFrame(0x80, letters(pick(10)))});
+    case 8:
+      return serverFrame(0x80, "x");  // a continuation with nothing to continue
+    case 9:
+      return serverFrame(0x0A, "fragmented pong");
+    case 10:
+      return serverFrame(static_cast<uint8_t>(0x81 | (0x10 << pick(3))), "reserved bit");
+    case 11: {  // masked, which a server may not do
+      const std::string payload = letters(1 + pick(5));
+      Bytes frame{0x8A, static_cast<uint8_t>(0x80 | payload.size()), 1, 2, 3, 4};
+      for (size_t i = 0; i < payload.size(); ++i) {
+        frame.push_back(static_cast<uint8_t>(payload[i] ^ (1 + i % 4)));
+      }
+      return frame;
+    }
+    case 12: {  // an opcode RFC 6455 reserves
+      static const uint8_t kReserved[] = {0x83, 0x85, 0x87, 0x8B, 0x8D, 0x8F};
+      return serverFrame(kReserved[pick(6)], "?");
+    }
+    case 13:
+      return closeFrame(kCloseCodes[pick(13)], pick(2) == 0 ? "" : letters(pick(20)));
+    case 14:  // a close frame with a 1-byte payload, or a reason that is not UTF-8
+      return pick(2) == 0 ? serverFrame(0x88, "x") : closeFrame(1000, "\xC3\x28");
+    case 15:
+      return text("\xC3\x28");  // not UTF-8
+    default:                    // a text message in two fragments
+      return concat({serverFrame(0x01, letters(pick(10))), serverFrame(0x80, letters(pick(10)))});
+  }
+}
+
+Script randomScript(std::mt19937& random) {
+  const auto pick = [&](size_t n) {
+    return std::uniform_int_distribution<size_t>(0, n - 1)(random);
+  };
+  // At most 5 frames, and under websocketpp's read buffer (640 bytes) in all: both connections
+  // then see the bytes in the same reads, so that even what they write back in between matches.
+  Bytes stream;
+  for (size_t frames = 1 + pick(5); frames > 0 && stream.size() < 300; --frames) {
+    const Bytes frame = randomFrame(random);
+    stream.insert(stream.end(), frame.begin(), frame.end());
+  }
+  Script script;
+  size_t at = 0;
+  if (pick(3) == 0) {
+    at = pick(stream.size() + 1);
+    script.behind_response.assign(stream.begin(), stream.begin() + static_cast<ptrdiff_t>(at));
+  }
+  for (size_t cuts = pick(4); cuts > 0 && at < stream.size(); --cuts) {
+    const size_t end = at + 1 + pick(stream.size() - at);
+    script.segments.emplace_back(stream.begin() + static_cast<ptrdiff_t>(at),
+                                 stream.begin() + static_cast<ptrdiff_t>(end));
+    at = end;
+  }
+  if (at < stream.size()) {
+    script.segments.emplace_back(stream.begin() + static_cast<ptrdiff_t>(at), stream.end());
+  }
+  return script;
+}
+
+TEST(OpenConnectionAgainstWebsocketppTest, EveryRandomScriptEndsAsOnWebsocketppsOwnConnection) {
+  constexpr uint32_t kSeed = 20261207;
+  constexpr int kScripts = 400;
+  std::mt19937 random(kSeed);
+  // How the scripts ended, so that a generator that stops reaching some ending shows.
+  std::map<std::string, int> endings;
+  for (int i = 0; i < kScripts; ++i) {
+    const Script script = randomScript(random);
+    for (const bool split : {true, false}) {
+      const Script played = split ? script : script.whole();
+      const Outcome taken_over = play(played, /*take_over=*/true);
+      const Outcome websocketpp = play(played, /*take_over=*/false);
+      ASSERT_EQ(taken_over.events, websocketpp.events)
+          << "script " << i << " of seed " << kSeed << ": " << describe(played) << "\n"
+          << taken_over << "\n"
+          << websocketpp;
+      if (split) continue;
+      ASSERT_TRUE(writesWhatWebsocketppWrites(taken_over, websocketpp))
+          << "script " << i << " of seed " << kSeed << ": " << describe(played) << "\n"
+          << taken_over << "\n"
+          << websocketpp;
+    }
+    const Outcome websocketpp = play(script, /*take_over=*/false);
+    ASSERT_FALSE(websocketpp.events.empty()) << describe(script);
+    const std::string& last = websocketpp.events.back();
+    ASSERT_EQ(last.rfind("Closed", 0), 0u) << describe(script);
+    ++endings[last.substr(0, std::min(last.size(), last.find('"') + 30))];
+  }
+  for (const auto& [ending, count] : endings) std::printf("%4d  %s\n", count, ending.c_str());
+  EXPECT_GE(endings.size(), 4u) << "the scripts should end in several ways";
 }
 
 }  // namespace

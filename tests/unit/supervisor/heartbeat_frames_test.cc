@@ -180,7 +180,8 @@ TEST(BuildMaskedControlFrameTest, TakesUpTo125BytesAndRefusesMore) {
   const std::array<uint8_t, 4> key{1, 2, 3, 4};
   EXPECT_EQ(buildMaskedControlFrame(kOpcodePing, "", key, out), 6u);
   EXPECT_EQ(out[1], 0x80);
-  EXPECT_EQ(buildMaskedControlFrame(kOpcodePing, std::string(125, 'p'), key, out), kMaxPingFrameSize);
+  EXPECT_EQ(buildMaskedControlFrame(kOpcodePing, std::string(125, 'p'), key, out),
+            kMaxPingFrameSize);
   EXPECT_EQ(buildMaskedControlFrame(kOpcodePing, std::string(126, 'p'), key, out), 0u);
 }
 
