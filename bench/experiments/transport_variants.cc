@@ -38,7 +38,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr long kTransportTimeoutMs = 5 * 60 * 1000 + 30 * 1000;
 
-// Exactly wsvisor's ClientConfig (supervisor/websocket_transport.cc).
+// wsvisor's first ClientConfig (today's is in supervisor/websocket_client_config.h), the baseline
+// the variants below change.
 template <typename Base>
 struct WsvisorConfig : public Base {
   typedef WsvisorConfig type;
