@@ -16,6 +16,7 @@
 #include <websocketpp/error.hpp>
 #include <websocketpp/frame.hpp>
 #include <websocketpp/processors/hybi13.hpp>
+#include <websocketpp/utf8_validator.hpp>
 
 #include "supervisor/websocket_client_config.h"
 
@@ -35,6 +36,12 @@ std::error_code invalidState() {
 
 std::error_code transportError(websocketpp::transport::error::value e) {
   return websocketpp::transport::error::make_error_code(e);
+}
+
+// websocketpp's verdict on a text message's payload (utf8_validator::validate, over a view).
+bool isUtf8(std::string_view text) {
+  websocketpp::utf8_validator::validator validator;
+  return validator.decode(text.begin(), text.end()) && validator.complete();
 }
 
 }  // namespace
@@ -191,25 +198,41 @@ void OpenConnection::onReadable(const std::error_code& ec) {
   }
 }
 
-// Takes the complete pongs at the start of the bytes while the connection is open (where
-// websocketpp's processor would read a new frame header, and in the one state in which
-// websocketpp reports pongs: process_control_frame), then hands the rest to the processor.
+// Takes the complete pongs and whole text messages at the start of the bytes while the connection
+// is open (where websocketpp's processor would read a new frame header, and in the one state in
+// which websocketpp reports them), then hands the rest to the processor.
 //
 // Hazard: `bytes` is the io thread's read buffer. Nothing called from here reads into it: events
 // go to the session, whose actions start connects, write and close, but never read.
 void OpenConnection::processBytes(uint8_t* bytes, size_t size) {
   size_t taken = 0;
+  // The session may close the connection from any event; the state check sees that.
   while (state_ == State::kOpen && boundaries_.atFrameStart()) {
-    const LeadingPong pong = leadingPong(bytes + taken, size - taken);
-    if (pong.frame_size == 0) break;
-    taken += pong.frame_size;
-    ++shared_.pongs_taken_from_reads;
-    // The session may close the connection from here; the state check above sees that.
-    shared_.events.pong(shared_.events.context, *this, pong.payload);
+    const LeadingFrame pong = leadingPong(bytes + taken, size - taken);
+    if (pong.frame_size != 0) {
+      taken += pong.frame_size;
+      ++shared_.pongs_taken_from_reads;
+      shared_.events.pong(shared_.events.context, *this, pong.payload);
+      continue;
+    }
+    const LeadingFrame text = leadingText(bytes + taken, size - taken);
+    if (text.frame_size == 0 || !isWholeTextMessage(text.payload)) break;
+    taken += text.frame_size;
+    ++shared_.texts_taken_from_reads;
+    shared_.events.message(shared_.events.context, *this, text.payload);
   }
   if (taken == size) return;
   boundaries_.consume(bytes + taken, size - taken);
   consumeFrames(bytes + taken, size - taken);
+}
+
+// A text frame at a frame start is a message of its own that websocketpp's processor would
+// accept whole: no fragmented message is waiting for its continuation (hybi13's
+// validate_incoming_basic_header), it is no larger than the connection's largest message (its
+// consume), and it is UTF-8 (its validator). Otherwise the processor judges it.
+bool OpenConnection::isWholeTextMessage(std::string_view payload) const {
+  return !boundaries_.insideFragmentedMessage() && payload.size() <= max_message_bytes_ &&
+         isUtf8(payload);
 }
 
 // websocketpp: connection::handle_read_frame, from its loop over the bytes read.
@@ -341,15 +364,27 @@ void OpenConnection::sendPing(std::string_view payload) {
   if (!whole) ++shared_.pings_finished_later;
 }
 
-// websocketpp: connection::send(payload, op).
+// websocketpp: connection::send(payload, op). A text heartbeat is built in the io thread's
+// buffer with a fresh masking key and, like a ping, sent at once; a payload the buffer cannot
+// hold, one that is not UTF-8 (whose error the processor gives), or a failed key goes through
+// websocketpp's processor as before.
 std::error_code OpenConnection::sendText(const std::string& payload) {
   if (state_ != State::kOpen) return invalidState();
+  std::array<uint8_t, 4> key;
+  if (payload.size() <= kMaxTextPayload && isUtf8(payload) && shared_.masking_keys.next(key)) {
+    const size_t frame_size = buildMaskedTextFrame(payload, key, shared_.text_frame.data());
+    writeFrame(
+        std::string_view(reinterpret_cast<const char*>(shared_.text_frame.data()), frame_size), {},
+        /*terminal=*/false, When::kNow);
+    ++shared_.texts_sent_directly;
+    return std::error_code();
+  }
   const MessagePtr message =
       shared_.processor_parts->messages->get_message(opcode::text, payload.size());
   message->append_payload(payload);
   const MessagePtr frame = newMessage();
   if (const std::error_code ec = processor().frames.prepare_data_frame(message, frame)) return ec;
-  writeFrame(frame->get_header(), frame->get_payload(), /*terminal=*/false, When::kNextTurn);
+  writeFrame(frame->get_header(), frame->get_payload(), /*terminal=*/false, When::kNow);
   return std::error_code();
 }
 

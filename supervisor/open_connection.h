@@ -7,13 +7,14 @@
 // connection: two 1 KiB handler buffers, its read buffer, its send queue, a dozen std::function
 // handlers, handshake state), and runs every frame through a generic path (a message object and a
 // type-erased handler per frame). A heartbeated connection needs far less once it is open: this
-// object is about 0.4 KB, reads into its io thread's buffer, and takes a pong or sends a ping
-// without allocating anything.
+// object is about 0.4 KB, reads into its io thread's buffer, and takes a pong or a small text
+// message, or sends a ping or a text heartbeat, without allocating anything.
 //
 // What stays websocketpp's: the opening handshake (supervisor/transport_connection.h hands the
-// socket over from the open handler), and RFC 6455 decoding: every frame but a complete pong at a
-// frame boundary goes through websocketpp's own frame processor (hybi13), and close, pong and
-// text frames are built by it too. What websocketpp's connection did with the processor's output
+// socket over from the open handler), and RFC 6455 decoding: every frame but a complete pong or
+// a whole small text message at a frame boundary goes through websocketpp's own frame processor
+// (hybi13), and close frames (and anything the heartbeat path's buffers cannot hold) are built by
+// it too. What websocketpp's connection did with the processor's output
 // (websocketpp/impl/connection_impl.hpp: handle_read_frame, process_control_frame, close,
 // send_close_frame, terminate, write_frame) is done here the same way, step for step, so that
 // every event, failure reason, close code and detail stays what websocketpp reported: the comments
@@ -42,8 +43,8 @@ class OpenConnection;
 
 // What one io thread's open connections share: where their events go (plain functions and a
 // context rather than std::functions: they run once per heartbeat), their masking keys, the
-// buffer their reads land in and the one control frames are built in, and what websocketpp's
-// processor needs.
+// buffer their reads land in and the ones control and text frames are built in, and what
+// websocketpp's processor needs.
 struct OpenConnections {
   struct Events {
     void (*pong)(void* context, OpenConnection& con, std::string_view payload) = nullptr;
@@ -68,12 +69,15 @@ struct OpenConnections {
   static constexpr size_t kReadBufferSize = 640;
   std::array<uint8_t, kReadBufferSize> read_buffer{};
   std::array<uint8_t, kMaxPingFrameSize> control_frame{};
+  std::array<uint8_t, kMaxTextFrameSize> text_frame{};
   // websocketpp's message manager and random generator, shared by the processors of the thread's
   // connections (neither keeps anything per connection).
   struct ProcessorParts;
   std::unique_ptr<ProcessorParts> processor_parts;
 
   uint64_t pongs_taken_from_reads = 0;
+  uint64_t texts_taken_from_reads = 0;
+  uint64_t texts_sent_directly = 0;
   uint64_t pings_sent_directly = 0;
   uint64_t pings_finished_later = 0;
 };
@@ -99,8 +103,8 @@ class OpenConnection : public std::enable_shared_from_this<OpenConnection> {
   // Sends a ping carrying `payload`, masked with a fresh key; a ping that cannot be sent shows up
   // as a missing pong, as with websocketpp.
   void sendPing(std::string_view payload);
-  // As websocketpp's send(payload, text): an error (invalid_state when not open) and nothing sent,
-  // or the frame queued behind what is being written.
+  // As websocketpp's send(payload, text): an error (invalid_state when not open, invalid_payload
+  // for text that is not UTF-8) and nothing sent, or the frame sent behind what is being written.
   std::error_code sendText(const std::string& payload);
   // As websocketpp's close(code, reason, ec): starts the closing handshake; invalid_state when the
   // connection is not open.
@@ -133,14 +137,16 @@ class OpenConnection : public std::enable_shared_from_this<OpenConnection> {
   void awaitReadable();
   void onReadable(const std::error_code& ec);
   void processBytes(uint8_t* bytes, size_t size);
+  bool isWholeTextMessage(std::string_view payload) const;
   void consumeFrames(uint8_t* bytes, size_t size);
   void processControlFrame(int opcode, const std::string& payload);
   void readFailed(const std::error_code& ec);
   std::shared_ptr<void> stopReadiness();
 
-  // Writes. kNow: a ping, sent at once. kNextTurn: every other frame, written on a later turn of
-  // the loop, as websocketpp queues a frame and writes it from a posted write_frame (what happens
-  // meanwhile, a read that ends the connection for one, happens first, as with websocketpp).
+  // Writes. kNow: a heartbeat (a ping or a text), sent at once. kNextTurn: every other frame,
+  // written on a later turn of the loop, as websocketpp queues a frame and writes it from a posted
+  // write_frame (what happens meanwhile, a read that ends the connection for one, happens first, as
+  // with websocketpp).
   enum class When : uint8_t { kNow, kNextTurn };
   bool writeFrame(std::string_view header, std::string_view payload, bool terminal, When when);
   void flushQueued();

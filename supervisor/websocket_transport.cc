@@ -525,6 +525,14 @@ uint64_t WebSocketTransport::pongsTakenFromReadsForTest() const {
   return clients_->open_connections.pongs_taken_from_reads;
 }
 
+uint64_t WebSocketTransport::textsTakenFromReadsForTest() const {
+  return clients_->open_connections.texts_taken_from_reads;
+}
+
+uint64_t WebSocketTransport::textsSentDirectlyForTest() const {
+  return clients_->open_connections.texts_sent_directly;
+}
+
 uint64_t WebSocketTransport::pingsSentDirectlyForTest() const {
   return clients_->open_connections.pings_sent_directly;
 }

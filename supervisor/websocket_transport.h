@@ -72,9 +72,13 @@ class WebSocketTransport {
   // Connections not yet fully closed.
   size_t liveConnections() const;
 
-  // Pongs that open plain connections took straight from their reads rather than through
-  // websocketpp's frame processor (supervisor/open_connection.h), since construction.
+  // Pongs and text messages that open plain connections took straight from their reads rather
+  // than through websocketpp's frame processor (supervisor/open_connection.h), since
+  // construction.
   uint64_t pongsTakenFromReadsForTest() const;
+  uint64_t textsTakenFromReadsForTest() const;
+  // Texts that open plain connections built and sent without websocketpp's processor.
+  uint64_t textsSentDirectlyForTest() const;
   // Pings that open plain connections wrote with a send of their own, and how many of those one
   // send could not take whole.
   uint64_t pingsSentDirectlyForTest() const;

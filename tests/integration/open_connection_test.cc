@@ -31,6 +31,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <variant>
@@ -82,6 +83,8 @@ struct ClientFrame {
   bool masked = false;
   std::array<uint8_t, 4> key{};
   std::string payload;
+  // How many bytes of extended length the header had (0: the length fit in 7 bits).
+  size_t length_bytes = 0;
 };
 
 // A ws:// upstream on 127.0.0.1 for one connection, written by hand: it answers the opening
@@ -140,15 +143,21 @@ class ScriptedUpstream {
            static_cast<ssize_t>(bytes.size());
   }
 
-  // The next frame the client sends (up to 125 bytes of payload); nullopt on timeout or EOF.
+  // The next frame the client sends (a 7- or 16-bit length); nullopt on timeout or EOF.
   std::optional<ClientFrame> readFrame() {
     Bytes header(2);
     if (!readExactly(header.data(), 2)) return std::nullopt;
     ClientFrame frame;
     frame.first_byte = header[0];
     frame.masked = (header[1] & 0x80) != 0;
-    const size_t length = header[1] & 0x7F;
-    if (length > 125) return std::nullopt;
+    size_t length = header[1] & 0x7F;
+    if (length == 127) return std::nullopt;
+    if (length == 126) {
+      uint8_t extended[2];
+      if (!readExactly(extended, 2)) return std::nullopt;
+      length = (size_t{extended[0]} << 8) | extended[1];
+      frame.length_bytes = 2;
+    }
     if (frame.masked && !readExactly(frame.key.data(), 4)) return std::nullopt;
     Bytes payload(length);
     if (length > 0 && !readExactly(payload.data(), length)) return std::nullopt;
@@ -310,15 +319,15 @@ class TransportThread {
   void setBeforeHandshakeWrite(std::function<void(int)> hook) {
     onIo([&] { transport_.setBeforeHandshakeWriteForTest(std::move(hook)); });
   }
-  uint64_t pingsSentDirectly() {
-    uint64_t sent = 0;
-    onIo([&] { sent = transport_.pingsSentDirectlyForTest(); });
-    return sent;
+  // The transport's counters of frames that open connections sent or took themselves.
+  uint64_t pingsSentDirectly() { return counter(&WebSocketTransport::pingsSentDirectlyForTest); }
+  uint64_t pingsFinishedLater() { return counter(&WebSocketTransport::pingsFinishedLaterForTest); }
+  uint64_t textsSentDirectly() { return counter(&WebSocketTransport::textsSentDirectlyForTest); }
+  uint64_t pongsTakenFromReads() {
+    return counter(&WebSocketTransport::pongsTakenFromReadsForTest);
   }
-  uint64_t pingsFinishedLater() {
-    uint64_t later = 0;
-    onIo([&] { later = transport_.pingsFinishedLaterForTest(); });
-    return later;
+  uint64_t textsTakenFromReads() {
+    return counter(&WebSocketTransport::textsTakenFromReadsForTest);
   }
 
   // Registers the socket of every connection started from now on in the io thread's
@@ -342,12 +351,6 @@ class TransportThread {
     return registered;
   }
 
-  uint64_t pongsTakenFromReads() {
-    uint64_t taken = 0;
-    onIo([&] { taken = transport_.pongsTakenFromReadsForTest(); });
-    return taken;
-  }
-
   // Waits until `count` events have been reported (or the limit passes) and returns them all.
   std::vector<Recorded> events(size_t count) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -365,6 +368,12 @@ class TransportThread {
   }
 
  private:
+  uint64_t counter(uint64_t (WebSocketTransport::*read)() const) {
+    uint64_t value = 0;
+    onIo([&] { value = (transport_.*read)(); });
+    return value;
+  }
+
   void onIo(const std::function<void()>& work) {
     std::promise<void> done;
     asio::post(io_, [&] {
@@ -467,8 +476,46 @@ TEST_F(OpenConnectionTest, APongAndATextFrameInOneWriteKeepTheirOrder) {
   ASSERT_TRUE(upstream_.send(concat({text("again"), pong("3")})));
   EXPECT_EQ(afterOpen(5), (std::vector<std::string>{"Pong \"1\"", "Message \"hello\"", "Pong \"2\"",
                                                     "Message \"again\"", "Pong \"3\""}));
-  // Only the pong that started a read: the others came behind a text frame.
-  EXPECT_EQ(transport_.pongsTakenFromReads(), 1u);
+  // Whole small texts are taken from the reads as pongs are, so every frame was.
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 3u);
+  EXPECT_EQ(transport_.textsTakenFromReads(), 2u);
+}
+
+TEST_F(OpenConnectionTest, TextsTakenFromReadsAreWholeMessagesOnly) {
+  open();
+  // A text with a 16-bit length, then a message in two fragments with a whole text frame (a
+  // protocol error) never reached: the fragment's pong between them is still taken.
+  const std::string long_text(300, 'L');
+  ASSERT_TRUE(upstream_.send(concat({text(long_text), text("é")})));
+  EXPECT_EQ(afterOpen(2),
+            (std::vector<std::string>{"Message \"" + long_text + "\"", "Message \"é\""}));
+  EXPECT_EQ(transport_.textsTakenFromReads(), 2u);
+  ASSERT_TRUE(upstream_.send(concat({serverFrame(0x01, "first "), pong("between")})));
+  ASSERT_TRUE(upstream_.send(concat({serverFrame(0x80, "last"), text("after")})));
+  EXPECT_EQ(afterOpen(5), (std::vector<std::string>{
+                              "Message \"" + long_text + "\"", "Message \"é\"", "Pong \"between\"",
+                              "Message \"first last\"", "Message \"after\""}));
+  // Each of those reads began with a fragment, so websocketpp's processor had all of them.
+  EXPECT_EQ(transport_.pongsTakenFromReads(), 0u);
+  EXPECT_EQ(transport_.textsTakenFromReads(), 2u);
+}
+
+TEST_F(OpenConnectionTest, AWholeTextWhileAFragmentedMessageWaitsFailsAsWebsocketppDecides) {
+  open();
+  // The first fragment and a pong: once the pong is reported, the fragment has been read, and
+  // the next read starts with a text frame where websocketpp expects the continuation.
+  ASSERT_TRUE(upstream_.send(concat({serverFrame(0x01, "first"), pong("read")})));
+  ASSERT_EQ(afterOpen(1), (std::vector<std::string>{"Pong \"read\""}));
+  ASSERT_TRUE(upstream_.send(text("whole")));
+  ASSERT_NO_FATAL_FAILURE(expectCloseFrame(upstream_));
+  ASSERT_TRUE(upstream_.send(serverFrame(0x88, "")));
+  upstream_.hangUp();
+  EXPECT_EQ(
+      afterOpen(2),
+      (std::vector<std::string>{
+          "Pong \"read\"",
+          "Closed network_error \"protocol error: Invalid message continuation\" code 1002"}));
+  EXPECT_EQ(transport_.textsTakenFromReads(), 0u);
 }
 
 TEST_F(OpenConnectionTest, PongsBehindALongTextFrameAreReportedAfterIt) {
@@ -694,6 +741,38 @@ TEST_F(OpenConnectionTest, PingsAreMaskedFinalPingFramesEachWithAFreshKey) {
   EXPECT_EQ(afterOpen(2), (std::vector<std::string>{"Pong \"1\"", "Pong \"22\""}));
 }
 
+TEST_F(OpenConnectionTest, TextHeartbeatsAreMaskedFinalTextFramesEachWithAFreshKey) {
+  open();
+  const std::string longest(4096, 'h');  // the longest heartbeat text a spec may have
+  const std::string beyond(5000, 'b');   // past the io thread's frame buffer: websocketpp's path
+  for (const std::string& payload : {std::string("heartbeat"), std::string(200, 'm'), longest,
+                                     std::string("\xC3\xA9t\xC3\xA9"), beyond}) {
+    transport_.sendText(payload);
+  }
+  std::vector<ClientFrame> frames;
+  for (int i = 0; i < 4; ++i) {
+    std::optional<ClientFrame> frame = upstream_.readFrame();
+    ASSERT_TRUE(frame.has_value()) << "frame " << i;
+    EXPECT_EQ(frame->first_byte, 0x81);  // FIN, no RSV bit, text
+    EXPECT_TRUE(frame->masked);
+    frames.push_back(*frame);
+  }
+  EXPECT_EQ(frames[0].payload, "heartbeat");
+  EXPECT_EQ(frames[0].length_bytes, 0u);
+  EXPECT_EQ(frames[1].payload, std::string(200, 'm'));
+  EXPECT_EQ(frames[1].length_bytes, 2u);  // the shortest encoding of 200
+  EXPECT_EQ(frames[2].payload, longest);
+  EXPECT_EQ(frames[3].payload, "\xC3\xA9t\xC3\xA9");
+  std::set<std::array<uint8_t, 4>> keys;
+  for (const ClientFrame& frame : frames) keys.insert(frame.key);
+  EXPECT_EQ(keys.size(), frames.size()) << "a masking key was used twice";
+  EXPECT_EQ(transport_.textsSentDirectly(), 4u);
+  const std::optional<ClientFrame> last = upstream_.readFrame();
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->first_byte, 0x81);
+  EXPECT_EQ(last->payload, beyond);
+}
+
 TEST(OpenConnectionFullSocketTest, PingsWrittenIntoAFullSocketKeepTheirOrderWithOtherFrames) {
   // Small buffers at both ends, and an upstream that reads nothing for a while: one send cannot
   // take a whole ping, Asio finishes it, and the frames asked for meanwhile (pings and texts)
@@ -910,7 +989,7 @@ Bytes randomFrame(std::mt19937& random) {
   static const uint16_t kCloseCodes[] = {1000, 1001, 1002, 1005, 1006, 1009, 999,
                                          1015, 1016, 2999, 3000, 4999, 5000};
   // Mostly frames a connection takes in its stride, so that scripts get past their first frame.
-  switch (pick(24)) {
+  switch (pick(27)) {
     case 0:
     case 1:
     case 2:
@@ -957,7 +1036,17 @@ Bytes randomFrame(std::mt19937& random) {
       return pick(2) == 0 ? serverFrame(0x88, "x") : closeFrame(1000, "\xC3\x28");
     case 15:
       return text("\xC3\x28");  // not UTF-8
-    default:                    // a text message in two fragments
+    case 23:                    // a message's first fragment alone: what follows must continue it
+      return serverFrame(0x01, letters(pick(10)));
+    case 24: {  // a 16-bit length that 7 bits could hold
+      const std::string payload = letters(pick(20));
+      Bytes frame{0x81, 126, 0, static_cast<uint8_t>(payload.size())};
+      frame.insert(frame.end(), payload.begin(), payload.end());
+      return frame;
+    }
+    case 25:
+      return text(pick(2) == 0 ? "caf\xC3\xA9" : "\xE2\x82");  // UTF-8, or cut inside a character
+    default:                                                   // a text message in two fragments
       return concat({serverFrame(0x01, letters(pick(10))), serverFrame(0x80, letters(pick(10)))});
   }
 }

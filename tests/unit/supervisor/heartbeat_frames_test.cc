@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
@@ -40,7 +41,7 @@ Bytes concat(std::initializer_list<Bytes> parts) {
 
 TEST(LeadingPongTest, TakesACompletePongAndViewsItsPayload) {
   const Bytes bytes = pong("17");
-  const LeadingPong found = leadingPong(bytes.data(), bytes.size());
+  const LeadingFrame found = leadingPong(bytes.data(), bytes.size());
   EXPECT_EQ(found.frame_size, 4u);
   EXPECT_EQ(found.payload, "17");
 }
@@ -49,17 +50,17 @@ TEST(LeadingPongTest, TakesAnEmptyPongAndOneOfTheLargestAllowed) {
   const Bytes empty = pong("");
   EXPECT_EQ(leadingPong(empty.data(), empty.size()).frame_size, 2u);
   const Bytes largest = pong(std::string(125, 'x'));
-  const LeadingPong found = leadingPong(largest.data(), largest.size());
+  const LeadingFrame found = leadingPong(largest.data(), largest.size());
   EXPECT_EQ(found.frame_size, 127u);
   EXPECT_EQ(found.payload, std::string(125, 'x'));
 }
 
 TEST(LeadingPongTest, TwoPongsInOneBufferAreTakenOneAfterTheOther) {
   const Bytes bytes = concat({pong("1"), pong("22")});
-  const LeadingPong first = leadingPong(bytes.data(), bytes.size());
+  const LeadingFrame first = leadingPong(bytes.data(), bytes.size());
   ASSERT_EQ(first.frame_size, 3u);
   EXPECT_EQ(first.payload, "1");
-  const LeadingPong second =
+  const LeadingFrame second =
       leadingPong(bytes.data() + first.frame_size, bytes.size() - first.frame_size);
   EXPECT_EQ(second.frame_size, 4u);
   EXPECT_EQ(second.payload, "22");
@@ -96,6 +97,48 @@ TEST(LeadingPongTest, LeavesEverythingUnusualToWebsocketpp) {
   };
   for (const auto& [what, bytes] : cases) {
     EXPECT_EQ(leadingPong(bytes.data(), bytes.size()).frame_size, 0u) << what;
+  }
+}
+
+TEST(LeadingTextTest, TakesCompleteTextsWithEitherLengthEncoding) {
+  const Bytes short_text = serverFrame(0x81, "hello");
+  const LeadingFrame found = leadingText(short_text.data(), short_text.size());
+  EXPECT_EQ(found.frame_size, short_text.size());
+  EXPECT_EQ(found.payload, "hello");
+  const Bytes empty = serverFrame(0x81, "");
+  EXPECT_EQ(leadingText(empty.data(), empty.size()).frame_size, 2u);
+  for (size_t length : {size_t{125}, size_t{126}, size_t{600}}) {
+    const Bytes bytes = concat({serverFrame(0x81, std::string(length, 't')), pong("1")});
+    const LeadingFrame text = leadingText(bytes.data(), bytes.size());
+    EXPECT_EQ(text.frame_size, (length < 126 ? 2 : 4) + length) << length;
+    EXPECT_EQ(text.payload, std::string(length, 't')) << length;
+  }
+}
+
+TEST(LeadingTextTest, ATextThatHasNotFullyArrivedIsNotTaken) {
+  for (const Bytes& bytes :
+       {serverFrame(0x81, "abcdef"), serverFrame(0x81, std::string(300, 'x'))}) {
+    for (size_t cut = 0; cut < bytes.size(); ++cut) {
+      EXPECT_EQ(leadingText(bytes.data(), cut).frame_size, 0u) << "cut at " << cut;
+    }
+  }
+}
+
+TEST(LeadingTextTest, LeavesEverythingUnusualToWebsocketpp) {
+  Bytes non_minimal{0x81, 126, 0, 3, 'a', 'b', 'c'};
+  const std::vector<std::pair<const char*, Bytes>> cases = {
+      {"RSV1 set", serverFrame(0x81 | 0x40, "1")},
+      {"RSV3 set", serverFrame(0x81 | 0x10, "1")},
+      {"first fragment", serverFrame(0x01, "1")},
+      {"last fragment", serverFrame(0x80, "1")},
+      {"binary", serverFrame(0x82, "1")},
+      {"pong", pong("1")},
+      {"masked", Bytes{0x81, 0x81, 1, 2, 3, 4, '1' ^ 1}},
+      {"16-bit length under 126", non_minimal},
+      {"64-bit length", serverFrame(0x81, std::string(70000, 'x'))},
+  };
+  for (const auto& [what, bytes] : cases) {
+    EXPECT_EQ(leadingText(bytes.data(), bytes.size()).frame_size, 0u) << what;
   }
 }
 
@@ -154,6 +197,26 @@ TEST(FrameBoundariesTest, IsInsideAFrameUntilItsLastByte) {
   }
 }
 
+TEST(FrameBoundariesTest, KnowsWhenAFragmentedMessageWaitsForItsContinuation) {
+  // Frame by frame, and whether a message is waiting for its continuation after each.
+  const std::vector<std::pair<Bytes, bool>> stream = {
+      {serverFrame(0x81, "whole"), false},
+      {serverFrame(0x01, "first"), true},
+      {pong("between"), true},  // a control frame may come between fragments
+      {serverFrame(0x00, "middle"), true},
+      {serverFrame(0x80, "last"), false},
+      {serverFrame(0x02, "binary first"), true},
+      {serverFrame(0x80, std::string(300, 'b')), false},
+  };
+  FrameBoundaries boundaries;
+  EXPECT_FALSE(boundaries.insideFragmentedMessage());
+  for (const auto& [frame, inside] : stream) {
+    boundaries.consume(frame.data(), frame.size());
+    EXPECT_EQ(boundaries.insideFragmentedMessage(), inside)
+        << "after a frame starting " << int{frame[0]};
+  }
+}
+
 Bytes unmask(const uint8_t* frame, size_t size) {
   Bytes payload;
   for (size_t i = 6; i < size; ++i) payload.push_back(frame[i] ^ frame[2 + (i - 6) % 4]);
@@ -194,6 +257,32 @@ TEST(BuildMaskedControlFrameTest, WritesAPongWithItsOwnOpcode) {
   EXPECT_EQ(out[1], 0x80 | 2);
   const Bytes payload = unmask(out, size);
   EXPECT_EQ(std::string(payload.begin(), payload.end()), "ok");
+}
+
+TEST(BuildMaskedTextFrameTest, EncodesEachLengthMinimallyAndMasksThePayload) {
+  std::vector<uint8_t> out(kMaxTextFrameSize);
+  const std::array<uint8_t, 4> key{0xA1, 0xB2, 0xC3, 0xD4};
+  for (size_t length : {size_t{0}, size_t{9}, size_t{125}, size_t{126}, kMaxTextPayload}) {
+    std::string payload;
+    for (size_t i = 0; i < length; ++i) payload.push_back(static_cast<char>('a' + i % 26));
+    const size_t size = buildMaskedTextFrame(payload, key, out.data());
+    const size_t header = length < 126 ? 2 : 4;
+    ASSERT_EQ(size, header + 4 + length) << length;
+    EXPECT_EQ(out[0], 0x81) << length;  // FIN, no RSV, opcode text
+    if (header == 2) {
+      EXPECT_EQ(out[1], 0x80 | length) << length;
+    } else {
+      EXPECT_EQ(out[1], 0x80 | 126) << length;
+      EXPECT_EQ((size_t{out[2]} << 8) | out[3], length);
+    }
+    EXPECT_TRUE(std::equal(key.begin(), key.end(), out.begin() + header)) << length;
+    std::string unmasked;
+    for (size_t i = 0; i < length; ++i) {
+      unmasked.push_back(static_cast<char>(out[header + 4 + i] ^ key[i % 4]));
+    }
+    EXPECT_EQ(unmasked, payload) << length;
+  }
+  EXPECT_EQ(buildMaskedTextFrame(std::string(kMaxTextPayload + 1, 'x'), key, out.data()), 0u);
 }
 
 TEST(MaskingKeysTest, HandsOutAFreshKeyEachTimeAcrossBatchRefills) {
