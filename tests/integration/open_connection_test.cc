@@ -483,8 +483,9 @@ TEST_F(OpenConnectionTest, APongAndATextFrameInOneWriteKeepTheirOrder) {
 
 TEST_F(OpenConnectionTest, TextsTakenFromReadsAreWholeMessagesOnly) {
   open();
-  // A text with a 16-bit length, then a message in two fragments with a whole text frame (a
-  // protocol error) never reached: the fragment's pong between them is still taken.
+  // Two whole texts in one read (one with a 16-bit length, one of two-byte UTF-8) are taken from
+  // it; then a message in two fragments with a pong between them, each read starting with a
+  // fragment, and a text behind the last fragment: all of those are websocketpp's processor's.
   const std::string long_text(300, 'L');
   ASSERT_TRUE(upstream_.send(concat({text(long_text), text("é")})));
   EXPECT_EQ(afterOpen(2),

@@ -126,6 +126,9 @@ TEST(LeadingTextTest, ATextThatHasNotFullyArrivedIsNotTaken) {
 
 TEST(LeadingTextTest, LeavesEverythingUnusualToWebsocketpp) {
   Bytes non_minimal{0x81, 126, 0, 3, 'a', 'b', 'c'};
+  // The longest length 7 bits can hold, written in 16: still not minimal (websocketpp: 1002).
+  Bytes non_minimal_125{0x81, 126, 0, 125};
+  non_minimal_125.resize(4 + 125, 'x');
   const std::vector<std::pair<const char*, Bytes>> cases = {
       {"RSV1 set", serverFrame(0x81 | 0x40, "1")},
       {"RSV3 set", serverFrame(0x81 | 0x10, "1")},
@@ -135,6 +138,7 @@ TEST(LeadingTextTest, LeavesEverythingUnusualToWebsocketpp) {
       {"pong", pong("1")},
       {"masked", Bytes{0x81, 0x81, 1, 2, 3, 4, '1' ^ 1}},
       {"16-bit length under 126", non_minimal},
+      {"16-bit length of 125", non_minimal_125},
       {"64-bit length", serverFrame(0x81, std::string(70000, 'x'))},
   };
   for (const auto& [what, bytes] : cases) {
