@@ -29,8 +29,8 @@ inline constexpr size_t kMaxControlPayload = 125;
 // A masked client control frame: 2 header bytes, a 4-byte masking key, the payload.
 inline constexpr size_t kMaxPingFrameSize = 2 + 4 + kMaxControlPayload;
 // The longest text a frame built here carries (a heartbeat's text is at most 4096 bytes:
-// supervisor/core/spec_validation.h), and the size of its masked frame: 2 header bytes, a 16-bit
-// extended length, a 4-byte masking key, the payload.
+// supervisor/core/spec_validation.h; open_connection.cc checks that it fits), and the size of its
+// masked frame: 2 header bytes, a 16-bit extended length, a 4-byte masking key, the payload.
 inline constexpr size_t kMaxTextPayload = 4096;
 inline constexpr size_t kMaxTextFrameSize = 2 + 2 + 4 + kMaxTextPayload;
 

@@ -18,6 +18,7 @@
 #include <websocketpp/processors/hybi13.hpp>
 #include <websocketpp/utf8_validator.hpp>
 
+#include "supervisor/core/spec_validation.h"
 #include "supervisor/websocket_client_config.h"
 
 namespace wsvisor {
@@ -47,6 +48,9 @@ bool isUtf8(std::string_view text) {
 }  // namespace
 
 static_assert(OpenConnections::kReadBufferSize == PlainClientConfig::connection_read_buffer_size);
+// Every heartbeat text a spec may have is built in the io thread's text frame buffer, never through
+// websocketpp's processor.
+static_assert(kMaxTextPayload >= core::limits::kMaxPayloadLength);
 
 struct OpenConnections::ProcessorParts {
   MessageManager::ptr messages = std::make_shared<MessageManager>();
